@@ -1,0 +1,5 @@
+import sys
+
+from genrec.cli import main
+
+sys.exit(main())

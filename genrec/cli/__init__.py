@@ -1,0 +1,60 @@
+"""The ``genrec`` console command.
+
+Each subcommand lives in its own module exposing ``register(subparsers)``; the module adds its
+parser and sets ``func`` (a callable taking the parsed ``argparse.Namespace`` and returning an exit
+code). Modules are imported lazily so ``genrec --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# (module, subcommand names it registers). Add new subcommands here.
+_SUBCOMMAND_MODULES = [
+    "genrec.cli.data",
+    "genrec.cli.train",
+    "genrec.cli.evaluate",
+    "genrec.cli.quickstart",
+    "genrec.cli.tokenize",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from genrec import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="genrec",
+        description="Generative recommendation on the Hugging Face stack.",
+    )
+    parser.add_argument("--version", action="version", version=f"genrec {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in _SUBCOMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as error:
+            if error.name == name:  # subcommand not built yet
+                continue
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0 if args.command is None else 2
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, KeyError) as error:
+        # User-facing errors: one clear line, no traceback.
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"genrec {args.command}: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
