@@ -7,6 +7,9 @@ collection time, before genrec.kernels is imported by any test.
 import os
 
 os.environ.setdefault("TRITON_INTERPRET", "1")
+# Must precede the torch import: with the default active wait policy, 2 OpenMP threads on a busy
+# 2-core machine made small-tensor steps 30-40x slower (measured).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
