@@ -1,0 +1,91 @@
+"""``genrec evaluate``: leave-one-out full-ranking metrics of a saved model.
+
+    genrec evaluate --checkpoint runs/sasrec-beauty --dataset amazon-beauty --split test
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+# See genrec/cli/train.py: keep OpenMP threads from busy-waiting on a shared CPU (set before torch loads).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+__all__ = ["register", "evaluate_from_args"]
+
+SPLIT_CHOICES = ("valid", "test", "both")
+
+
+def _dataset_from_run_folder(checkpoint: Path) -> str | None:
+    """The dataset a run folder was trained on (its config.yaml), if ``checkpoint`` is a run folder."""
+    import yaml
+
+    config = checkpoint / "config.yaml"
+    if config.is_file():
+        values = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
+        return (values.get("data") or {}).get("dataset", "amazon-beauty")
+    return None
+
+
+def evaluate_from_args(args: argparse.Namespace) -> int:
+    """Evaluate, print a table and one JSON line; optionally write the metrics to ``--output``."""
+    from genrec.cli.train import format_metrics_table
+    from genrec.training import evaluate_checkpoint
+    from genrec.utils.io import atomic_write_json, check_output_parent
+
+    checkpoint = Path(args.checkpoint)
+    if not checkpoint.exists():
+        raise FileNotFoundError(f"--checkpoint {str(checkpoint)!r} does not exist")
+    dataset = args.dataset or _dataset_from_run_folder(checkpoint)
+    if dataset is None:
+        raise ValueError(f"--dataset is required: {str(checkpoint)!r} is not a run folder with a config.yaml")
+    if args.output:
+        check_output_parent(args.output)
+    splits = ("valid", "test") if args.split == "both" else (args.split,)
+    metrics = evaluate_checkpoint(
+        checkpoint,
+        dataset,
+        splits=splits,
+        ks=tuple(args.ks),
+        batch_size=args.batch_size,
+        exclude_history=args.exclude_history,
+        max_users=args.max_users,
+        show_progress=True,
+    )
+    metrics["eval/exclude_history_items"] = bool(args.exclude_history)
+    metrics["data/name"] = dataset
+    print(format_metrics_table(metrics, splits=splits))
+    print(json.dumps(metrics, sort_keys=True))
+    if args.output:
+        atomic_write_json(args.output, metrics)
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="Leave-one-out full-ranking metrics of a saved model.",
+        description="Rank the whole catalog for every user's held-out item (last = test, second-last = valid).",
+    )
+    parser.add_argument("--checkpoint", required=True, help="A save_pretrained folder, or a run folder with checkpoint/.")
+    parser.add_argument(
+        "--dataset", default=None, help="Dataset name or folder (default: the run folder's config.yaml dataset)."
+    )
+    parser.add_argument("--split", choices=SPLIT_CHOICES, default="test", help="Which held-out item to rank.")
+    parser.add_argument("--ks", type=_positive_int, nargs="+", default=[5, 10, 20], help="Cut-offs.")
+    parser.add_argument("--batch-size", type=_positive_int, default=512, help="Histories scored at once.")
+    parser.add_argument(
+        "--exclude-history", action="store_true", help="Drop items already in the history before ranking."
+    )
+    parser.add_argument("--max-users", type=_positive_int, default=None, help="Only the first N users (quick checks).")
+    parser.add_argument("--output", default=None, help="Also write the metrics to this JSON file (atomically).")
+    parser.set_defaults(func=evaluate_from_args)

@@ -1,0 +1,270 @@
+"""Run configuration: YAML (values only) -> model config + dataclasses.
+
+A run config has three sections::
+
+    model:            # model choice + every architectural number of its PreTrainedConfig
+      type: sasrec
+      hidden_size: 64
+    data:             # DataArguments
+      dataset: amazon-beauty
+    training:         # GenRecTrainingArguments (a transformers.TrainingArguments subclass)
+      num_train_epochs: 200
+      learning_rate: 0.001
+
+``load_run_config(path, overrides=["training.learning_rate=0.002"])`` parses it; unknown sections or
+keys raise a ``ValueError`` naming the key and listing what is allowed.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+from transformers import TrainingArguments
+
+__all__ = [
+    "DataArguments",
+    "GenRecTrainingArguments",
+    "RunConfig",
+    "MODEL_TYPES",
+    "load_run_config",
+    "apply_overrides",
+    "build_run_config",
+]
+
+# Short model names accepted as `model.type` (YAML holds values only, never Python import paths).
+# Adding a model: extend this tuple, `_model_config_class` below and `pipeline.build_model`.
+MODEL_TYPES = ("sasrec",)
+
+_RUN_ONLY_TRAINING_KEYS = ("output_dir",)  # set from --output, never from the YAML
+
+
+def _has_accelerator() -> bool:
+    import torch
+
+    return torch.cuda.is_available() or (hasattr(torch.backends, "mps") and torch.backends.mps.is_available())
+
+
+@dataclass
+class DataArguments:
+    """Which data a run trains and evaluates on."""
+
+    dataset: str = field(
+        default="amazon-beauty",
+        metadata={"help": "Bundled dataset name (e.g. 'amazon-beauty') or a folder understood by genrec.data.load_dataset."},
+    )
+    max_users: int | None = field(
+        default=None,
+        metadata={"help": "Keep only the first N users (file order) for quick runs and tests; null = all users."},
+    )
+
+    def __post_init__(self):
+        if not isinstance(self.dataset, str) or not self.dataset:
+            raise ValueError(f"`data.dataset` ({self.dataset!r}) must be a non-empty dataset name or folder path")
+        if self.max_users is not None and (
+            isinstance(self.max_users, bool) or not isinstance(self.max_users, int) or self.max_users < 1
+        ):
+            raise ValueError(f"`data.max_users` ({self.max_users!r}) must be a positive integer or null")
+
+
+@dataclass
+class GenRecTrainingArguments(TrainingArguments):
+    """``transformers.TrainingArguments`` plus full-ranking evaluation and run-budget options.
+
+    Defaults differ from transformers where recommendation needs it: evaluation every epoch,
+    no intermediate checkpoints (the best weights are kept in memory and restored at the end),
+    AdamW at 1e-3, and ``report_to="none"`` (pass ``wandb`` to log to Weights & Biases).
+    """
+
+    output_dir: str | None = field(default=None, metadata={"help": "Set by the run from --output."})
+    learning_rate: float = field(default=1e-3, metadata={"help": "AdamW learning rate."})
+    per_device_train_batch_size: int = field(default=128, metadata={"help": "Users per training batch."})
+    per_device_eval_batch_size: int = field(default=512, metadata={"help": "Histories scored at once in evaluation."})
+    num_train_epochs: float = field(default=200.0, metadata={"help": "Upper bound on epochs (early stopping usually ends sooner)."})
+    eval_strategy: str = field(default="epoch", metadata={"help": "When to run validation: 'epoch', 'steps' or 'no'."})
+    save_strategy: str = field(default="no", metadata={"help": "Trainer checkpoints; 'no' because the best model is kept in memory."})
+    logging_strategy: str = field(default="epoch", metadata={"help": "When to log the training loss."})
+    dataloader_pin_memory: bool = field(default=False, metadata={"help": "Pin host memory (only useful with a GPU)."})
+    eval_ks: list[int] = field(default_factory=lambda: [5, 10, 20], metadata={"help": "Cut-offs for recall/ndcg/mrr."})
+    metric_for_early_stopping: str = field(
+        default="ndcg@10", metadata={"help": "Validation metric used for early stopping and best-model selection."}
+    )
+    early_stopping_patience: int | None = field(
+        default=10,
+        metadata={"help": "Stop after this many evaluations without improvement; null disables early stopping."},
+    )
+    max_train_seconds: float | None = field(
+        default=None, metadata={"help": "Stop training (at the end of the current step) after this many seconds."}
+    )
+    exclude_history_items: bool = field(
+        default=False,
+        metadata={
+            "help": "Full ranking: drop items already in the user's history before ranking (S3-Rec/RecBole "
+            "code does; genrec.evaluation's default and generative decoding do not)."
+        },
+    )
+
+    ddp_find_unused_parameters: bool | None = field(
+        default=False, metadata={"help": "Every parameter is used in every step, so DDP can skip the search."}
+    )
+
+    def __post_init__(self):
+        if self.output_dir is None:
+            self.output_dir = "genrec_trainer_scratch"
+        if not self.use_cpu and not _has_accelerator():
+            # Without `use_cpu`, accelerate starts a process group under `accelerate launch --multi_gpu`
+            # but reports "not distributed", so each CPU process would train alone on all the data.
+            self.use_cpu = True
+        super().__post_init__()
+        if isinstance(self.eval_ks, int):
+            self.eval_ks = [self.eval_ks]
+        if not self.eval_ks or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in self.eval_ks):
+            raise ValueError(f"`training.eval_ks` ({self.eval_ks!r}) must be a non-empty list of positive integers")
+        metric_k = self.metric_for_early_stopping.partition("@")[2]
+        if not metric_k.isdigit() or int(metric_k) not in self.eval_ks:
+            raise ValueError(
+                f"`training.metric_for_early_stopping` ({self.metric_for_early_stopping!r}) must be "
+                f"'<metric>@k' with k in `eval_ks` {self.eval_ks}, e.g. 'ndcg@10'"
+            )
+        if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
+            raise ValueError(
+                f"`training.early_stopping_patience` ({self.early_stopping_patience}) must be >= 1 or null"
+            )
+        if self.max_train_seconds is not None and self.max_train_seconds <= 0:
+            raise ValueError(f"`training.max_train_seconds` ({self.max_train_seconds}) must be > 0 or null")
+
+
+@dataclass
+class RunConfig:
+    """A parsed run: model type + config kwargs, data arguments and training arguments."""
+
+    model_type: str
+    model_kwargs: dict[str, Any]
+    data: DataArguments
+    training: GenRecTrainingArguments
+    raw: dict[str, Any]  # the resolved YAML values (what gets written to the run folder)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Values-only dict (round-trips through :func:`build_run_config`)."""
+        return copy.deepcopy(self.raw)
+
+
+def _allowed_model_keys(model_type: str) -> list[str]:
+    config_class = _model_config_class(model_type)
+    return sorted(f.name for f in dataclasses.fields(config_class) if not f.name.startswith("_"))
+
+
+def _model_config_class(model_type: str):
+    if model_type == "sasrec":
+        from genrec.models.sasrec import SASRecConfig
+
+        return SASRecConfig
+    raise ValueError(f"`model.type` ({model_type!r}) must be one of {list(MODEL_TYPES)}")
+
+
+def _parse_value(text: str) -> Any:
+    """Parse a ``--set`` value with YAML rules (``0.1`` -> float, ``true`` -> bool, ``null`` -> None)."""
+    return yaml.safe_load(text) if text != "" else ""
+
+
+def apply_overrides(values: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Apply ``section.key=value`` overrides to a raw config dict (returns a copy).
+
+    Raises:
+        ValueError: an override is not of the form ``section.key=value``.
+    """
+    values = copy.deepcopy(values)
+    for override in overrides:
+        key, sep, text = override.partition("=")
+        section, dot, name = key.strip().partition(".")
+        if not sep or not dot or not section or not name:
+            raise ValueError(
+                f"--set {override!r}: expected 'section.key=value' with section in ['model', 'data', 'training'], "
+                "e.g. training.learning_rate=0.002"
+            )
+        values.setdefault(section, {})
+        if not isinstance(values[section], dict):
+            raise ValueError(f"--set {override!r}: section {section!r} is not a mapping in the config")
+        values[section][name] = _parse_value(text)
+    return values
+
+
+def build_run_config(values: dict[str, Any], *, output_dir: str | os.PathLike | None = None) -> RunConfig:
+    """Validate a raw config dict and build the run's objects.
+
+    Args:
+        values: ``{"model": {...}, "data": {...}, "training": {...}}``.
+        output_dir: where the Trainer may write (the run's staging folder).
+
+    Raises:
+        ValueError: unknown section/key or an invalid value (the message names it).
+    """
+    if not isinstance(values, dict):
+        raise ValueError(f"a run config must be a mapping with sections model/data/training, got {type(values).__name__}")
+    unknown = sorted(set(values) - {"model", "data", "training"})
+    if unknown:
+        raise ValueError(f"unknown config section(s) {unknown}; allowed: ['data', 'model', 'training']")
+    raw = copy.deepcopy(values)
+    for section in ("model", "data", "training"):
+        raw.setdefault(section, {})
+        if raw[section] is None:
+            raw[section] = {}
+        if not isinstance(raw[section], dict):
+            raise ValueError(f"config section {section!r} must be a mapping, got {raw[section]!r}")
+
+    model_values = dict(raw["model"])
+    model_type = model_values.pop("type", "sasrec")
+    allowed = _allowed_model_keys(model_type)
+    bad = sorted(set(model_values) - set(allowed))
+    if bad:
+        raise ValueError(f"unknown `model` key(s) {bad} for model type {model_type!r}; allowed: ['type'] + {allowed}")
+    # Build once to validate the numbers now rather than after loading data.
+    _model_config_class(model_type)(**{"num_items": 1, **model_values})
+
+    data_fields = [f.name for f in dataclasses.fields(DataArguments)]
+    bad = sorted(set(raw["data"]) - set(data_fields))
+    if bad:
+        raise ValueError(f"unknown `data` key(s) {bad}; allowed: {sorted(data_fields)}")
+    data = DataArguments(**raw["data"])
+
+    training_values = dict(raw["training"])
+    training_fields = [f.name for f in dataclasses.fields(GenRecTrainingArguments) if f.init]
+    bad = sorted(set(training_values) - set(training_fields))
+    if bad:
+        raise ValueError(
+            f"unknown `training` key(s) {bad}; allowed: any transformers.TrainingArguments field "
+            "plus eval_ks, metric_for_early_stopping, early_stopping_patience, max_train_seconds, exclude_history_items"
+        )
+    for key in _RUN_ONLY_TRAINING_KEYS:
+        if key in training_values:
+            raise ValueError(f"`training.{key}` cannot be set in the config; pass --output instead")
+    training_values["output_dir"] = str(output_dir) if output_dir is not None else None
+    try:
+        training = GenRecTrainingArguments(**training_values)
+    except TypeError as error:  # wrong value types surface as TypeError inside TrainingArguments
+        raise ValueError(f"invalid `training` value: {error}") from None
+    return RunConfig(model_type=model_type, model_kwargs=model_values, data=data, training=training, raw=raw)
+
+
+def load_run_config(
+    path: str | os.PathLike, overrides: Sequence[str] = (), *, output_dir: str | os.PathLike | None = None
+) -> RunConfig:
+    """Read a YAML run config, apply ``--set`` overrides and validate it.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: the YAML is malformed or holds unknown/invalid values.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {str(path)!r} does not exist")
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as error:
+        raise ValueError(f"config file {str(path)!r} is not valid YAML: {error}") from None
+    return build_run_config(apply_overrides(values, overrides), output_dir=output_dir)

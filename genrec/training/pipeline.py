@@ -1,0 +1,374 @@
+"""One training run, end to end: data -> model -> Trainer -> full-ranking metrics -> output folder.
+
+``genrec train``, ``genrec quickstart`` and ``scripts/train.py`` all call :func:`run_training`.
+
+The run folder (built in a temporary sibling and swapped in only when the run succeeds)::
+
+    OUTPUT/
+      config.yaml            the run config as given (+ overrides); `genrec train --config` re-runs it
+      resolved_config.json   every value actually used (full model config, data and training arguments)
+      checkpoint/            save_pretrained folder: config.json, model.safetensors, item_ids.json
+      metrics.json           flat keys: "valid/ndcg@10", "test/recall@10", "train/seconds", "machine/cpu", ...
+      log_history.json       the Trainer's log records (loss, learning rate, eval metrics per epoch)
+      train.log              the run's log
+
+A run that fails leaves ``OUTPUT`` as it was (nothing half-written); its log is kept beside it as
+``OUTPUT.failed.log``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging as std_logging
+import os
+import platform
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from transformers import set_seed
+from transformers.utils import logging
+
+from genrec.training.arguments import RunConfig
+from genrec.training.collators import NextItemCollator, NextItemDataset
+from genrec.training.trainer import (
+    BestModelCallback,
+    LogToFileCallback,
+    RankingSet,
+    RecommendationTrainer,
+    TimeBudgetCallback,
+    full_ranking_metrics,
+)
+from genrec.utils.io import atomic_directory, atomic_write_json, atomic_write_text, check_output_parent
+
+__all__ = ["run_training", "prepare_output", "machine_info", "build_model", "load_split", "evaluate_checkpoint"]
+
+logger = logging.get_logger(__name__)
+
+LOG_FILE = "train.log"
+CHECKPOINT_DIR = "checkpoint"
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU model, core count, torch threads and versions (recorded beside every metric)."""
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    import transformers
+
+    return {
+        "machine/cpu": cpu,
+        "machine/cpu_count": os.cpu_count() or 0,
+        "machine/torch_threads": torch.get_num_threads(),
+        "machine/device": "cuda" if torch.cuda.is_available() else "cpu",
+        "machine/platform": platform.platform(),
+        "machine/python": platform.python_version(),
+        "machine/torch": torch.__version__,
+        "machine/transformers": transformers.__version__,
+    }
+
+
+def prepare_output(output: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Check an output folder before any work starts.
+
+    Raises:
+        FileNotFoundError: the parent folder does not exist.
+        NotADirectoryError: ``output`` is a file.
+        FileExistsError: ``output`` is a non-empty folder and ``overwrite`` is False.
+    """
+    output = check_output_parent(output)
+    if output.is_dir() and any(output.iterdir()) and not overwrite:
+        raise FileExistsError(
+            f"output folder {str(output)!r} already exists and is not empty; choose another --output "
+            "or pass --overwrite (the old folder is replaced only when the new run succeeds)"
+        )
+    return output
+
+
+def load_split(dataset: str, max_users: int | None = None):
+    """Load a dataset and its leave-one-out split, optionally keeping only the first ``max_users`` users.
+
+    Returns:
+        ``(data, train_sequences, valid, test)``; the catalog is always the full one.
+    """
+    from genrec.data import leave_one_out, load_dataset
+
+    data = load_dataset(dataset)
+    split = leave_one_out(data)
+    train_sequences, valid, test = split.train_sequences, split.valid, split.test
+    if max_users is not None and max_users < data.num_users:
+        keep = set(data.user_ids[:max_users])
+        train_sequences = {user: items for user, items in train_sequences.items() if user in keep}
+        valid = valid.filter(lambda row: row["user_id"] in keep)
+        test = test.filter(lambda row: row["user_id"] in keep)
+    return data, train_sequences, valid, test
+
+
+def build_model(model_type: str, model_kwargs: dict[str, Any], item_ids: list[str]):
+    """Instantiate the configured model for a catalog.
+
+    Raises:
+        ValueError: unknown ``model_type`` or invalid architecture values.
+    """
+    if model_type == "sasrec":
+        from genrec.models.sasrec import SASRecConfig, SASRecModel
+
+        config = SASRecConfig(**{**model_kwargs, "num_items": len(item_ids)})
+        return SASRecModel(config, item_ids=item_ids)
+    raise ValueError(f"`model.type` ({model_type!r}) must be one of ['sasrec']")
+
+
+@contextlib.contextmanager
+def _log_to_file(path: Path):
+    """Send genrec INFO and transformers WARNING records to ``path`` for the duration of the block."""
+    handler = std_logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(std_logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    genrec_logger, hf_logger = std_logging.getLogger("genrec"), std_logging.getLogger("transformers")
+    old_level = genrec_logger.level
+    genrec_logger.setLevel(std_logging.INFO)
+    handler.setLevel(std_logging.INFO)
+    genrec_logger.addHandler(handler)
+    hf_handler = std_logging.FileHandler(path, encoding="utf-8")
+    hf_handler.setFormatter(handler.formatter)
+    hf_handler.setLevel(std_logging.WARNING)
+    hf_logger.addHandler(hf_handler)
+    try:
+        yield
+    finally:
+        genrec_logger.removeHandler(handler)
+        hf_logger.removeHandler(hf_handler)
+        genrec_logger.setLevel(old_level)
+        handler.close()
+        hf_handler.close()
+
+
+@contextlib.contextmanager
+def _wandb_dir(folder: Path | None):
+    """Point W&B's files into the run folder for this run only (unless WANDB_DIR is set by the user)."""
+    if folder is None or "WANDB_DIR" in os.environ:
+        yield
+        return
+    os.environ["WANDB_DIR"] = str(folder)
+    try:
+        yield
+    finally:
+        os.environ.pop("WANDB_DIR", None)
+
+
+def _is_main_process() -> bool:
+    # RANK is set by torchrun / accelerate launch before any process group exists.
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def run_training(run: RunConfig, output: str | os.PathLike, *, overwrite: bool = False) -> dict[str, Any]:
+    """Train and evaluate one configured model; write the run folder atomically.
+
+    Args:
+        run: the parsed config (:func:`genrec.training.arguments.load_run_config`).
+        output: run folder to create; its parent must exist.
+        overwrite: replace a non-empty ``output`` (only once the new run has succeeded).
+
+    Returns:
+        the metrics written to ``metrics.json``.
+
+    Raises:
+        FileNotFoundError / FileExistsError / NotADirectoryError: see :func:`prepare_output`.
+        ValueError: invalid data or config values.
+    """
+    output = prepare_output(output, overwrite=overwrite)
+    if "wandb" in (run.training.report_to or []):
+        os.environ.setdefault("WANDB_MODE", "offline")  # never reach the network unless asked to
+    if not _is_main_process():
+        # Other ranks train in lockstep but write nothing (the Trainer only saves on process 0).
+        run.training.output_dir = str(output)
+        return _train_and_evaluate(run, None)
+
+    with atomic_directory(output, overwrite=True) as staging:
+        log_path = staging / LOG_FILE
+        try:
+            with _log_to_file(log_path):
+                run.training.output_dir = str(staging)
+                atomic_write_text(staging / "config.yaml", yaml.safe_dump(run.to_dict(), sort_keys=False))
+                with _wandb_dir(staging if "wandb" in (run.training.report_to or []) else None):
+                    metrics = _train_and_evaluate(run, staging)
+        except BaseException:
+            if log_path.exists():
+                failed_log = output.parent / f"{output.name}.failed.log"
+                shutil.copyfile(log_path, failed_log)
+            raise
+    return metrics
+
+
+def _train_and_evaluate(run: RunConfig, staging: Path | None) -> dict[str, Any]:
+    args = run.training
+    set_seed(args.seed)
+    logger.info(f"run config: {run.to_dict()}")
+    data, train_sequences, valid, test = load_split(run.data.dataset, run.data.max_users)
+    logger.info(f"data {data.name}: {len(train_sequences)} users, {data.num_items} items")
+
+    model = build_model(run.model_type, run.model_kwargs, data.item_ids)
+    max_length = model.config.max_position_embeddings
+    train_dataset = NextItemDataset(list(train_sequences.values()), data.item_index, max_length=max_length)
+    valid_set = RankingSet.from_split(valid, data.item_index, max_length=max_length)
+    test_set = RankingSet.from_split(test, data.item_index, max_length=max_length)
+
+    best = BestModelCallback(metric=f"eval_{args.metric_for_early_stopping}", patience=args.early_stopping_patience)
+    callbacks = [best, LogToFileCallback()]
+    budget = TimeBudgetCallback(args.max_train_seconds) if args.max_train_seconds else None
+    if budget is not None:
+        callbacks.append(budget)
+    trainer = RecommendationTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_dataset,
+        eval_dataset=valid_set,
+        data_collator=NextItemCollator(),
+        callbacks=callbacks,
+    )
+    start = time.time()
+    train_output = trainer.train()
+    train_seconds = time.time() - start
+    if best.best_state is None:  # eval_strategy "no": the final weights are the result
+        logger.info("no validation during training; keeping the final weights")
+    stopped_by = "max_epochs"
+    if budget is not None and budget.stopped_early:
+        stopped_by = "time_budget"
+    elif best.patience is not None and best.bad_evaluations >= best.patience:
+        stopped_by = "early_stopping"
+
+    model = trainer.model
+    evaluation = {}
+    for name, ranking in (("valid", valid_set), ("test", test_set)):
+        eval_start = time.time()
+        values = full_ranking_metrics(
+            model,
+            ranking,
+            ks=args.eval_ks,
+            batch_size=args.per_device_eval_batch_size,
+            exclude_history=args.exclude_history_items,
+            show_progress=staging is not None and not args.disable_tqdm,
+            description=f"{name} ranking",
+        )
+        evaluation.update({f"{name}/{key}": value for key, value in values.items()})
+        evaluation[f"{name}/num_users"] = len(ranking)
+        evaluation[f"{name}/seconds"] = round(time.time() - eval_start, 3)
+
+    metrics: dict[str, Any] = {
+        **evaluation,
+        "train/seconds": round(train_seconds, 3),
+        "train/epochs": float(trainer.state.epoch or 0.0),
+        "train/global_step": int(trainer.state.global_step),
+        "train/final_loss": float(train_output.training_loss),
+        "train/best_epoch": float(best.best_epoch) if best.best_epoch is not None else None,
+        "train/best_valid_metric": best.best_value,
+        "train/stopped_by": stopped_by,
+        "train/num_examples": len(train_dataset),
+        "train/world_size": int(args.world_size),
+        "data/name": data.name,
+        "data/num_users": len(valid_set),
+        "data/num_items": data.num_items,
+        "model/type": run.model_type,
+        "model/loss_type": getattr(model.config, "loss_type", None),
+        "model/num_parameters": sum(parameter.numel() for parameter in model.parameters()),
+        "eval/exclude_history_items": bool(args.exclude_history_items),
+        "eval/protocol": "leave-one-out, full ranking over the catalog",
+        **machine_info(),
+    }
+    if staging is None:
+        return metrics
+
+    resolved = {
+        "model": {"type": run.model_type, **model.config.to_dict()},
+        "data": dataclasses.asdict(run.data),
+        "training": args.to_dict(),
+    }
+    atomic_write_json(staging / "resolved_config.json", resolved)
+    with atomic_directory(staging / CHECKPOINT_DIR) as checkpoint:
+        model.save_pretrained(checkpoint)
+    atomic_write_json(staging / "log_history.json", trainer.state.log_history)
+    atomic_write_json(staging / "metrics.json", metrics)
+    logger.info(f"metrics: {metrics}")
+    _finish_wandb()
+    return metrics
+
+
+def _finish_wandb() -> None:
+    """Close an active W&B run before its folder (inside the run folder) is moved into place."""
+    import sys
+
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and getattr(wandb, "run", None) is not None:
+        wandb.finish()
+
+
+def evaluate_checkpoint(
+    checkpoint: str | os.PathLike,
+    dataset: str,
+    *,
+    splits: tuple[str, ...] = ("test",),
+    ks: tuple[int, ...] = (5, 10, 20),
+    batch_size: int = 512,
+    exclude_history: bool = False,
+    max_users: int | None = None,
+    show_progress: bool = False,
+) -> dict[str, Any]:
+    """Leave-one-out full-ranking metrics of a saved model on a dataset.
+
+    Args:
+        checkpoint: a ``save_pretrained`` folder, or a run folder holding ``checkpoint/``.
+        dataset: dataset name or folder (its catalog must contain the model's items).
+        splits: any of "valid", "test".
+
+    Returns:
+        flat metrics ``{"test/recall@10": ..., ...}``.
+
+    Raises:
+        FileNotFoundError: no checkpoint there.
+        ValueError: unknown split, or the model's catalog does not match the dataset's.
+    """
+    from transformers import AutoModel
+
+    import genrec.models  # noqa: F401  (registers the Auto classes)
+
+    path = Path(checkpoint)
+    if (path / CHECKPOINT_DIR / "config.json").is_file():
+        path = path / CHECKPOINT_DIR
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"checkpoint {str(checkpoint)!r} has no config.json (nor {CHECKPOINT_DIR}/config.json)")
+    for split_name in splits:
+        if split_name not in ("valid", "test"):
+            raise ValueError(f"`split` ({split_name!r}) must be one of ['valid', 'test']")
+    model = AutoModel.from_pretrained(path)
+    if getattr(model, "item_ids", None) is None:
+        raise ValueError(f"checkpoint {str(path)!r} has no item_ids.json; cannot map dataset ids to model rows")
+    data, _, valid, test = load_split(dataset, max_users)
+    unknown = [item for item in data.item_ids if item not in model.item_index]
+    if unknown:
+        raise ValueError(
+            f"dataset {dataset!r} has {len(unknown)} items not in the model's catalog (e.g. {unknown[:3]}); "
+            "evaluate on the dataset the model was trained on"
+        )
+    max_length = model.config.max_position_embeddings
+    metrics: dict[str, Any] = {}
+    for split_name in splits:
+        examples = valid if split_name == "valid" else test
+        ranking = RankingSet.from_split(examples, model.item_index, max_length=max_length)
+        values = full_ranking_metrics(
+            model,
+            ranking,
+            ks=ks,
+            batch_size=batch_size,
+            exclude_history=exclude_history,
+            show_progress=show_progress,
+            description=f"{split_name} ranking",
+        )
+        metrics.update({f"{split_name}/{key}": value for key, value in values.items()})
+        metrics[f"{split_name}/num_users"] = len(ranking)
+    return metrics

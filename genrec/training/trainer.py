@@ -1,0 +1,247 @@
+"""A ``transformers.Trainer`` that validates with leave-one-out full ranking (genrec.evaluation).
+
+``RecommendationTrainer.evaluate`` scores every catalog item for every validation history (no
+sampled negatives), logs ``eval_recall@k`` / ``eval_ndcg@k`` / ``eval_mrr@k`` through the Trainer's
+reporting (console, progress bar, W&B) and fires ``on_evaluate`` so the callbacks below can early-stop
+on validation NDCG@10 and restore the best weights at the end of training.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import torch
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+from transformers import Trainer, TrainerCallback
+from transformers.utils import logging
+
+from genrec.training.collators import encode_rows, left_pad
+
+__all__ = [
+    "RankingSet",
+    "RecommendationTrainer",
+    "BestModelCallback",
+    "TimeBudgetCallback",
+    "LogToFileCallback",
+    "full_ranking_metrics",
+]
+
+logger = logging.get_logger(__name__)
+
+
+@dataclass
+class RankingSet(Dataset):
+    """Leave-one-out evaluation examples as model item rows.
+
+    Args:
+        histories: per example, item rows oldest first (already cut to the model's max length).
+        targets: ``(n,)`` catalog rows (0-based) of the held-out items.
+    """
+
+    histories: list[list[int]]
+    targets: torch.LongTensor
+
+    @classmethod
+    def from_split(cls, examples, item_index: Mapping[str, int], *, max_length: int) -> "RankingSet":
+        """Build from a ``datasets.Dataset`` (or list of dicts) with ``history`` and ``target`` columns.
+
+        Raises:
+            ValueError: a history is empty or an id is not in the catalog.
+        """
+        histories_column = examples["history"] if not isinstance(examples, list) else [e["history"] for e in examples]
+        targets_column = examples["target"] if not isinstance(examples, list) else [e["target"] for e in examples]
+        histories = []
+        for number, history in enumerate(histories_column):
+            if len(history) == 0:
+                raise ValueError(f"evaluation example {number} has an empty history")
+            histories.append(encode_rows(list(history)[-max_length:], item_index, where="evaluation history"))
+        targets = [row - 1 for row in encode_rows(list(targets_column), item_index, where="evaluation target")]
+        return cls(histories=histories, targets=torch.tensor(targets, dtype=torch.long))
+
+    def __len__(self) -> int:
+        return len(self.histories)
+
+    def __getitem__(self, index: int) -> dict:
+        return {"history": self.histories[index], "target": int(self.targets[index])}
+
+
+@torch.no_grad()
+def full_ranking_metrics(
+    model,
+    ranking: RankingSet,
+    *,
+    ks: Sequence[int] = (5, 10, 20),
+    batch_size: int = 512,
+    exclude_history: bool = False,
+    show_progress: bool = False,
+    description: str = "ranking",
+) -> dict[str, float]:
+    """Leave-one-out full-ranking metrics of a model with a ``score(input_ids)`` method.
+
+    Args:
+        model: e.g. :class:`genrec.models.sasrec.SASRecModel`; ``score`` returns ``(batch, num_items)``.
+        ranking: the examples.
+        ks: cut-offs.
+        batch_size: histories scored at once (memory = batch_size x num_items floats).
+        exclude_history: set the scores of items already in the history to ``-inf`` first.
+        show_progress: tqdm bar over batches.
+
+    Returns:
+        ``{"recall@k", "ndcg@k", "mrr@k", ...}`` averaged over all examples (as genrec.evaluation names them).
+    """
+    from genrec.evaluation import MetricAccumulator, evaluate_scores
+    from genrec.models.sasrec.modeling_sasrec import history_mask
+
+    if len(ranking) == 0:
+        raise ValueError("cannot evaluate on an empty set of examples")
+    was_training = model.training
+    model.eval()
+    accumulator = MetricAccumulator()
+    try:
+        for start in tqdm(
+            range(0, len(ranking), batch_size), desc=description, disable=not show_progress, leave=False
+        ):
+            input_ids = left_pad(ranking.histories[start : start + batch_size]).to(model.device)  # (batch, seq)
+            scores = model.score(input_ids)  # (batch, num_items)
+            exclude = history_mask(input_ids, scores.shape[1]) if exclude_history else None  # (batch, num_items)
+            targets = ranking.targets[start : start + batch_size].to(scores.device)  # (batch,)
+            accumulator.update(evaluate_scores(scores, targets, ks=tuple(ks), exclude=exclude, reduce=False))
+    finally:
+        model.train(was_training)
+    return accumulator.compute()
+
+
+class RecommendationTrainer(Trainer):
+    """``Trainer`` whose evaluation is full-catalog ranking of the next item.
+
+    ``eval_dataset`` must be a :class:`RankingSet`; ``args`` a
+    :class:`genrec.training.arguments.GenRecTrainingArguments` (reads ``eval_ks`` and
+    ``exclude_history_items``).
+    """
+
+    def evaluate(
+        self,
+        eval_dataset: RankingSet | None = None,
+        ignore_keys: list[str] | None = None,
+        metric_key_prefix: str = "eval",
+    ) -> dict[str, float]:
+        """Full-ranking metrics, logged and passed to the callbacks' ``on_evaluate``.
+
+        Returns:
+            ``{f"{metric_key_prefix}_{name}": value}``, e.g. ``eval_ndcg@10``, plus ``..._runtime``.
+        """
+        ranking = eval_dataset if eval_dataset is not None else self.eval_dataset
+        if not isinstance(ranking, RankingSet):
+            raise ValueError(
+                f"`eval_dataset` must be a genrec RankingSet, got {type(ranking).__name__}; "
+                "build one with RankingSet.from_split(split.valid, item_index, max_length=...)"
+            )
+        start = time.time()
+        metrics = full_ranking_metrics(
+            self.model,
+            ranking,
+            ks=getattr(self.args, "eval_ks", (5, 10, 20)),
+            batch_size=self.args.per_device_eval_batch_size,
+            exclude_history=getattr(self.args, "exclude_history_items", False),
+            show_progress=self.is_local_process_zero() and not self.args.disable_tqdm,
+            description=f"{metric_key_prefix} ranking",
+        )
+        metrics = {f"{metric_key_prefix}_{key}": value for key, value in metrics.items()}
+        metrics[f"{metric_key_prefix}_runtime"] = round(time.time() - start, 4)
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        return metrics
+
+
+def _broadcast_flag(flag: bool) -> bool:
+    """Make every process agree with process 0 (avoids a hang when only one rank would stop)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        tensor = torch.tensor([int(flag)], dtype=torch.long)
+        torch.distributed.broadcast(tensor, src=0)
+        return bool(tensor.item())
+    return flag
+
+
+class BestModelCallback(TrainerCallback):
+    """Track the best validation metric, early-stop after ``patience`` evaluations without
+    improvement, and load the best weights back into the model when training ends.
+
+    The best weights are kept in memory (a CPU copy of the state dict), so no intermediate
+    checkpoints are written.
+
+    Args:
+        metric: key in the evaluation metrics, e.g. ``"eval_ndcg@10"`` (higher is better).
+        patience: evaluations without improvement before stopping; ``None`` = never stop early.
+    """
+
+    def __init__(self, metric: str = "eval_ndcg@10", patience: int | None = 10):
+        self.metric = metric
+        self.patience = patience
+        self.best_value: float | None = None
+        self.best_step: int | None = None
+        self.best_epoch: float | None = None
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.bad_evaluations = 0
+
+    def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
+        if not metrics or self.metric not in metrics:
+            raise ValueError(f"early-stopping metric {self.metric!r} not in evaluation metrics {sorted(metrics or {})}")
+        value = float(metrics[self.metric])
+        if self.best_value is None or value > self.best_value:
+            self.best_value, self.best_step, self.best_epoch = value, state.global_step, state.epoch
+            self.best_state = {name: tensor.detach().to("cpu", copy=True) for name, tensor in model.state_dict().items()}
+            self.bad_evaluations = 0
+        else:
+            self.bad_evaluations += 1
+            if self.patience is not None and self.bad_evaluations >= self.patience:
+                logger.info(
+                    f"early stopping: {self.metric} did not improve for {self.bad_evaluations} evaluations "
+                    f"(best {self.best_value:.5f} at epoch {self.best_epoch})"
+                )
+                control.should_training_stop = True
+        return control
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        if self.best_state is not None and model is not None:
+            model.load_state_dict(self.best_state)
+            logger.info(f"restored the best weights ({self.metric}={self.best_value:.5f}, epoch {self.best_epoch})")
+        return control
+
+
+class TimeBudgetCallback(TrainerCallback):
+    """Stop training once ``seconds`` have passed, evaluating the last weights one more time.
+
+    Args:
+        seconds: wall-clock training budget measured from ``on_train_begin``.
+    """
+
+    def __init__(self, seconds: float):
+        self.seconds = float(seconds)
+        self.start: float | None = None
+        self.stopped_early = False
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start = time.monotonic()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        over = self.start is not None and time.monotonic() - self.start > self.seconds
+        if _broadcast_flag(over) and not control.should_training_stop:
+            logger.info(f"time budget of {self.seconds:.0f}s reached at step {state.global_step}; stopping")
+            self.stopped_early = True
+            control.should_training_stop = True
+            if args.eval_strategy != "no":
+                control.should_evaluate = True
+        return control
+
+
+class LogToFileCallback(TrainerCallback):
+    """Write every Trainer log record (loss, learning rate, eval metrics) as a JSON line to the logger."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and state.is_world_process_zero:
+            logger.info("log " + json.dumps({"step": state.global_step, "epoch": state.epoch, **logs}, sort_keys=True))
+        return control
