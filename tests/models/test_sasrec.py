@@ -13,13 +13,6 @@ from genrec.models.sasrec.modeling_sasrec import history_mask
 NUM_ITEMS = 30
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny tensors on a shared 2-core machine: one intra-op thread avoids OpenMP contention."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 ITEM_IDS = [f"item{j}" for j in range(NUM_ITEMS)]
 
 

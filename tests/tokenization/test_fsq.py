@@ -21,15 +21,6 @@ from genrec.tokenization.fsq import (
 _TINY = dict(num_chunks=2, levels=[4, 3], epochs=6, batch_size=32)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: intra-op threads only add synchronisation (badly so on a busy 2-core box)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _catalog(n):
     return ItemCatalog([str(i) for i in range(n)], [{"title": f"item {i}"} for i in range(n)])
 

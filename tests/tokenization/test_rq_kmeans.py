@@ -24,15 +24,6 @@ def _blobs(num_blobs=5, per_blob=40, dim=8, spread=0.05, seed=0):
     return x.astype(np.float32), labels
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: intra-op threads only add synchronisation (badly so on a busy 2-core box)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _catalog(n):
     return ItemCatalog([str(i) for i in range(n)], [{"title": f"item {i}"} for i in range(n)])
 

@@ -12,15 +12,6 @@ from genrec.tokenization.rqvae import RQVAEConfig, RQVAEModel, RQVAETokenizer, t
 _TINY = dict(num_levels=3, codebook_size=8, latent_dim=8, hidden_dims=[32], epochs=15, batch_size=64, learning_rate=3e-3)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: intra-op threads only add synchronisation (badly so on a busy 2-core box)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _catalog(n):
     return ItemCatalog([str(i) for i in range(n)], [{"title": f"item {i}"} for i in range(n)])
 
