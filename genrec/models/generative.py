@@ -1,0 +1,843 @@
+"""Shared machinery of genrec's T5-based generative recommenders (P5, OneRec).
+
+Both models are ``T5ForConditionalGeneration`` subclasses (attention, relative positions and the KV cache are
+transformers' own), with three additions:
+
+* **item-position embeddings** (P5's "whole-word embeddings"): every token of the ``n``-th item of the encoder
+  input gets embedding ``n`` (1-based; text tokens get 0), added to its token embedding. The index is computed
+  from the token ids (an item starts at a level-0 code token), so any caller of ``get_encoder()`` -- HF
+  ``generate()``, :func:`genrec.decoding.beam_search` -- gets it;
+* **sparse MoE feed-forward** (:class:`genrec.models.layers.SparseMoeBlock`) in place of T5's dense FFN in the
+  layers the config names; the weighted router losses are added to the LM loss and per-expert load is returned
+  (``expert_load``) and accumulated for logging (:class:`MoeLoggingCallback`);
+* an **item tokenizer + catalog** bound to the model: ``save_pretrained`` writes them beside the weights,
+  ``from_pretrained`` restores them, ``generate()`` only emits catalog items and :meth:`recommend` returns
+  ``(item_id, score)`` pairs from genrec's constrained beam search.
+
+Subclasses implement :meth:`GenerativeRecommenderMixin.encode_history` (history -> encoder tokens) and
+:meth:`GenerativeRecommenderMixin.training_example` (history + next items -> encoder tokens + labels).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import (
+    LogitsProcessorList,
+    T5Config,
+    T5ForConditionalGeneration,
+    TrainerCallback,
+)
+from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput
+from transformers.models.t5.modeling_t5 import T5LayerNorm
+from transformers.utils import logging
+
+from genrec.models.layers import SparseMoeBlock
+from genrec.utils.io import atomic_write_text
+
+logger = logging.get_logger(__name__)
+
+__all__ = [
+    "FFN_TYPES",
+    "GENERATIVE_MODEL_TYPES",
+    "MOE_LAYERS",
+    "GenerativeSeq2SeqOutput",
+    "GenerativeT5Config",
+    "GenerativeT5Model",
+    "MoeLoggingCallback",
+    "T5SparseMoeLayerFF",
+    "build_generative_model",
+    "build_generative_training_data",
+    "generative_model_classes",
+    "register_generative_auto_classes",
+]
+
+FFN_TYPES = ("dense", "moe")
+MOE_LAYERS = ("decoder", "encoder", "all")
+ITEM_TOKENIZER_DIR = "item_tokenizer"
+CATALOG_FILE = "catalog.safetensors"
+
+
+def _check_int(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"`{name}` ({value!r}) must be an integer >= {minimum}")
+
+
+def _check_float(name: str, value: Any, low: float, high: float | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < low or (high is not None and value >= high):
+        bound = f"[{low}, {high})" if high is not None else f">= {low}"
+        raise ValueError(f"`{name}` ({value!r}) must be a number in {bound}")
+
+
+class GenerativeT5Config(T5Config):
+    r"""T5 architecture numbers plus the generative-recommendation fields P5 and OneRec share.
+
+    Args (beyond :class:`transformers.T5Config`'s ``d_model``, ``d_kv``, ``d_ff``, ``num_layers``,
+    ``num_decoder_layers``, ``num_heads``, ``dropout_rate``, ``feed_forward_proj``, ...):
+        num_items (int, defaults to 0): catalog size; 0 until the model is bound to an item tokenizer.
+        item_tokenizer_method (str, defaults to "rq-kmeans"): genrec item tokenizer used when a run fits one.
+        item_tokenizer_config (dict | None): that tokenizer's options (``None`` = its defaults).
+        item_token_range (list[int] | None): ``[lo, hi)`` vocabulary ids of all item code tokens (set on binding).
+        item_start_token_range (list[int] | None): ``[lo, hi)`` ids of level-0 code tokens (an item's first).
+        max_history_items (int, defaults to 20): most recent history items read (older ones dropped).
+        use_item_position_embeddings (bool, defaults to True): add the item-position ("whole-word") embedding.
+        max_item_positions (int, defaults to 64): size of that table; item index ``n`` is clamped to it - 1.
+        ffn_type (str, defaults to "dense"): ``"dense"`` (T5's FFN) or ``"moe"`` (genrec SparseMoeBlock).
+        moe_layers (str, defaults to "decoder"): where the MoE replaces the FFN: "decoder", "encoder" or "all".
+        num_experts (int, defaults to 8), num_experts_per_tok (int, defaults to 2): routed experts and top-k.
+        moe_intermediate_size (int | None): width of each expert (``None`` = ``d_ff``).
+        num_shared_experts (int, defaults to 0): always-active experts.
+        router_aux_loss_coef (float, defaults to 0.01), router_z_loss_coef (float, defaults to 0.001): weights of
+            the load-balancing and z losses added to the training loss.
+        num_beams (int, defaults to 20): beams of :meth:`recommend` / ``score`` (the most items one call returns).
+    """
+
+    num_items: int = 0
+    decoder_start_token_id: int | None = 0
+    item_tokenizer_method: str = "rq-kmeans"
+    item_tokenizer_config: dict | None = None
+    item_token_range: list[int] | None = None
+    item_start_token_range: list[int] | None = None
+    max_history_items: int = 20
+    use_item_position_embeddings: bool = True
+    max_item_positions: int = 64
+    ffn_type: str = "dense"
+    moe_layers: str = "decoder"
+    num_experts: int = 8
+    num_experts_per_tok: int = 2
+    moe_intermediate_size: int | None = None
+    num_shared_experts: int = 0
+    router_aux_loss_coef: float = 0.01
+    router_z_loss_coef: float = 0.001
+    num_beams: int = 20
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        self._check_generative_fields()
+
+    def _check_generative_fields(self) -> None:
+        """Raise ``ValueError`` naming the first out-of-range field."""
+        for name, minimum in (("num_items", 0), ("d_model", 1), ("d_kv", 1), ("d_ff", 1), ("num_layers", 1),
+                              ("num_decoder_layers", 1), ("num_heads", 1), ("max_history_items", 1),
+                              ("max_item_positions", 2), ("num_experts", 1), ("num_experts_per_tok", 1),
+                              ("num_shared_experts", 0), ("num_beams", 1)):
+            _check_int(name, getattr(self, name), minimum)
+        if self.moe_intermediate_size is not None:
+            _check_int("moe_intermediate_size", self.moe_intermediate_size, 1)
+        _check_float("dropout_rate", self.dropout_rate, 0.0, 1.0)
+        _check_float("router_aux_loss_coef", self.router_aux_loss_coef, 0.0)
+        _check_float("router_z_loss_coef", self.router_z_loss_coef, 0.0)
+        if self.ffn_type not in FFN_TYPES:
+            raise ValueError(f"`ffn_type` ({self.ffn_type!r}) must be one of {list(FFN_TYPES)}")
+        if self.moe_layers not in MOE_LAYERS:
+            raise ValueError(f"`moe_layers` ({self.moe_layers!r}) must be one of {list(MOE_LAYERS)}")
+        if self.num_experts_per_tok > self.num_experts:
+            raise ValueError(
+                f"`num_experts_per_tok` ({self.num_experts_per_tok}) must be <= `num_experts` ({self.num_experts})"
+            )
+        if not isinstance(self.item_tokenizer_method, str) or not self.item_tokenizer_method:
+            raise ValueError(f"`item_tokenizer_method` ({self.item_tokenizer_method!r}) must be a non-empty string")
+        if self.item_tokenizer_config is not None and not isinstance(self.item_tokenizer_config, dict):
+            raise ValueError(f"`item_tokenizer_config` ({self.item_tokenizer_config!r}) must be a mapping or None")
+        for name in ("item_token_range", "item_start_token_range"):
+            value = getattr(self, name)
+            if value is not None:
+                if len(value) != 2 or not all(isinstance(v, int) for v in value) or not 0 <= value[0] < value[1]:
+                    raise ValueError(f"`{name}` ({value!r}) must be [lo, hi) with 0 <= lo < hi, or None")
+                if value[1] > self.vocab_size:
+                    raise ValueError(f"`{name}` ({value!r}) exceeds `vocab_size` ({self.vocab_size})")
+
+    def sparse_layers(self, stack: str) -> bool:
+        """Whether the FFNs of ``stack`` ("encoder" or "decoder") are sparse MoE blocks."""
+        return self.ffn_type == "moe" and self.moe_layers in (stack, "all")
+
+
+class T5SparseMoeLayerFF(nn.Module):
+    """T5's feed-forward sublayer (pre-norm, dropout, residual) around a genrec :class:`SparseMoeBlock`.
+
+    T5 blocks call ``layer[-1](hidden_states)`` with no mask, so the model sets :attr:`routing_mask`
+    ``(batch, seq)`` for the duration of a forward (padding is then not routed and not counted in the router
+    losses) and reads the block's :class:`~genrec.models.layers.MoeBlockOutput` back from :attr:`last_output`.
+    """
+
+    def __init__(self, config: GenerativeT5Config):
+        super().__init__()
+        self.layer_norm = T5LayerNorm(config.d_model, eps=config.layer_norm_epsilon)
+        self.dropout = nn.Dropout(config.dropout_rate)
+        self.moe = SparseMoeBlock(
+            hidden_size=config.d_model,
+            intermediate_size=config.moe_intermediate_size or config.d_ff,
+            num_experts=config.num_experts,
+            num_experts_per_tok=config.num_experts_per_tok,
+            num_shared_experts=config.num_shared_experts,
+            hidden_act=config.dense_act_fn,
+            gated=config.is_gated_act,
+            router_aux_loss_coef=config.router_aux_loss_coef,
+            router_z_loss_coef=config.router_z_loss_coef,
+        )
+        self.routing_mask: torch.Tensor | None = None
+        self.last_output = None
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """Args: hidden_states (batch, seq, d_model). Returns: (batch, seq, d_model) with the residual added."""
+        mask = self.routing_mask
+        if mask is not None and tuple(mask.shape) != tuple(hidden_states.shape[:2]):
+            mask = None  # cached decoding step: one new position, no padding to skip
+        output = self.moe(self.layer_norm(hidden_states), attention_mask=mask)
+        self.last_output = output
+        return hidden_states + self.dropout(output.hidden_states)
+
+
+@dataclass
+class GenerativeSeq2SeqOutput(Seq2SeqLMOutput):
+    """``Seq2SeqLMOutput`` plus the MoE terms.
+
+    Attributes:
+        lm_loss: cross-entropy over the label tokens (``loss = lm_loss + aux_loss``).
+        aux_loss: sum of the MoE layers' weighted router losses (0 for dense models).
+        expert_load: ``(num_moe_layers, num_experts)`` fraction of assignments per expert, or None.
+    """
+
+    lm_loss: torch.FloatTensor | None = None
+    aux_loss: torch.FloatTensor | None = None
+    expert_load: torch.FloatTensor | None = None
+
+
+class _ItemAwareEncoder:
+    """What ``get_encoder()`` returns: the T5 encoder fed token + item-position embeddings.
+
+    Not an ``nn.Module`` attribute of the model (it would register the encoder's weights twice); it only holds a
+    reference to the model. ``forward``'s signature is what HF ``generate()`` inspects.
+    """
+
+    main_input_name = "input_ids"
+
+    def __init__(self, model: GenerativeT5Model):
+        self.model = model
+
+    def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, **kwargs):
+        return self.model._encode(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds,
+                                  **kwargs)
+
+    __call__ = forward
+
+    def __getattr__(self, name: str):  # device, dtype, config, embed_tokens, block, ... of the real encoder
+        return getattr(self.model.encoder, name)
+
+
+class GenerativeT5Model(T5ForConditionalGeneration):
+    """Base of :class:`~genrec.models.p5.P5ForConditionalGeneration` and
+    :class:`~genrec.models.onerec.OneRecForConditionalGeneration` (see the module docstring).
+
+    Attributes set by :meth:`bind_item_tokenizer` (restored by ``from_pretrained``):
+        item_tokenizer: the genrec ``ItemTokenizer`` (catalog order = ``item_ids``).
+        tokenizer: the ``PreTrainedTokenizerFast`` whose vocabulary the model reads/writes.
+        item_token_table: LongTensor ``(num_items, code_length)`` of every item's token ids (-1 padded).
+        catalog: :class:`genrec.decoding.Catalog` over that table.
+    """
+
+    config_class = GenerativeT5Config
+    _tied_weights_keys = {  # noqa: RUF012 (transformers reads this class attribute)
+        "encoder.embed_tokens.weight": "shared.weight",
+        "decoder.embed_tokens.weight": "shared.weight",
+        "lm_head.weight": "shared.weight",
+    }
+
+    def __init__(self, config: GenerativeT5Config):
+        super().__init__(config)
+        self.item_position_embedding = nn.Embedding(config.max_item_positions, config.d_model)
+        for stack_name, stack in (("encoder", self.encoder), ("decoder", self.decoder)):
+            if config.sparse_layers(stack_name):
+                for block in stack.block:
+                    block.layer[-1] = T5SparseMoeLayerFF(config)
+        self.item_tokenizer = None
+        self.tokenizer = None
+        self.item_token_table: torch.Tensor | None = None
+        self.catalog = None
+        self._moe_stats: dict[str, Any] = {}
+        self.post_init()
+        # zero start: the sum equals the plain token embedding until training moves it (keeps a pretrained
+        # backbone's behaviour at step 0)
+        with torch.no_grad():
+            self.item_position_embedding.weight.zero_()
+
+    # ------------------------------------------------------------------ structure
+    def _moe_layers(self) -> list[T5SparseMoeLayerFF]:
+        return [module for module in self.modules() if isinstance(module, T5SparseMoeLayerFF)]
+
+    def get_encoder(self, modality: str | None = None):
+        return _ItemAwareEncoder(self)
+
+    def item_positions(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Item index of every token: 1 for the first item's tokens, 2 for the second, ...; 0 for text.
+
+        Args:
+            input_ids: LongTensor (batch, seq).
+
+        Returns:
+            LongTensor (batch, seq), clamped to ``max_item_positions - 1``.
+        """
+        config = self.config
+        if config.item_token_range is None or config.item_start_token_range is None:
+            return torch.zeros_like(input_ids)
+        lo, hi = config.item_token_range
+        start_lo, start_hi = config.item_start_token_range
+        is_item = (input_ids >= lo) & (input_ids < hi)
+        is_start = (input_ids >= start_lo) & (input_ids < start_hi)
+        positions = is_start.long().cumsum(-1) * is_item.long()  # (batch, seq)
+        return positions.clamp(max=config.max_item_positions - 1)
+
+    def _encode(self, input_ids=None, attention_mask=None, inputs_embeds=None, **kwargs) -> BaseModelOutput:
+        """The encoder with item-position embeddings added to the token embeddings."""
+        if inputs_embeds is None:
+            if input_ids is None:
+                raise ValueError("the encoder needs `input_ids` or `inputs_embeds`")
+            inputs_embeds = self.shared(input_ids)  # (batch, seq, d_model)
+            if self.config.use_item_position_embeddings:
+                inputs_embeds = inputs_embeds + self.item_position_embedding(self.item_positions(input_ids))
+        for layer in self._moe_layers_of(self.encoder):
+            layer.routing_mask = attention_mask
+        kwargs.pop("input_ids", None)
+        return self.encoder(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **kwargs)
+
+    @staticmethod
+    def _moe_layers_of(stack) -> list[T5SparseMoeLayerFF]:
+        return [block.layer[-1] for block in stack.block if isinstance(block.layer[-1], T5SparseMoeLayerFF)]
+
+    # ------------------------------------------------------------------ forward
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        decoder_input_ids: torch.LongTensor | None = None,
+        decoder_attention_mask: torch.Tensor | None = None,
+        encoder_outputs=None,
+        labels: torch.LongTensor | None = None,
+        **kwargs,
+    ) -> GenerativeSeq2SeqOutput:
+        """T5's forward with item-position embeddings and MoE losses.
+
+        Args:
+            input_ids: (batch, src_len) encoder tokens; attention_mask (batch, src_len).
+            decoder_input_ids: (batch, tgt_len), default: ``labels`` shifted right.
+            labels: (batch, tgt_len) item code tokens, -100 = ignored.
+
+        Returns:
+            :class:`GenerativeSeq2SeqOutput`: ``loss = lm_loss + aux_loss`` when ``labels`` are given, ``logits``
+            (batch, tgt_len, vocab), ``expert_load`` (num_moe_layers, num_experts) when the model has MoE layers.
+        """
+        if "past_key_values" in kwargs:  # HF generate() still passes the cache under its pre-5.40 name
+            kwargs["cache"] = kwargs.pop("past_key_values")
+        if encoder_outputs is None:
+            encoder_outputs = self._encode(input_ids=input_ids, attention_mask=attention_mask,
+                                           inputs_embeds=kwargs.pop("inputs_embeds", None))
+        decoder_mask = decoder_attention_mask
+        if decoder_mask is None and labels is not None and decoder_input_ids is None:
+            decoder_mask = (labels != -100).long()
+        for layer in self._moe_layers_of(self.decoder):
+            layer.routing_mask = decoder_mask
+        outputs = super().forward(
+            attention_mask=attention_mask,
+            decoder_input_ids=decoder_input_ids,
+            decoder_attention_mask=decoder_attention_mask,
+            encoder_outputs=encoder_outputs,
+            labels=labels,
+            **kwargs,
+        )
+        moe_layers = self._moe_layers()
+        aux_loss = outputs.logits.new_zeros(())
+        expert_load = None
+        if moe_layers:
+            used = [layer.last_output for layer in moe_layers if layer.last_output is not None]
+            if used:
+                aux_loss = torch.stack([out.aux_loss for out in used]).sum()
+                expert_load = torch.stack([out.expert_load for out in used])  # (layers, experts)
+                if self.training:
+                    self._accumulate_moe_stats(used)
+            for layer in moe_layers:
+                layer.last_output, layer.routing_mask = None, None
+        loss = None if outputs.loss is None else outputs.loss + aux_loss
+        return GenerativeSeq2SeqOutput(
+            loss=loss,
+            lm_loss=outputs.loss,
+            aux_loss=aux_loss,
+            expert_load=expert_load,
+            logits=outputs.logits,
+            cache=outputs.cache,
+            encoder_last_hidden_state=outputs.encoder_last_hidden_state,
+        )
+
+    def _accumulate_moe_stats(self, outputs: list) -> None:
+        stats = self._moe_stats
+        stats["count"] = stats.get("count", 0) + 1
+        for key in ("aux_loss", "load_balancing_loss", "z_loss"):
+            value = float(torch.stack([getattr(out, key) for out in outputs]).sum().detach())
+            stats[key] = stats.get(key, 0.0) + value
+        load = torch.stack([out.expert_load for out in outputs]).detach().float().cpu()  # (layers, experts)
+        stats["expert_load"] = load if "expert_load" not in stats else stats["expert_load"] + load
+
+    def pop_moe_stats(self) -> dict[str, float]:
+        """Mean MoE statistics over the training forwards since the last call (then reset).
+
+        Returns:
+            ``{"moe/aux_loss", "moe/load_balancing_loss", "moe/z_loss", "moe/expert_load_max",
+            "moe/expert_load_min", "moe/expert_load/l{layer}_e{expert}"}``; empty for dense models.
+        """
+        stats, self._moe_stats = self._moe_stats, {}
+        count = stats.get("count", 0)
+        if not count:
+            return {}
+        load = stats["expert_load"] / count
+        logs = {f"moe/{key}": round(stats[key] / count, 6) for key in ("aux_loss", "load_balancing_loss", "z_loss")}
+        logs["moe/expert_load_max"] = round(float(load.max()), 6)
+        logs["moe/expert_load_min"] = round(float(load.min()), 6)
+        for layer, row in enumerate(load.tolist()):
+            for expert, value in enumerate(row):
+                logs[f"moe/expert_load/l{layer}_e{expert}"] = round(value, 6)
+        return logs
+
+    # ------------------------------------------------------------------ item tokenizer / catalog
+    def bind_item_tokenizer(self, item_tokenizer, tokenizer, item_token_table: torch.Tensor | None = None) -> None:
+        """Attach the item tokenizer and the text tokenizer and build the decoding catalog.
+
+        Args:
+            item_tokenizer: a fitted genrec ``ItemTokenizer``.
+            tokenizer: ``PreTrainedTokenizerFast`` holding every item code token (ids < ``vocab_size``).
+            item_token_table: precomputed ``(num_items, L)`` table (default: ``item_tokenizer.item_token_ids``).
+
+        Raises:
+            ValueError: the tokenizer lacks item tokens, ids exceed the vocabulary, or the sizes disagree with
+                the config.
+        """
+        from genrec.decoding import Catalog
+
+        table = item_tokenizer.item_token_ids(tokenizer) if item_token_table is None else item_token_table
+        table = torch.as_tensor(table, dtype=torch.long)
+        valid = table[table >= 0]
+        if int(valid.max()) >= self.config.vocab_size:
+            raise ValueError(
+                f"item token id {int(valid.max())} >= `vocab_size` ({self.config.vocab_size}); build the model with "
+                "the tokenizer's full vocabulary"
+            )
+        if self.config.num_items and self.config.num_items != item_tokenizer.num_items:
+            raise ValueError(
+                f"item tokenizer has {item_tokenizer.num_items} items but `num_items` is {self.config.num_items}"
+            )
+        self.config.num_items = item_tokenizer.num_items
+        self.config.item_token_range = [int(valid.min()), int(valid.max()) + 1]
+        self.config.item_start_token_range = [int(table[:, 0].min()), int(table[:, 0].max()) + 1]
+        self.item_tokenizer = item_tokenizer
+        self.tokenizer = tokenizer
+        self.item_token_table = table
+        self.catalog = Catalog.from_codes(table)
+        self._item_index = {item_id: row for row, item_id in enumerate(item_tokenizer.item_ids)}
+        self._on_bind()
+
+    @property
+    def item_ids(self) -> list[str] | None:
+        return None if self.item_tokenizer is None else list(self.item_tokenizer.item_ids)
+
+    @property
+    def item_index(self) -> dict[str, int]:
+        """Catalog item id -> row (the order of ``item_ids``); empty before binding."""
+        return dict(getattr(self, "_item_index", {}))
+
+    def _require_bound(self) -> None:
+        if self.catalog is None:
+            raise ValueError(
+                f"{type(self).__name__} has no item tokenizer/catalog; call bind_item_tokenizer(...) or load a folder "
+                "saved with save_pretrained"
+            )
+
+    def item_rows(self, item_ids: Sequence[str], *, where: str = "history") -> list[int]:
+        """Catalog rows of item ids. Raises ``ValueError`` naming an unknown id."""
+        self._require_bound()
+        try:
+            return [self._item_index[item_id] for item_id in item_ids]
+        except KeyError as error:
+            raise ValueError(f"{where} holds item id {error.args[0]!r}, which is not in the model's catalog") from None
+
+    def item_tokens(self, row: int) -> list[int]:
+        """Token ids of catalog row ``row`` (padding dropped)."""
+        return [t for t in self.item_token_table[row].tolist() if t >= 0]
+
+    # ------------------------------------------------------------------ inputs (subclass hooks)
+    def example_encoder(self):
+        """A small picklable object turning catalog rows into token ids (no model weights): it has
+        ``encode(history_rows, candidates=None) -> list[int]`` and
+        ``training_example(history_rows, target_rows, rng) -> {"input_ids", "labels"}``. Subclasses build it."""
+        raise NotImplementedError
+
+    def _on_bind(self) -> None:
+        self._example_encoder = self.example_encoder()
+
+    def encode_history(self, history_rows: Sequence[int], *, candidates: Sequence[int] | None = None) -> list[int]:
+        """Encoder token ids for one history of catalog rows (oldest first; the most recent
+        ``max_history_items`` are kept)."""
+        return self._example_encoder.encode(history_rows, candidates=candidates)
+
+    def build_training_data(self, train_sequences, *, seed: int = 0):
+        """Training windows of this model and their collator (what genrec's training pipeline calls).
+
+        Args:
+            train_sequences: ``{user: [item ids]}`` or an iterable of chronological item-id lists (training part).
+            seed: seeds template / negative sampling.
+
+        Returns:
+            ``(dataset, collator)``: :class:`genrec.data.datasets.GenerativeRecDataset`, ``Seq2SeqRecCollator``.
+        """
+        self._require_bound()
+        sequences = train_sequences.values() if hasattr(train_sequences, "values") else train_sequences
+        return build_generative_training_data(self, list(sequences), self._item_index, seed=seed)
+
+    def build_inputs(self, histories: Sequence[Sequence[int]], *,
+                     candidates: Sequence[Sequence[int]] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Right-padded encoder batch for histories of catalog rows.
+
+        Returns:
+            ``(input_ids, attention_mask)``, both ``(batch, max_len)`` on the model's device.
+        """
+        self._require_bound()
+        if len(histories) == 0:
+            raise ValueError("`histories` is empty; pass at least one history")
+        rows = [self.encode_history(h, candidates=None if candidates is None else candidates[i])
+                for i, h in enumerate(histories)]
+        width = max(len(r) for r in rows)
+        input_ids = torch.full((len(rows), width), self.config.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            input_ids[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+            attention_mask[i, : len(r)] = 1
+        return input_ids.to(self.device), attention_mask.to(self.device)
+
+    # ------------------------------------------------------------------ recommendation
+    @torch.no_grad()
+    def recommend_rows(self, histories: Sequence[Sequence[int]], k: int, *, num_beams: int | None = None,
+                       candidates: Sequence[Sequence[int]] | None = None,
+                       banned_items: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Top-``k`` catalog rows per history by constrained beam search.
+
+        Args:
+            histories: per user, catalog rows oldest first.
+            k: items per user (<= ``num_beams``).
+            num_beams: default ``max(k, config.num_beams)``.
+            candidates: optional per-user candidate rows; only those can be returned (direct recommendation).
+            banned_items: optional bool ``(batch, num_items)`` of items never to return.
+
+        Returns:
+            ``(items, scores)``: LongTensor ``(batch, k)`` (-1 where fewer than k items exist) and float
+            ``(batch, k)`` log-probabilities, best first.
+        """
+        from genrec.decoding import beam_search
+
+        self._require_bound()
+        _check_int("k", k, 1)
+        num_beams = max(k, self.config.num_beams) if num_beams is None else num_beams
+        input_ids, attention_mask = self.build_inputs(histories, candidates=candidates)
+        if candidates is not None:
+            allowed = torch.zeros((len(histories), self.config.num_items), dtype=torch.bool)
+            for i, rows in enumerate(candidates):
+                allowed[i, list(rows)] = True
+            banned_items = ~allowed if banned_items is None else banned_items | ~allowed
+        was_training = self.training
+        self.eval()
+        try:
+            items, scores = beam_search(self, self.catalog, input_ids=input_ids, attention_mask=attention_mask,
+                                        num_beams=num_beams, top_k=k,
+                                        banned_items=None if banned_items is None else banned_items.to(self.device),
+                                        decoder_start_token_id=self.config.decoder_start_token_id)
+        finally:
+            self.train(was_training)
+        return items.cpu(), scores.float().cpu()
+
+    def recommend(self, histories: Sequence[Sequence[str]], k: int = 10, *, num_beams: int | None = None,
+                  candidates: Sequence[Sequence[str]] | None = None) -> list[list[tuple[str, float]]]:
+        """Recommend ``k`` catalog items per history.
+
+        Args:
+            histories: one list of catalog item ids per user, oldest first (at least one item each).
+            k: items per user.
+            num_beams: beam width (default ``max(k, config.num_beams)``).
+            candidates: optional per-user candidate item ids (direct recommendation: rank only those).
+
+        Returns:
+            per history, up to ``k`` ``(item_id, score)`` pairs, best first (score = log-probability).
+
+        Raises:
+            ValueError: an empty history, an unknown item id, or a bad ``k``.
+        """
+        rows = []
+        for number, history in enumerate(histories):
+            if isinstance(history, str) or len(history) == 0:
+                raise ValueError(f"`histories[{number}]` must be a non-empty list of item ids, got {history!r}")
+            rows.append(self.item_rows(history, where=f"histories[{number}]"))
+        candidate_rows = None
+        if candidates is not None:
+            if len(candidates) != len(histories):
+                raise ValueError(f"`candidates` has {len(candidates)} lists; `histories` has {len(histories)}")
+            candidate_rows = [self.item_rows(c, where=f"candidates[{i}]") for i, c in enumerate(candidates)]
+        items, scores = self.recommend_rows(rows, k, num_beams=num_beams, candidates=candidate_rows)
+        item_ids = self.item_tokenizer.item_ids
+        return [[(item_ids[r], float(s)) for r, s in zip(row_items.tolist(), row_scores.tolist()) if r >= 0]
+                for row_items, row_scores in zip(items, scores)]
+
+    @torch.no_grad()
+    def score(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Scores over the catalog for left-padded histories of item rows (SASRec's layout), for full ranking.
+
+        Args:
+            input_ids: LongTensor (batch, seq) of ``catalog row + 1``, 0 = padding (genrec.training's RankingSet).
+
+        Returns:
+            FloatTensor (batch, num_items): the beam-search log-probability of the ``config.num_beams`` items found,
+            ``-inf`` elsewhere (so an item outside the beam counts as a miss).
+        """
+        histories = [[int(r) - 1 for r in row.tolist() if r > 0] for row in input_ids]
+        items, scores = self.recommend_rows(histories, self.config.num_beams)
+        out = torch.full((len(histories), self.config.num_items), float("-inf"))
+        valid = items >= 0
+        batch_index = torch.arange(len(histories))[:, None].expand_as(items)
+        out[batch_index[valid], items[valid]] = scores[valid]
+        return out.to(input_ids.device)
+
+    def generate(self, input_ids=None, attention_mask=None, *, banned_items=None, logits_processor=None, **kwargs):
+        """HF ``generate`` constrained to the catalog: every returned sequence is a catalog item.
+
+        Args:
+            input_ids, attention_mask: encoder batch (e.g. from :meth:`build_inputs`).
+            banned_items: optional per-user items never to generate (see ``CatalogLogitsProcessor``).
+            logits_processor: extra processors, run after the catalog constraint.
+            **kwargs: any ``generate`` argument (``num_beams``, ``num_return_sequences``, ``do_sample``, ...);
+                ``max_new_tokens`` defaults to the item code length.
+
+        Returns:
+            what ``GenerationMixin.generate`` returns; ``sequences[:, 1:]`` are item token ids
+            (``self.catalog.items_of`` maps them back to rows).
+        """
+        from genrec.decoding import CatalogLogitsProcessor
+
+        self._require_bound()
+        decoder_input_ids = kwargs.get("decoder_input_ids")
+        prompt_length = 1 if decoder_input_ids is None else decoder_input_ids.shape[1]
+        kwargs.setdefault("max_new_tokens", self.catalog.max_length)
+        processor = CatalogLogitsProcessor(self.catalog, prompt_length=prompt_length, banned_items=banned_items)
+        processors = LogitsProcessorList([processor, *(logits_processor or [])])
+        return super().generate(input_ids=input_ids, attention_mask=attention_mask, logits_processor=processors,
+                                **kwargs)
+
+    # ------------------------------------------------------------------ save / load
+    def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs):
+        """``PreTrainedModel.save_pretrained`` plus the tokenizer, ``item_tokenizer/``, ``catalog.safetensors`` and
+        a model card ``README.md``: the folder is complete for ``from_pretrained`` and the Hub."""
+        result = super().save_pretrained(save_directory, *args, **kwargs)
+        if not kwargs.get("is_main_process", True) or self.item_tokenizer is None:
+            return result
+        from safetensors.torch import save_file
+
+        directory = Path(save_directory)
+        self.tokenizer.save_pretrained(directory)
+        self.item_tokenizer.save_pretrained(directory / ITEM_TOKENIZER_DIR)
+        tmp = directory / f".{CATALOG_FILE}.tmp"
+        save_file({"item_token_ids": self.item_token_table.contiguous()}, str(tmp),
+                  metadata={"format": "genrec-catalog", "num_items": str(self.config.num_items)})
+        os.replace(tmp, directory / CATALOG_FILE)
+        if not (directory / "README.md").exists() or getattr(self, "_write_model_card", True):
+            atomic_write_text(directory / "README.md", self.model_card())
+        return result
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """``PreTrainedModel.from_pretrained`` that also restores the tokenizer, item tokenizer and catalog."""
+        model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        folder = _resolve_folder(pretrained_model_name_or_path, kwargs)
+        if folder is not None and (folder / ITEM_TOKENIZER_DIR / "config.json").is_file():
+            from safetensors.torch import load_file
+            from transformers import AutoTokenizer
+
+            from genrec.tokenization import AutoItemTokenizer
+
+            item_tokenizer = AutoItemTokenizer.from_pretrained(folder / ITEM_TOKENIZER_DIR)
+            tokenizer = AutoTokenizer.from_pretrained(folder)
+            table = None
+            if (folder / CATALOG_FILE).is_file():
+                table = load_file(str(folder / CATALOG_FILE))["item_token_ids"]
+                expected = item_tokenizer.item_token_ids(tokenizer)
+                if not torch.equal(table, expected):
+                    raise ValueError(f"{folder / CATALOG_FILE} does not match the item tokenizer and tokenizer there")
+            model.bind_item_tokenizer(item_tokenizer, tokenizer, table)
+        return model
+
+    def model_card(self) -> str:
+        """A Hub model card (README.md) describing the model, its item tokenizer and how to use it."""
+        config = self.config
+        name = type(self).__name__
+        stats = {} if self.item_tokenizer is None else dict(self.item_tokenizer.stats)
+        num_parameters = sum(p.numel() for p in self.parameters())
+        metrics = getattr(self, "card_metrics", None) or {}
+        moe = (f" ({config.num_experts} experts, top-{config.num_experts_per_tok}, in the {config.moe_layers} layers)"
+               if config.ffn_type == "moe" else "")
+        code_length = None if self.item_tokenizer is None else self.item_tokenizer.code_length
+        metric_lines = "\n".join(f"| {k} | {v} |" for k, v in sorted(metrics.items())) or "| (not evaluated) | |"
+        return f"""---
+library_name: transformers
+tags:
+- genrec
+- recommendation
+- generative-recommendation
+- {config.model_type}
+pipeline_tag: text2text-generation
+---
+
+# {name}
+
+A genrec generative recommender (`model_type: {config.model_type}`): an encoder-decoder transformer that reads a
+user's item history and generates the next items as semantic-id token sequences, constrained to the catalog.
+
+- parameters: {num_parameters:,}; d_model {config.d_model}, {config.num_layers} encoder + {config.num_decoder_layers} decoder layers, {config.num_heads} heads, feed-forward `{config.ffn_type}`{moe}
+- catalog: {config.num_items} items; item tokenizer `{config.item_tokenizer_method}` (folder `item_tokenizer/`), code length {code_length}, collision rate after disambiguation {stats.get("collision_rate_after", "n/a")}
+- decoding catalog: `catalog.safetensors` (every item's token ids); `generate()` only emits catalog items
+
+## Usage
+
+```python
+import genrec.models  # registers the genrec model types with the transformers Auto classes
+from transformers import AutoModelForSeq2SeqLM
+
+model = AutoModelForSeq2SeqLM.from_pretrained("path/or/hub-id")
+model.recommend([["item_1", "item_7", "item_3"]], k=10)   # [[(item_id, log_prob), ...]] best first
+```
+
+## Metrics
+
+| metric | value |
+| --- | --- |
+{metric_lines}
+"""
+
+
+def _resolve_folder(name_or_path, kwargs: dict) -> Path | None:
+    """Local folder of a checkpoint (a Hub id is downloaded with ``snapshot_download``)."""
+    path = Path(name_or_path)
+    subfolder = kwargs.get("subfolder") or ""
+    if path.is_dir():
+        return path / subfolder if subfolder else path
+    try:
+        from huggingface_hub import snapshot_download
+
+        local = snapshot_download(str(name_or_path), revision=kwargs.get("revision"),
+                                  cache_dir=kwargs.get("cache_dir"), token=kwargs.get("token"))
+    except Exception as error:  # noqa: BLE001 - a plain T5 Hub checkpoint has no item tokenizer: not an error
+        logger.info(f"no item tokenizer found for {name_or_path!r}: {error}")
+        return None
+    return Path(local) / subfolder if subfolder else Path(local)
+
+
+class MoeLoggingCallback(TrainerCallback):
+    """Adds the model's accumulated MoE statistics (:meth:`GenerativeT5Model.pop_moe_stats`) to every training
+    log record. Insert it *before* the reporting callbacks (``trainer.callback_handler.callbacks.insert(0, cb)``)
+    so W&B and the console see the values."""
+
+    def __init__(self, model: GenerativeT5Model):
+        self.model = model
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs is not None and "loss" in logs:
+            model = self.model
+            while hasattr(model, "module") and not isinstance(model, GenerativeT5Model):
+                model = model.module  # DDP wrapper
+            if isinstance(model, GenerativeT5Model):
+                stats = model.pop_moe_stats()
+                logs.update(stats)
+                if state.log_history and state.log_history[-1].get("loss") == logs.get("loss"):
+                    state.log_history[-1].update(stats)  # the Trainer appended a copy before calling us
+        return control
+
+
+def register_generative_auto_classes(config_class, model_class) -> None:
+    """Register a genrec seq2seq config/model pair with ``AutoConfig`` and ``AutoModelForSeq2SeqLM`` (idempotent)."""
+    from transformers import AutoConfig, AutoModelForSeq2SeqLM
+
+    AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
+    AutoModelForSeq2SeqLM.register(config_class, model_class, exist_ok=True)
+
+
+GENERATIVE_MODEL_TYPES = ("p5", "onerec")
+
+
+def generative_model_classes(model_type: str):
+    """``(config_class, model_class)`` of a generative ``model.type`` ("p5" or "onerec").
+
+    Raises:
+        ValueError: unknown type.
+    """
+    if model_type == "p5":
+        from genrec.models.p5 import P5Config, P5ForConditionalGeneration
+
+        return P5Config, P5ForConditionalGeneration
+    if model_type == "onerec":
+        from genrec.models.onerec import OneRecConfig, OneRecForConditionalGeneration
+
+        return OneRecConfig, OneRecForConditionalGeneration
+    raise ValueError(f"`model.type` ({model_type!r}) must be one of {list(GENERATIVE_MODEL_TYPES)}")
+
+
+def build_generative_model(model_type: str, model_kwargs: dict[str, Any], catalog, train_sequences,
+                           *, seed: int = 0) -> GenerativeT5Model:
+    """Fit the configured item tokenizer on the catalog + TRAINING sequences and build the model around it.
+
+    Args:
+        model_type: "p5" or "onerec".
+        model_kwargs: config fields (``item_tokenizer_method`` / ``item_tokenizer_config`` pick the tokenizer).
+        catalog: ``genrec.data.ItemCatalog`` (row order = the model's item order).
+        train_sequences: ``{user: [item ids]}`` of the training part only (no validation/test items).
+        seed: tokenizer seed when its config has none.
+
+    Returns:
+        a new model bound to the fitted item tokenizer.
+
+    Raises:
+        ValueError: unknown type, bad config values, or an unknown tokenizer method.
+    """
+    import time
+
+    from genrec.tokenization import get_tokenizer_class
+
+    config_class, model_class = generative_model_classes(model_type)
+    config = config_class(**{key: value for key, value in model_kwargs.items() if key != "num_items"})
+    tokenizer_config = dict(config.item_tokenizer_config or {})
+    tokenizer_class = get_tokenizer_class(config.item_tokenizer_method)
+    tokenizer_config.setdefault("seed", seed)
+    start = time.time()
+    item_tokenizer = tokenizer_class(tokenizer_config).fit(catalog, sequences=train_sequences)
+    logger.info(f"item tokenizer {config.item_tokenizer_method} fitted in {time.time() - start:.1f}s: "
+                f"code length {item_tokenizer.code_length}, codebooks {item_tokenizer.codebook_sizes}")
+    return model_class.from_item_tokenizer(item_tokenizer, config)
+
+
+def build_generative_training_data(model: GenerativeT5Model, train_sequences, item_index, *, seed: int = 0):
+    """Training windows of a generative model and their collator.
+
+    Args:
+        model: a bound P5 / OneRec model (its ``max_history_items`` and, for OneRec, ``session_length`` apply).
+        train_sequences: iterable of chronological item-id lists (training part).
+        item_index: catalog id -> row.
+
+    Returns:
+        ``(dataset, collator)`` for the Trainer.
+    """
+    from genrec.data.datasets import (
+        GenerativeRecDataset,
+        Seq2SeqRecCollator,
+        next_item_windows,
+    )
+
+    windows = next_item_windows(train_sequences, item_index, max_history=model.config.max_history_items,
+                                num_targets=getattr(model.config, "session_length", 1))
+    dataset = GenerativeRecDataset(windows, model.example_encoder(), seed=seed)
+    return dataset, Seq2SeqRecCollator(pad_token_id=model.config.pad_token_id)
