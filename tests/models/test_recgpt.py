@@ -1,0 +1,240 @@
+"""RecGPT: hybrid attention mask, parallel code prediction, MoE switch, save/load, constrained generation."""
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM
+
+from genrec.data.catalog import ItemCatalog
+from genrec.models.recgpt import RecGPTConfig, RecGPTForCausalLM, hybrid_attention_mask
+
+TINY = dict(num_chunks=2, codebook_size=12, fsq_levels=[4, 3], text_embedding_dim=8, hidden_size=16,
+            num_hidden_layers=2, num_attention_heads=2, intermediate_size=32, max_position_embeddings=6,
+            hidden_dropout_prob=0.0, attention_dropout=0.0)
+NUM_ITEMS = 10
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def _catalog_arrays(n=NUM_ITEMS, seed=0):
+    rng = np.random.default_rng(seed)
+    codes = np.stack([np.arange(n) % 12, (np.arange(n) * 5 + 1) % 12], 1)
+    text = rng.normal(size=(n, 8)).astype(np.float32)
+    return [f"i{j}" for j in range(n)], codes, text
+
+
+def _model(**overrides):
+    torch.manual_seed(0)
+    ids, codes, text = _catalog_arrays()
+    return RecGPTForCausalLM(RecGPTConfig(**{**TINY, **overrides}), item_ids=ids, item_codes=codes,
+                             item_text_embeddings=text)
+
+
+def _dense_reference_mask(item_mask, num_chunks):
+    """The hybrid mask written out with loops: (i, c) sees (j, c') iff j <= i and item j is real (or itself)."""
+    batch, n = item_mask.shape
+    length = n * num_chunks
+    mask = torch.zeros(batch, 1, length, length, dtype=torch.bool)
+    for b in range(batch):
+        for q in range(length):
+            for k in range(length):
+                same_or_earlier = k // num_chunks <= q // num_chunks
+                mask[b, 0, q, k] = (same_or_earlier and bool(item_mask[b, k // num_chunks])) or q == k
+    return mask
+
+
+@pytest.mark.parametrize("num_chunks", [1, 2, 4])
+def test_hybrid_mask_matches_dense_reference(num_chunks):
+    item_mask = torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1], [0, 0, 0, 0, 1]])
+    torch.testing.assert_close(hybrid_attention_mask(item_mask, num_chunks), _dense_reference_mask(item_mask, num_chunks))
+
+
+def test_sdpa_with_hybrid_mask_equals_explicit_masked_attention():
+    torch.manual_seed(0)
+    item_mask = torch.tensor([[0, 1, 1], [1, 1, 1]])
+    num_chunks, length = 3, 9
+    query, key, value = torch.randn(3, 2, 2, length, 4).unbind(0)
+    out = torch.nn.functional.scaled_dot_product_attention(query, key, value,
+                                                           attn_mask=hybrid_attention_mask(item_mask, num_chunks))
+    dense = _dense_reference_mask(item_mask, num_chunks)
+    scores = (query @ key.transpose(-1, -2)) / 2.0
+    expected = scores.masked_fill(~dense, float("-inf")).softmax(-1) @ value
+    torch.testing.assert_close(out, expected)
+
+
+def test_attention_is_bidirectional_within_item_and_causal_across_items():
+    model = _model().eval()
+    codes = torch.tensor([[[1, 2], [3, 4], [5, 6]]])
+    text = torch.randn(1, 3, 8)
+    base = model(item_codes=codes, item_text_embeddings=text).hidden_states
+    later = codes.clone()
+    later[0, 2, 1] = 7  # change item 2, chunk 1
+    changed = model(item_codes=later, item_text_embeddings=text).hidden_states
+    torch.testing.assert_close(changed[:, :2], base[:, :2])  # earlier items cannot see a later item
+    assert not torch.allclose(changed[0, 2, 0], base[0, 2, 0])  # chunk 0 sees chunk 1 of its own item
+
+
+def test_left_padding_does_not_change_the_prediction():
+    model = _model().eval()
+    short = model(input_ids=torch.tensor([[3, 4]])).logits
+    padded = model(input_ids=torch.tensor([[0, 0, 3, 4]])).logits
+    torch.testing.assert_close(short, padded, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("ffn_type", ["dense", "moe"])
+@pytest.mark.parametrize("code_embedding_type", ["table", "digits", "both"])
+def test_shapes_and_loss_falls(ffn_type, code_embedding_type):
+    model = _model(ffn_type=ffn_type, code_embedding_type=code_embedding_type)
+    input_ids = torch.tensor([[0, 1, 2, 3], [4, 5, 6, 7]])
+    labels = torch.tensor([[-100, 3, 4, 5], [5, 6, 7, 8]])
+    out = model(input_ids=input_ids, labels=labels)
+    assert out.logits.shape == (2, 2, 12)
+    assert out.hidden_states.shape == (2, 4, 2, 16)
+    if ffn_type == "moe":
+        assert out.expert_load.shape == (2, 4) and float(out.aux_loss) > 0
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    first = float(out.loss.detach())
+    for _ in range(15):
+        loss = model(input_ids=input_ids, labels=labels).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert float(loss) < 0.5 * first
+
+
+def test_loss_is_code_cross_entropy_over_valid_positions():
+    model = _model().eval()
+    input_ids = torch.tensor([[0, 1, 2]])
+    labels = torch.tensor([[-100, 3, 4]])
+    out = model(input_ids=input_ids, labels=labels)
+    head = model.head.weight()
+    expected = []
+    for position, row in ((1, 3), (2, 4)):
+        logits = torch.einsum("ch,ckh->ck", out.hidden_states[0, position], head) + model.head_bias
+        expected.append(torch.nn.functional.cross_entropy(logits, model.catalog_codes[row], reduction="none"))
+    torch.testing.assert_close(out.loss, torch.cat(expected).mean())
+
+
+def test_score_is_sum_of_code_log_probs_and_generate_matches_it():
+    model = _model().eval()
+    input_ids = torch.tensor([[0, 1, 2], [3, 4, 5]])
+    scores = model.score(input_ids)
+    log_probs = model(input_ids=input_ids).logits.log_softmax(-1)
+    codes = model.catalog_codes[1:]
+    torch.testing.assert_close(scores, log_probs[:, 0, codes[:, 0]] + log_probs[:, 1, codes[:, 1]])
+    items, item_scores = model.generate(input_ids, num_beams=NUM_ITEMS, top_k=5)
+    top_scores, top_items = scores.topk(5, dim=1)
+    assert items.tolist() == top_items.tolist()
+    torch.testing.assert_close(item_scores, top_scores)
+    # narrow beams still only emit catalog rows, distinct per user, and honour bans
+    items, _ = model.generate(input_ids, num_beams=3, banned_items=torch.tensor([[0, 1], [2, -1]]))
+    assert ((items >= 0) & (items < NUM_ITEMS)).all()
+    assert all(len(set(row)) == len(row) for row in items.tolist())
+    assert not {0, 1} & set(items[0].tolist()) and 2 not in items[1].tolist()
+
+
+def test_recommend_contract_and_exclusion():
+    model = _model()
+    recs = model.recommend([["i0", "i1"], ["i5"]], k=4)
+    assert [len(r) for r in recs] == [4, 4]
+    assert all(item in model.item_ids for r in recs for item, _ in r)
+    assert not {"i0", "i1"} & {item for item, _ in recs[0]}
+    assert all(a[1] >= b[1] for r in recs for a, b in itertools.pairwise(r))
+    with pytest.raises(ValueError, match="k"):
+        model.recommend([["i0"]], k=0)
+    with pytest.raises(ValueError, match="not in the model's catalog"):
+        model.recommend([["nope"]], k=2)
+
+
+def test_collided_items_are_all_reachable_by_recommend():
+    ids, codes, text = _catalog_arrays()
+    codes[3] = codes[4]  # items i3 and i4 share every code
+    model = RecGPTForCausalLM(RecGPTConfig(**TINY), item_ids=ids, item_codes=codes, item_text_embeddings=text)
+    recs = model.recommend([["i0"]], k=NUM_ITEMS - 1)
+    assert {"i3", "i4"} <= {item for item, _ in recs[0]}
+
+
+def _fsq_tokenizer(ids, text):
+    from genrec.tokenization import get_tokenizer_class
+
+    catalog = ItemCatalog(ids, [{"title": f"item {i}"} for i in ids])
+    tokenizer = get_tokenizer_class("fsq")(num_chunks=2, levels=[4, 3], epochs=2, batch_size=8)
+    return catalog, tokenizer.fit(catalog, embeddings=text)
+
+
+def test_save_load_with_tokenizer_and_catalog_via_auto_class(tmp_path):
+    ids, _, text = _catalog_arrays()
+    catalog, tokenizer = _fsq_tokenizer(ids, text)
+    torch.manual_seed(0)
+    model = RecGPTForCausalLM.from_catalog(catalog, embeddings=text, item_tokenizer=tokenizer,
+                                           **{k: v for k, v in TINY.items() if k not in ("num_chunks", "codebook_size",
+                                                                                         "fsq_levels", "text_embedding_dim")})
+    model.eval()
+    model.save_pretrained(tmp_path / "recgpt")
+    assert AutoConfig.from_pretrained(tmp_path / "recgpt").model_type == "genrec-recgpt"
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path / "recgpt").eval()
+    assert isinstance(loaded, RecGPTForCausalLM)
+    assert loaded.item_ids == ids and loaded.item_tokenizer is not None
+    input_ids = torch.tensor([[1, 2, 3]])
+    torch.testing.assert_close(loaded.score(input_ids), model.score(input_ids))
+    # zero-shot: a NEW catalog tokenized by the saved fsq tokenizer from its embeddings alone
+    new_text = np.random.default_rng(5).normal(size=(4, 8)).astype(np.float32)
+    loaded.add_catalog_from_texts(["n0", "n1", "n2", "n3"], embeddings=new_text)
+    assert loaded.catalog_codes[1:].tolist() == tokenizer.encode_embeddings(new_text).tolist()
+    recs = loaded.recommend([["n0", "n1"]], k=2)
+    assert {item for item, _ in recs[0]} <= {"n2", "n3"}
+
+
+@pytest.mark.parametrize(
+    "field, value, match",
+    [("num_attention_heads", 3, "divisible"), ("codebook_size", 13, "prod"), ("ffn_type", "sparse", "ffn_type"),
+     ("code_embedding_type", "hash", "code_embedding_type"), ("num_experts_per_tok", 9, "num_experts"),
+     ("text_embedding_dim", 9, "text_embedding_dim")],
+)
+def test_config_validation(field, value, match):
+    with pytest.raises(ValueError, match=match):
+        RecGPTConfig(**{**TINY, field: value})
+
+
+def test_catalog_validation():
+    model = _model()
+    ids, codes, text = _catalog_arrays()
+    with pytest.raises(ValueError, match="item_codes"):
+        model.set_catalog(ids, codes + 12, text)
+    with pytest.raises(ValueError, match="item_text_embeddings"):
+        model.set_catalog(ids, codes, text[:, :4])
+    with pytest.raises(ValueError, match="max_position_embeddings"):
+        model(input_ids=torch.ones(1, 7, dtype=torch.long))
+
+
+def test_run_config_accepts_recgpt_with_tokenizer_section():
+    from genrec.training.arguments import build_run_config
+
+    run = build_run_config({"model": {"type": "recgpt", "hidden_size": 16, "num_attention_heads": 2,
+                                      "tokenizer": {"num_chunks": 2, "levels": [4, 3]}},
+                            "training": {"report_to": "none"}})
+    assert run.model_type == "recgpt" and run.model_kwargs["tokenizer"]["levels"] == [4, 3]
+    with pytest.raises(ValueError, match="unknown `model` key"):
+        build_run_config({"model": {"type": "recgpt", "hidden_sise": 16}})
+    with pytest.raises(ValueError, match="ffn_type"):
+        build_run_config({"model": {"type": "recgpt", "ffn_type": "sparse"}})
+
+
+def test_pipeline_builds_recgpt_from_the_catalog(monkeypatch):
+    from genrec.training.pipeline import build_model
+
+    ids, _, text = _catalog_arrays()
+    catalog = ItemCatalog(ids, [{"title": f"item {i}"} for i in ids])
+    monkeypatch.setattr("genrec.tokenization.embeddings.embed_catalog", lambda catalog, model_name=None: text)
+    model = build_model("recgpt", {**{k: v for k, v in TINY.items() if k not in ("num_chunks", "codebook_size",
+                                                                                  "fsq_levels", "text_embedding_dim")},
+                                   "tokenizer": {"num_chunks": 2, "levels": [4, 3], "epochs": 1}}, ids, catalog=catalog)
+    assert isinstance(model, RecGPTForCausalLM) and model.item_ids == ids and model.config.codebook_size == 12
