@@ -39,7 +39,7 @@ __all__ = [
 
 # Short model names accepted as `model.type` (YAML holds values only, never Python import paths).
 # Adding a model: extend this tuple, `_model_config_class` below and `pipeline.build_model`.
-MODEL_TYPES = ("sasrec",)
+MODEL_TYPES = ("sasrec", "recgpt", "bigrec", "p5", "onerec")
 
 _RUN_ONLY_TRAINING_KEYS = ("output_dir",)  # set from --output, never from the YAML
 
@@ -156,7 +156,8 @@ class RunConfig:
 
 def _allowed_model_keys(model_type: str) -> list[str]:
     config_class = _model_config_class(model_type)
-    return sorted(f.name for f in dataclasses.fields(config_class) if not f.name.startswith("_"))
+    extra = ["tokenizer"] if model_type == "recgpt" else []  # recgpt: fields of its fsq item tokenizer
+    return sorted([f.name for f in dataclasses.fields(config_class) if not f.name.startswith("_")] + extra)
 
 
 def _model_config_class(model_type: str):
@@ -164,6 +165,18 @@ def _model_config_class(model_type: str):
         from genrec.models.sasrec import SASRecConfig
 
         return SASRecConfig
+    if model_type == "recgpt":
+        from genrec.models.recgpt import RecGPTConfig
+
+        return RecGPTConfig
+    if model_type == "bigrec":
+        from genrec.models.bigrec import BIGRecConfig
+
+        return BIGRecConfig
+    if model_type in ("p5", "onerec"):
+        from genrec.models.generative import generative_model_classes
+
+        return generative_model_classes(model_type)[0]
     raise ValueError(f"`model.type` ({model_type!r}) must be one of {list(MODEL_TYPES)}")
 
 
@@ -224,7 +237,8 @@ def build_run_config(values: dict[str, Any], *, output_dir: str | os.PathLike | 
     if bad:
         raise ValueError(f"unknown `model` key(s) {bad} for model type {model_type!r}; allowed: ['type'] + {allowed}")
     # Build once to validate the numbers now rather than after loading data.
-    _model_config_class(model_type)(**{"num_items": 1, **model_values})
+    config_values = {key: value for key, value in model_values.items() if key != "tokenizer"}
+    _model_config_class(model_type)(**({"num_items": 1} if model_type == "sasrec" else {}), **config_values)
 
     data_fields = [f.name for f in dataclasses.fields(DataArguments)]
     bad = sorted(set(raw["data"]) - set(data_fields))

@@ -111,8 +111,11 @@ def load_split(dataset: str, max_users: int | None = None):
     return data, train_sequences, valid, test
 
 
-def build_model(model_type: str, model_kwargs: dict[str, Any], item_ids: list[str]):
+def build_model(model_type: str, model_kwargs: dict[str, Any], item_ids: list[str], catalog=None,
+                train_sequences=None):
     """Instantiate the configured model for a catalog.
+
+    P5 / OneRec first fit their item tokenizer on ``catalog`` and ``train_sequences`` (training part only).
 
     Raises:
         ValueError: unknown ``model_type`` or invalid architecture values.
@@ -122,7 +125,24 @@ def build_model(model_type: str, model_kwargs: dict[str, Any], item_ids: list[st
 
         config = SASRecConfig(**{**model_kwargs, "num_items": len(item_ids)})
         return SASRecModel(config, item_ids=item_ids)
-    raise ValueError(f"`model.type` ({model_type!r}) must be one of ['sasrec']")
+    if model_type in ("recgpt", "bigrec") and catalog is None:
+        raise ValueError(f"`model.type` {model_type!r} needs the item catalog (item texts/titles)")
+    if model_type == "recgpt":  # embeds item texts (cached) and fits the fsq item tokenizer
+        from genrec.models.recgpt import RecGPTForCausalLM
+
+        kwargs = dict(model_kwargs)
+        return RecGPTForCausalLM.from_catalog(catalog, tokenizer_kwargs=kwargs.pop("tokenizer", None), **kwargs)
+    if model_type == "bigrec":  # loads the base causal LM and adds fresh LoRA weights
+        from genrec.models.bigrec import BIGRecConfig, BIGRecForCausalLM
+
+        return BIGRecForCausalLM.from_catalog(BIGRecConfig(**model_kwargs), catalog)
+    if model_type in ("p5", "onerec"):
+        if catalog is None or train_sequences is None:
+            raise ValueError(f"`model.type` {model_type!r} needs the catalog and the training sequences")
+        from genrec.models.generative import build_generative_model
+
+        return build_generative_model(model_type, model_kwargs, catalog, train_sequences)
+    raise ValueError(f"`model.type` ({model_type!r}) must be one of ['sasrec', 'recgpt', 'bigrec', 'p5', 'onerec']")
 
 
 @contextlib.contextmanager
@@ -213,9 +233,14 @@ def _train_and_evaluate(run: RunConfig, staging: Path | None) -> dict[str, Any]:
     data, train_sequences, valid, test = load_split(run.data.dataset, run.data.max_users)
     logger.info(f"data {data.name}: {len(train_sequences)} users, {data.num_items} items")
 
-    model = build_model(run.model_type, run.model_kwargs, data.item_ids)
-    max_length = model.config.max_position_embeddings
-    train_dataset = NextItemDataset(list(train_sequences.values()), data.item_index, max_length=max_length)
+    model = build_model(run.model_type, run.model_kwargs, data.item_ids, catalog=data.catalog,
+                        train_sequences=train_sequences)
+    max_length = getattr(model.config, "max_position_embeddings", None) or model.config.max_history_items
+    collator = NextItemCollator()
+    if hasattr(model, "build_training_data"):  # BIGRec: instruction prompts instead of item-row sequences
+        train_dataset, collator = model.build_training_data(train_sequences, seed=args.seed)
+    else:
+        train_dataset = NextItemDataset(list(train_sequences.values()), data.item_index, max_length=max_length)
     valid_set = RankingSet.from_split(valid, data.item_index, max_length=max_length)
     test_set = RankingSet.from_split(test, data.item_index, max_length=max_length)
 
@@ -229,9 +254,13 @@ def _train_and_evaluate(run: RunConfig, staging: Path | None) -> dict[str, Any]:
         args=args,
         train_dataset=train_dataset,
         eval_dataset=valid_set,
-        data_collator=NextItemCollator(),
+        data_collator=collator,
         callbacks=callbacks,
     )
+    if hasattr(model, "pop_moe_stats"):  # P5/OneRec: MoE losses + expert load, before the reporting callbacks
+        from genrec.models.generative import MoeLoggingCallback
+
+        trainer.callback_handler.callbacks.insert(0, MoeLoggingCallback(model))
     start = time.time()
     train_output = trainer.train()
     train_seconds = time.time() - start
@@ -277,6 +306,7 @@ def _train_and_evaluate(run: RunConfig, staging: Path | None) -> dict[str, Any]:
         "model/type": run.model_type,
         "model/loss_type": getattr(model.config, "loss_type", None),
         "model/num_parameters": sum(parameter.numel() for parameter in model.parameters()),
+        **(_item_tokenizer_metrics(model) if run.model_type in ("p5", "onerec") else {}),
         "eval/exclude_history_items": bool(args.exclude_history_items),
         "eval/protocol": "leave-one-out, full ranking over the catalog",
         **machine_info(),
@@ -290,6 +320,8 @@ def _train_and_evaluate(run: RunConfig, staging: Path | None) -> dict[str, Any]:
         "training": args.to_dict(),
     }
     atomic_write_json(staging / "resolved_config.json", resolved)
+    if run.model_type in ("p5", "onerec"):  # the checkpoint's model card (README.md) shows the measured metrics
+        model.card_metrics = {key: round(value, 5) for key, value in evaluation.items() if "@" in key}
     with atomic_directory(staging / CHECKPOINT_DIR) as checkpoint:
         model.save_pretrained(checkpoint)
     atomic_write_json(staging / "log_history.json", trainer.state.log_history)
@@ -297,6 +329,18 @@ def _train_and_evaluate(run: RunConfig, staging: Path | None) -> dict[str, Any]:
     logger.info(f"metrics: {metrics}")
     _finish_wandb()
     return metrics
+
+
+def _item_tokenizer_metrics(model) -> dict[str, Any]:
+    """Item tokenizer facts of a P5/OneRec model, recorded beside its metrics."""
+    return {
+        "model/item_tokenizer": model.config.item_tokenizer_method,
+        "model/code_length": int(model.item_tokenizer.code_length),
+        "model/codebook_sizes": list(model.item_tokenizer.codebook_sizes),
+        "model/collision_rate_before": model.item_tokenizer.stats.get("collision_rate_before"),
+        "model/ffn_type": model.config.ffn_type,
+        "model/num_beams": model.config.num_beams,
+    }
 
 
 def _finish_wandb() -> None:
@@ -355,7 +399,7 @@ def evaluate_checkpoint(
             f"dataset {dataset!r} has {len(unknown)} items not in the model's catalog (e.g. {unknown[:3]}); "
             "evaluate on the dataset the model was trained on"
         )
-    max_length = model.config.max_position_embeddings
+    max_length = getattr(model.config, "max_position_embeddings", None) or model.config.max_history_items
     metrics: dict[str, Any] = {}
     for split_name in splits:
         examples = valid if split_name == "valid" else test

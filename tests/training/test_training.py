@@ -67,7 +67,7 @@ def test_load_run_config_and_overrides(tmp_path):
     [
         ({"modle": {}}, "unknown config section(s) ['modle']"),
         ({"model": {"hidden_sise": 3}}, "unknown `model` key(s) ['hidden_sise']"),
-        ({"model": {"type": "tiger"}}, "`model.type` ('tiger') must be one of ['sasrec']"),
+        ({"model": {"type": "tiger"}}, "`model.type` ('tiger') must be one of ['sasrec', "),
         ({"model": {"hidden_size": 15, "num_attention_heads": 2}}, "divisible"),
         ({"data": {"datset": "x"}}, "unknown `data` key(s) ['datset']"),
         ({"data": {"max_users": 0}}, "`data.max_users` (0)"),
