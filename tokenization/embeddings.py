@@ -581,3 +581,53 @@ class EmbeddingItemTokenizer(ItemTokenizer):
         if not np.isfinite(array).all():
             raise ValueError("`embeddings` holds non-finite values")
         return array
+
+
+class TorchModelItemTokenizer(EmbeddingItemTokenizer):
+    """Base of embedding tokenizers whose codes come from a trained ``torch`` module (rq-vae, fsq).
+
+    The module is saved as ``model.*`` state tensors and rebuilt on load by :meth:`_model_from_state`;
+    it must expose ``encode(x) -> np.ndarray`` codes. Subclasses set :attr:`_model` in
+    ``_fit_embedding_codes`` and implement :meth:`_model_from_state` and :meth:`_model_input_dim`.
+    """
+
+    def __init__(self, config: Any = None, **overrides: Any) -> None:
+        super().__init__(config, **overrides)
+        self._model: Any = None
+
+    def _model_from_state(self, state: dict[str, Any]) -> Any:
+        """Build an untrained module shaped for ``state`` (the ``model.`` prefix already removed)."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement _model_from_state")
+
+    def _model_input_dim(self) -> int:
+        """Embedding dimension the trained module takes."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement _model_input_dim")
+
+    def encode_embeddings(self, embeddings: np.ndarray) -> np.ndarray:
+        """Codes (n, L) int64 of (new) item embeddings (n, d), without the disambiguation level.
+
+        Raises:
+            ValueError: not fitted, or embeddings of the wrong dimension.
+        """
+        import torch
+
+        if self._model is None:
+            raise ValueError(
+                f"this {type(self).__name__} has no trained model: fit it or load it with from_pretrained"
+            )
+        array = self._check_new_embeddings(embeddings, self._model_input_dim())
+        return self._model.encode(torch.from_numpy(array))
+
+    def _state_tensors(self) -> dict[str, Any]:
+        if self._model is None:
+            return {}
+        return {f"model.{name}": t for name, t in self._model.state_dict().items()}
+
+    def _load_state_tensors(self, tensors: dict[str, Any]) -> None:
+        state = {name[len("model."):]: t for name, t in tensors.items() if name.startswith("model.")}
+        if not state or len(state) != len(tensors):
+            raise ValueError(f"{self.method} state must hold only `model.*` tensors, found {sorted(tensors)}")
+        model = self._model_from_state(state)
+        model.load_state_dict(state)
+        model.eval()
+        self._model = model

@@ -29,7 +29,7 @@ from transformers.utils import logging
 
 from genrec.tokenization.base import register_tokenizer
 from genrec.tokenization.config import check_float, check_int
-from genrec.tokenization.embeddings import EmbeddingItemTokenizer, EmbeddingTokenizerConfig
+from genrec.tokenization.embeddings import EmbeddingTokenizerConfig, TorchModelItemTokenizer
 
 logger = logging.get_logger(__name__)
 
@@ -283,7 +283,7 @@ class FSQConfig(EmbeddingTokenizerConfig):
 
 
 @register_tokenizer("fsq")
-class FSQTokenizer(EmbeddingItemTokenizer):
+class FSQTokenizer(TorchModelItemTokenizer):
     """RecGPT FSQ semantic ids: one token per embedding chunk; encodes new items from their embedding.
 
     Example:
@@ -292,10 +292,6 @@ class FSQTokenizer(EmbeddingItemTokenizer):
     """
 
     config_class = FSQConfig
-
-    def __init__(self, config: Any = None, **overrides: Any) -> None:
-        super().__init__(config, **overrides)
-        self._model: FSQModel | None = None
 
     def _fit_embedding_codes(self, embeddings: np.ndarray) -> tuple[np.ndarray, list[int]]:
         cfg = self.config
@@ -322,31 +318,14 @@ class FSQTokenizer(EmbeddingItemTokenizer):
         )
         return codes, [cfg.codebook_size] * cfg.num_chunks
 
-    def encode_embeddings(self, embeddings: np.ndarray) -> np.ndarray:
-        """Codes (n, num_chunks) int64 of (new) item embeddings (n, d), without the disambiguation level.
+    def _model_input_dim(self) -> int:
+        return self._model.chunk_dim * self._model.num_chunks
 
-        Raises:
-            ValueError: not fitted, or embeddings of the wrong dimension.
-        """
-        if self._model is None:
-            raise ValueError("this FSQTokenizer has no trained projections: fit it or load it with from_pretrained")
-        array = self._check_new_embeddings(embeddings, self._model.chunk_dim * self._model.num_chunks)
-        return self._model.encode(torch.from_numpy(array))
-
-    def _state_tensors(self) -> dict[str, torch.Tensor]:
-        if self._model is None:
-            return {}
-        return {f"model.{name}": t for name, t in self._model.state_dict().items()}
-
-    def _load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
-        state = {name[len("model."):]: t for name, t in tensors.items() if name.startswith("model.")}
-        if not state or len(state) != len(tensors):
-            raise ValueError(f"fsq state must hold `model.*` tensors, found {sorted(tensors)}")
+    def _model_from_state(self, state: dict[str, torch.Tensor]) -> FSQModel:
+        if "encoders.0.weight" not in state and "encoders.0.0.weight" not in state:
+            raise ValueError(f"fsq state has no first encoder weight, found {sorted(state)}")
         first = state["encoders.0.weight"] if "encoders.0.weight" in state else state["encoders.0.0.weight"]
-        input_dim = first.shape[1] * self.config.num_chunks
-        self._model = FSQModel(
-            input_dim=input_dim, num_chunks=self.config.num_chunks, levels=self.config.levels,
-            hidden_dim=self.config.hidden_dim,
+        return FSQModel(
+            input_dim=first.shape[1] * self.config.num_chunks, num_chunks=self.config.num_chunks,
+            levels=self.config.levels, hidden_dim=self.config.hidden_dim,
         )
-        self._model.load_state_dict(state)
-        self._model.eval()

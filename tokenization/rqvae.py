@@ -30,7 +30,7 @@ from transformers.utils import logging
 
 from genrec.tokenization.base import register_tokenizer
 from genrec.tokenization.config import check_bool, check_float, check_int
-from genrec.tokenization.embeddings import EmbeddingItemTokenizer, EmbeddingTokenizerConfig
+from genrec.tokenization.embeddings import EmbeddingTokenizerConfig, TorchModelItemTokenizer
 from genrec.tokenization.rq_kmeans import residual_kmeans
 
 logger = logging.get_logger(__name__)
@@ -327,7 +327,7 @@ class RQVAEConfig(EmbeddingTokenizerConfig):
 
 
 @register_tokenizer("rq-vae")
-class RQVAETokenizer(EmbeddingItemTokenizer):
+class RQVAETokenizer(TorchModelItemTokenizer):
     """TIGER semantic ids from a residual-quantised VAE over item text embeddings.
 
     Example:
@@ -337,10 +337,6 @@ class RQVAETokenizer(EmbeddingItemTokenizer):
     """
 
     config_class = RQVAEConfig
-
-    def __init__(self, config: Any = None, **overrides: Any) -> None:
-        super().__init__(config, **overrides)
-        self._model: RQVAEModel | None = None
 
     def _fit_embedding_codes(self, embeddings: np.ndarray) -> tuple[np.ndarray, list[int]]:
         cfg = self.config
@@ -373,30 +369,14 @@ class RQVAETokenizer(EmbeddingItemTokenizer):
         )
         return codes, [cfg.codebook_size] * cfg.num_levels
 
-    def encode_embeddings(self, embeddings: np.ndarray) -> np.ndarray:
-        """Codes (n, num_levels) int64 of (new) item embeddings (n, d), without the disambiguation level.
+    def _model_input_dim(self) -> int:
+        return self._model.encoder[0].in_features
 
-        Raises:
-            ValueError: not fitted, or embeddings of the wrong dimension.
-        """
-        if self._model is None:
-            raise ValueError("this RQVAETokenizer has no trained model: fit it or load it with from_pretrained")
-        array = self._check_new_embeddings(embeddings, self._model.encoder[0].in_features)
-        return self._model.encode(torch.from_numpy(array))
-
-    def _state_tensors(self) -> dict[str, torch.Tensor]:
-        if self._model is None:
-            return {}
-        return {f"model.{name}": t for name, t in self._model.state_dict().items()}
-
-    def _load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
-        state = {name[len("model."):]: t for name, t in tensors.items() if name.startswith("model.")}
-        if "encoder.0.weight" not in state or len(state) != len(tensors):
-            raise ValueError(f"rq-vae state must hold `model.*` tensors incl. encoder.0.weight, found {sorted(tensors)}")
+    def _model_from_state(self, state: dict[str, torch.Tensor]) -> RQVAEModel:
+        if "encoder.0.weight" not in state:
+            raise ValueError(f"rq-vae state must hold `model.encoder.0.weight`, found {sorted(state)}")
         cfg = self.config
-        self._model = RQVAEModel(
+        return RQVAEModel(
             input_dim=int(state["encoder.0.weight"].shape[1]), hidden_dims=tuple(cfg.hidden_dims),
             latent_dim=cfg.latent_dim, codebook_sizes=tuple([cfg.codebook_size] * cfg.num_levels), beta=cfg.beta,
         )
-        self._model.load_state_dict(state)
-        self._model.eval()
