@@ -36,6 +36,7 @@ from genrec.models.bigrec.configuration_bigrec import (
 )
 from genrec.models.bigrec.grounding import grounding_scores, llm_text_embeddings
 from genrec.models.bigrec.prompts import build_prompt, clean_title, format_response
+from genrec.models.histories import history_rows
 
 logger = logging.get_logger(__name__)
 
@@ -213,18 +214,11 @@ class BIGRecForCausalLM(PreTrainedModel):
     def prompts(self, histories: Sequence[Sequence[str]]) -> list[str]:
         """Instruction prompts for histories of catalog item ids (oldest first)."""
         self._require_catalog()
-        if isinstance(histories, str):
-            raise ValueError("`histories` must be a list of histories (lists of item ids), not a string")
-        out = []
-        for number, history in enumerate(histories):
-            if isinstance(history, str) or len(history) == 0:
-                raise ValueError(f"history {number} ({history!r}) must be a non-empty list of item ids")
-            unknown = [item for item in history if str(item) not in self._item_index]
-            if unknown:
-                raise ValueError(f"history {number} contains item id {unknown[0]!r}, which is not in the model's catalog")
-            titles = [self.item_titles[self._item_index[str(item)]] for item in history]
-            out.append(build_prompt(titles, max_items=self.config.max_history_items, max_chars=self.config.max_title_chars))
-        return out
+        return [
+            build_prompt([self.item_titles[row] for row in rows], max_items=self.config.max_history_items,
+                         max_chars=self.config.max_title_chars)
+            for rows in history_rows(histories, self._item_index)
+        ]
 
     def encode_prompts(self, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Left-padded ``(input_ids, attention_mask)``, each ``(B, L)``, for decoding."""

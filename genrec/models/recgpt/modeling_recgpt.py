@@ -31,6 +31,7 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers.utils import ModelOutput, logging
 
+from genrec.models.histories import history_rows, left_padded_rows
 from genrec.models.layers import FeedForwardBlock, SparseMoeBlock
 from genrec.models.recgpt.configuration_recgpt import RecGPTConfig
 
@@ -536,23 +537,8 @@ class RecGPTForCausalLM(RecGPTPreTrainedModel):
             ValueError: no catalog, a string instead of a list, an empty history or an unknown id.
         """
         self._require_catalog()
-        if isinstance(histories, str):
-            raise ValueError("`histories` must be a list of histories (lists of item ids), not a string")
-        rows = []
-        for number, history in enumerate(histories):
-            if isinstance(history, str) or len(history) == 0:
-                raise ValueError(f"history {number} ({history!r}) must be a non-empty list of item ids")
-            try:
-                rows.append([self._item_index[str(item)] + 1 for item in list(history)[-self.config.max_position_embeddings:]])
-            except KeyError as error:
-                raise ValueError(
-                    f"history {number} contains item id {error.args[0]!r}, which is not in the model's catalog "
-                    f"of {self.num_items} items"
-                ) from None
-        width = max(len(row) for row in rows)
-        input_ids = torch.zeros(len(rows), width, dtype=torch.long)
-        for number, row in enumerate(rows):
-            input_ids[number, width - len(row):] = torch.tensor(row)
+        rows = history_rows(histories, self._item_index, max_len=self.config.max_position_embeddings)
+        input_ids = left_padded_rows(rows)
         return input_ids.to(self.text_proj.device)
 
     @torch.no_grad()

@@ -32,6 +32,7 @@ from transformers import PreTrainedModel
 from transformers.activations import ACT2FN
 from transformers.utils import ModelOutput, cached_file, logging
 
+from genrec.models.histories import history_rows, left_padded_rows
 from genrec.models.sasrec.configuration_sasrec import SASRecConfig
 
 __all__ = ["SASRecModel", "SASRecOutput", "SASRecPreTrainedModel", "ITEM_IDS_FILE", "history_mask"]
@@ -326,24 +327,8 @@ class SASRecModel(SASRecPreTrainedModel):
                 "this SASRecModel has no `item_ids`; pass item_ids= to the constructor, call set_item_ids(), "
                 "or load a checkpoint saved with them"
             )
-        max_len = self.config.max_position_embeddings
-        rows = []
-        for number, history in enumerate(histories):
-            if isinstance(history, str):
-                raise ValueError(f"history {number} is a string ({history!r}); pass a list of item ids per user")
-            if len(history) == 0:
-                raise ValueError(f"history {number} is empty; SASRec needs at least one item")
-            try:
-                rows.append([self._item_index[str(item_id)] + 1 for item_id in list(history)[-max_len:]])
-            except KeyError as error:
-                raise ValueError(
-                    f"history {number} contains item id {error.args[0]!r}, which is not in the model's catalog "
-                    f"of {len(self.item_ids)} items"
-                ) from None
-        width = max(len(row) for row in rows)
-        input_ids = torch.zeros(len(rows), width, dtype=torch.long)
-        for number, row in enumerate(rows):
-            input_ids[number, width - len(row) :] = torch.tensor(row, dtype=torch.long)
+        rows = history_rows(histories, self._item_index, max_len=self.config.max_position_embeddings)
+        input_ids = left_padded_rows(rows)
         return input_ids.to(self.device)
 
     @torch.no_grad()

@@ -1,0 +1,44 @@
+"""User histories given as catalog item ids → validated catalog rows (shared by every model's recommend())."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+
+__all__ = ["history_rows", "left_padded_rows"]
+
+
+def history_rows(
+    histories: Sequence[Sequence[str]], item_index: Mapping[str, int], *, max_len: int | None = None
+) -> list[list[int]]:
+    """Catalog rows of each history (oldest first), keeping the last ``max_len`` items when given.
+
+    Raises:
+        ValueError: ``histories`` is a string, a history is a string or empty, or an item id (among the
+            kept items) is not in ``item_index``.
+    """
+    if isinstance(histories, str):
+        raise ValueError("`histories` must be a list of histories (lists of item ids), not a string")
+    rows = []
+    for number, history in enumerate(histories):
+        if isinstance(history, str) or len(history) == 0:
+            raise ValueError(f"history {number} ({history!r}) must be a non-empty list of item ids")
+        kept = list(history) if max_len is None else list(history)[-max_len:]
+        try:
+            rows.append([item_index[str(item)] for item in kept])
+        except KeyError as error:
+            raise ValueError(
+                f"history {number} contains item id {error.args[0]!r}, which is not in the model's catalog "
+                f"of {len(item_index)} items"
+            ) from None
+    return rows
+
+
+def left_padded_rows(rows: Sequence[Sequence[int]], *, offset: int = 1) -> torch.LongTensor:
+    """``(batch, longest)`` tensor of ``row + offset`` per history, left-padded with 0 (offset 1 keeps 0 = pad)."""
+    width = max(len(row) for row in rows)
+    input_ids = torch.zeros(len(rows), width, dtype=torch.long)
+    for number, row in enumerate(rows):
+        input_ids[number, width - len(row):] = torch.tensor(row, dtype=torch.long) + offset
+    return input_ids
