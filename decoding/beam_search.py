@@ -15,6 +15,10 @@ for K identical beams and projects every beam onto the whole vocabulary at every
   ``(batch, K)`` tensors: there is no Python work per beam.
 
 Every returned item is a catalog row, and a user never gets an item twice (beams are distinct trie paths).
+
+``decoder_prefix`` continues a decoder that has already emitted tokens (e.g. the items of a session so far,
+OneRec's slot-by-slot session generation): the prefix runs through the cached decoder in step 0 (one row per
+user, rows of different lengths left-padded and masked), then the constrained search starts at the catalog root.
 """
 
 from __future__ import annotations
@@ -35,6 +39,37 @@ logger = logging.get_logger(__name__)
 __all__ = ["beam_search", "beam_search_unconstrained"]
 
 _NORMALIZE = ("catalog", "vocab")
+
+
+def _left_pack(tokens: torch.Tensor, valid: torch.Tensor, pad_token_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Move every row's valid tokens to the right end, in order, with padding on the left.
+
+    Args:
+        tokens: LongTensor ``(B, T)``.
+        valid: bool ``(B, T)``: which tokens are real.
+        pad_token_id: value written into padding positions (they are masked anyway).
+
+    Returns:
+        ``(packed, mask)``: LongTensor ``(B, W)`` and long ``(B, W)`` 0/1 mask, ``W`` = the most valid tokens in
+        a row. Example: ``[[5, -, 6], [7, 8, 9]]`` -> ``[[pad, 5, 6], [7, 8, 9]]``.
+    """
+    order = torch.sort(valid.int(), dim=1, stable=True).indices  # padding first, real tokens keep their order
+    packed = tokens.gather(1, order)
+    mask = valid.gather(1, order)
+    width = max(int(valid.sum(1).max()), 1)
+    packed, mask = packed[:, -width:], mask[:, -width:]
+    return packed.masked_fill(~mask, pad_token_id), mask.long()
+
+
+def _with_prefix(first: torch.Tensor, first_mask: torch.Tensor, decoder_prefix: torch.Tensor | None
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``first`` (its masked-out positions dropped) followed by the prefix's non-negative tokens, left-packed."""
+    if decoder_prefix is None:
+        return _left_pack(first, first_mask.bool())
+    prefix = decoder_prefix.to(first.device).long()
+    tokens = torch.cat([first, prefix.clamp(min=0)], 1)
+    valid = torch.cat([first_mask.bool(), prefix >= 0], 1)
+    return _left_pack(tokens, valid)
 
 
 class _OutputSlice:
@@ -76,13 +111,14 @@ class _OutputSlice:
 class _CachedDecoder:
     """Runs an HF model step by step with its KV cache, one row per (user, beam).
 
-    Encoder-decoder: the encoder runs once; step 0 feeds ``decoder_start_token_id`` with one row per user.
-    Decoder-only: step 0 feeds the (left-padded) prompt with one row per user; positions come from the
-    attention mask. After step 0, :meth:`advance` gathers the cache rows of the chosen parent beams.
+    Encoder-decoder: the encoder runs once; step 0 feeds ``decoder_start_token_id`` (+ the decoder prefix, rows
+    left-padded with a decoder attention mask) with one row per user. Decoder-only: step 0 feeds the prompt + the
+    prefix (left-packed) with one row per user; positions come from the attention mask. After step 0,
+    :meth:`advance` gathers the cache rows of the chosen parent beams.
     """
 
     def __init__(self, model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                 decoder_start_token_id: int | None):
+                 decoder_start_token_id: int | None, decoder_prefix: torch.Tensor | None = None):
         self.model = model
         self.config = model.config
         self.is_encoder_decoder = bool(getattr(model.config, "is_encoder_decoder", False))
@@ -94,6 +130,9 @@ class _CachedDecoder:
         self.attention_mask = attention_mask
         self.cache = None
         self.first = True
+        self.decoder_mask = None  # encoder-decoder with a ragged prefix: (rows, decoded length) 0/1
+        if not self.is_encoder_decoder and decoder_prefix is not None:
+            self.input_ids, self.attention_mask = _with_prefix(input_ids, attention_mask, decoder_prefix)
         if self.is_encoder_decoder:
             start = decoder_start_token_id
             if start is None:
@@ -106,6 +145,11 @@ class _CachedDecoder:
                     "decoder_start_token_id=<int>"
                 )
             self.decoder_start_token_id = int(start)
+            starts = torch.full((input_ids.shape[0], 1), self.decoder_start_token_id, dtype=torch.long,
+                                device=input_ids.device)
+            self.decoder_input_ids, decoder_mask = _with_prefix(starts, torch.ones_like(starts), decoder_prefix)
+            if not bool(decoder_mask.all()):
+                self.decoder_mask = decoder_mask
             encoder = model.get_encoder()
             self.encoder_outputs = encoder(input_ids=input_ids, attention_mask=attention_mask, return_dict=True)
 
@@ -115,12 +159,11 @@ class _CachedDecoder:
 
     def start(self) -> torch.Tensor:
         """Step 0 with one row per user. Returns logits ``(batch, V')``."""
-        batch = self.input_ids.shape[0]
         if self.is_encoder_decoder:
-            decoder_input_ids = torch.full((batch, 1), self.decoder_start_token_id, dtype=torch.long,
-                                           device=self.input_ids.device)
+            kwargs = {} if self.decoder_mask is None else {"decoder_attention_mask": self.decoder_mask}
             outputs = self.model(encoder_outputs=self.encoder_outputs, attention_mask=self.attention_mask,
-                                 decoder_input_ids=decoder_input_ids, use_cache=True, return_dict=True)
+                                 decoder_input_ids=self.decoder_input_ids, use_cache=True, return_dict=True,
+                                 **kwargs)
         else:
             kwargs: dict[str, Any] = {}
             self.positions = (self.attention_mask.long().cumsum(-1) - 1).clamp(min=0)
@@ -157,9 +200,14 @@ class _CachedDecoder:
                 hidden = self.encoder_outputs.last_hidden_state.index_select(0, rows)
                 self.encoder_outputs = type(self.encoder_outputs)(last_hidden_state=hidden)
                 self.attention_mask = self.attention_mask.index_select(0, rows)
+            kwargs = {}
+            if self.decoder_mask is not None:
+                mask = self.decoder_mask.index_select(0, rows)
+                self.decoder_mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], 1)
+                kwargs["decoder_attention_mask"] = self.decoder_mask
             outputs = self.model(encoder_outputs=self.encoder_outputs, attention_mask=self.attention_mask,
                                  decoder_input_ids=tokens[:, None], use_cache=True, return_dict=True,
-                                 **{self.cache_arg: cache})
+                                 **{self.cache_arg: cache}, **kwargs)
         else:
             cache.reorder_cache(rows)
             self.attention_mask = self.attention_mask.index_select(0, rows)
@@ -184,12 +232,14 @@ class _T5CachedDecoder:
     step reads K copies of each user's encoder keys/values (memory-bound on CPU). Here the decoder blocks of
     a ``T5ForConditionalGeneration`` run with the same modules and weights, but cross-attention treats a
     user's K beams as K queries against that user's single copy: ``(B, H, K, d) @ (B, H, d, S)``.
-    Self-attention keeps a per-beam cache gathered by parent at every step (a few positions long).
-    Numerically the same computation as the HF forward in eval mode (tested against it).
+    Self-attention keeps a per-beam cache gathered by parent at every step (a few positions long). Step 0 feeds
+    the start token + the decoder prefix (left-padded rows: T5's positions are relative, so padding placed before
+    the start token and masked changes nothing). Numerically the same computation as the HF forward in eval mode
+    (tested against it).
     """
 
     def __init__(self, model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                 decoder_start_token_id: int | None):
+                 decoder_start_token_id: int | None, decoder_prefix: torch.Tensor | None = None):
         self.model = model
         self.decoder = model.get_decoder()
         self.config = model.config
@@ -217,68 +267,83 @@ class _T5CachedDecoder:
         self.self_values: list[torch.Tensor | None] = [None] * len(self.decoder.block)
         self.batch = batch
         self.length = 0  # decoder positions already cached
+        starts = torch.full((batch, 1), self.decoder_start_token_id, dtype=torch.long, device=input_ids.device)
+        self.start_tokens, mask = _with_prefix(starts, torch.ones_like(starts), decoder_prefix)  # (B, T)
+        # (rows, cached length) bool: which cached decoder positions are real (None: all of them)
+        self.self_mask = None if bool(mask.all()) else mask.bool()
 
     @staticmethod
-    def _attend(query, keys, values, bias, scaling):
+    def _attend(query, keys, values, bias, scaling, allowed=None):
         scores = torch.matmul(query, keys.transpose(-1, -2)) * scaling + bias
+        if allowed is not None:  # masked_fill, not an additive mask: no overflow to -inf in half precision
+            scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
         weights = torch.softmax(scores.float(), dim=-1).to(query.dtype)
         return torch.matmul(weights, values)
 
     def _forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        rows = tokens.shape[0]
+        """Feed ``tokens`` (R, T) after the cached positions; returns the last position's logits (R, V')."""
+        rows, steps = tokens.shape
         beams = rows // self.batch
-        hidden = self.decoder.embed_tokens(tokens)[:, None, :]  # (R, 1, d)
-        position_bias = None
+        hidden = self.decoder.embed_tokens(tokens)  # (R, T, d)
+        total = self.length + steps
+        # relative position bias (1, H, T, total), owned by the first block
+        position_bias = self.decoder.block[0].layer[0].SelfAttention.compute_bias(
+            steps, total, device=hidden.device, past_seen_tokens=self.length).to(hidden.dtype)
+        allowed = None  # (R or 1, 1, T, total) bool: causal within the new tokens, padding never a key
+        if steps > 1:
+            query_position = torch.arange(steps, device=hidden.device)[:, None] + self.length
+            allowed = (torch.arange(total, device=hidden.device)[None, :] <= query_position)[None, None]
+        if self.self_mask is not None:
+            keys_ok = self.self_mask[:, None, None, :]  # (R, 1, 1, total)
+            allowed = keys_ok if allowed is None else allowed & keys_ok
         for index, block in enumerate(self.decoder.block):
             self_attention = block.layer[0].SelfAttention
             heads, head_dim = self_attention.n_heads, self_attention.key_value_proj_dim
             normed = block.layer[0].layer_norm(hidden)
-            query = self_attention.q(normed).view(rows, 1, heads, head_dim).transpose(1, 2)  # (R, H, 1, dh)
-            key = self_attention.k(normed).view(rows, 1, heads, head_dim).transpose(1, 2)
-            value = self_attention.v(normed).view(rows, 1, heads, head_dim).transpose(1, 2)
+            query = self_attention.q(normed).view(rows, steps, heads, head_dim).transpose(1, 2)  # (R, H, T, dh)
+            key = self_attention.k(normed).view(rows, steps, heads, head_dim).transpose(1, 2)
+            value = self_attention.v(normed).view(rows, steps, heads, head_dim).transpose(1, 2)
             if self.self_keys[index] is not None:
                 key = torch.cat([self.self_keys[index], key], dim=2)
                 value = torch.cat([self.self_values[index], value], dim=2)
             self.self_keys[index], self.self_values[index] = key, value
-            if position_bias is None:  # the first block owns the relative position bias (1, H, 1, t+1)
-                position_bias = self_attention.compute_bias(1, self.length + 1, device=hidden.device,
-                                                            past_seen_tokens=self.length).to(hidden.dtype)
-            out = self._attend(query, key, value, position_bias, getattr(self_attention, "scaling", 1.0))
-            hidden = hidden + self_attention.o(out.transpose(1, 2).reshape(rows, 1, heads * head_dim))
-            # cross-attention: a user's beams are the queries against its one copy of the encoder keys
+            out = self._attend(query, key, value, position_bias, getattr(self_attention, "scaling", 1.0), allowed)
+            hidden = hidden + self_attention.o(out.transpose(1, 2).reshape(rows, steps, heads * head_dim))
+            # cross-attention: a user's beams (x T positions) are the queries against its one copy of the encoder
             cross = block.layer[1].EncDecAttention
             heads, head_dim = cross.n_heads, cross.key_value_proj_dim
             normed = block.layer[1].layer_norm(hidden)
-            query = cross.q(normed).view(self.batch, beams, heads, head_dim).transpose(1, 2)  # (B, H, K, dh)
+            query = cross.q(normed).view(self.batch, beams * steps, heads, head_dim).transpose(1, 2)  # (B, H, K*T, dh)
             out = self._attend(query, self.cross_keys[index], self.cross_values[index], self.cross_mask,
-                               getattr(cross, "scaling", 1.0))  # (B, H, K, dh)
-            hidden = hidden + cross.o(out.transpose(1, 2).reshape(rows, 1, heads * head_dim))
-            hidden = block.layer[2](hidden)  # T5LayerFF: norm, feed-forward, residual
-        hidden = self.decoder.final_layer_norm(hidden)
+                               getattr(cross, "scaling", 1.0))  # (B, H, K*T, dh)
+            hidden = hidden + cross.o(out.transpose(1, 2).reshape(rows, steps, heads * head_dim))
+            hidden = block.layer[2](hidden)  # T5LayerFF (or genrec's MoE layer): norm, feed-forward, residual
+        hidden = self.decoder.final_layer_norm(hidden[:, -1:, :])
         if getattr(self.config, "tie_word_embeddings", False):
             hidden = hidden * (self.config.d_model**-0.5)  # T5 rescales before a tied LM head
-        self.length += 1
+        self.length = total
         return self.model.lm_head(hidden)[:, -1, :]
 
     def start(self) -> torch.Tensor:
-        tokens = torch.full((self.batch,), self.decoder_start_token_id, dtype=torch.long,
-                            device=self.cross_mask.device)
-        return self._forward(tokens)
+        return self._forward(self.start_tokens)
 
     def advance(self, tokens: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         for index in range(len(self.self_keys)):
             self.self_keys[index] = self.self_keys[index].index_select(0, rows)
             self.self_values[index] = self.self_values[index].index_select(0, rows)
-        return self._forward(tokens)
+        if self.self_mask is not None:
+            mask = self.self_mask.index_select(0, rows)
+            self.self_mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], 1)
+        return self._forward(tokens[:, None])
 
 
-def _make_decoder(model, input_ids, attention_mask, decoder_start_token_id, fast_model_path):
+def _make_decoder(model, input_ids, attention_mask, decoder_start_token_id, fast_model_path, decoder_prefix=None):
     """The T5 fast decoder for T5-family models in eval mode (when allowed), else the generic one."""
     from transformers import T5ForConditionalGeneration
 
     if fast_model_path and isinstance(model, T5ForConditionalGeneration) and not model.training:
-        return _T5CachedDecoder(model, input_ids, attention_mask, decoder_start_token_id)
-    return _CachedDecoder(model, input_ids, attention_mask, decoder_start_token_id)
+        return _T5CachedDecoder(model, input_ids, attention_mask, decoder_start_token_id, decoder_prefix)
+    return _CachedDecoder(model, input_ids, attention_mask, decoder_start_token_id, decoder_prefix)
 
 
 def _validate(model, input_ids, attention_mask, num_beams, top_k, normalize):
@@ -316,6 +381,7 @@ def beam_search(
     decoder_start_token_id: int | None = None,
     use_kernel: bool | None = None,
     fast_model_path: bool = True,
+    decoder_prefix: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Recommend the ``top_k`` best catalog items per user by constrained beam search.
 
@@ -340,6 +406,12 @@ def beam_search(
             model runs on CUDA.
         fast_model_path: use the model-specific decoder where one exists (T5 family in eval mode: encoder
             keys/values once per user, see ``_T5CachedDecoder``); False = the generic HF forward + cache.
+        decoder_prefix: optional LongTensor ``(batch, P)`` of tokens the decoder has already emitted (after the
+            start token; for decoder-only models, after the prompt), e.g. the codes of the items already in a
+            session. ``-1`` entries are padding and are dropped, so rows may hold different lengths. The prefix
+            is fed through the cached decoder once per user; the search then starts a new item at the catalog
+            root, and ``scores`` exclude the prefix. Combine with ``banned_items`` to keep a session free of
+            repeats.
 
     Returns:
         ``(items, scores)``: LongTensor ``(batch, top_k)`` of catalog rows, best first, -1 only where fewer
@@ -363,6 +435,17 @@ def beam_search(
         from genrec.kernels.constrained_topk import constrained_topk_triton
 
         step_fn = constrained_topk_triton
+    if decoder_prefix is not None:
+        if not isinstance(decoder_prefix, torch.Tensor) or decoder_prefix.dim() != 2 or decoder_prefix.shape[0] != batch:
+            shape = tuple(decoder_prefix.shape) if isinstance(decoder_prefix, torch.Tensor) else type(decoder_prefix)
+            raise ValueError(f"`decoder_prefix` must be a LongTensor (batch={batch}, P), got {shape}")
+        if decoder_prefix.dtype.is_floating_point or decoder_prefix.dtype == torch.bool:
+            raise ValueError(f"`decoder_prefix` must hold integer token ids, got dtype {decoder_prefix.dtype}")
+        if decoder_prefix.numel() and int(decoder_prefix.min()) < -1:
+            raise ValueError(f"`decoder_prefix` holds {int(decoder_prefix.min())}; allowed: token ids >= 0 or -1 "
+                             "(padding)")
+        if decoder_prefix.numel() == 0 or not bool((decoder_prefix >= 0).any()):
+            decoder_prefix = None  # nothing emitted yet: an ordinary search
     banned_leaves = None
     if banned_items is not None:
         if banned_items.shape[0] != batch:
@@ -376,7 +459,8 @@ def beam_search(
     beam_nodes = torch.zeros((batch, 1), dtype=torch.long, device=device)
     user_rows = torch.arange(batch, device=device)[:, None]
 
-    runner = _make_decoder(model, input_ids, attention_mask, decoder_start_token_id, fast_model_path)
+    runner = _make_decoder(model, input_ids, attention_mask, decoder_start_token_id, fast_model_path,
+                           decoder_prefix)
     with _OutputSlice(model, enabled=normalize == "catalog") as head:
         depth_count = catalog.max_length
         for d in range(depth_count):

@@ -2,10 +2,10 @@
 
 import importlib
 import importlib.util
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 MAPPED = {"tokenization": "genrec.tokenization", "alignment": "genrec.alignment",
@@ -44,3 +44,107 @@ def test_folders_are_not_top_level_packages(name):
 def test_namespace_packages_import(name):
     module = importlib.import_module(name)
     assert Path(module.__file__).resolve().parent.name == name.split(".")[-1]
+
+
+# ----- `import genrec` registers every genrec model type with the transformers Auto classes -----------------------
+def test_auto_model_types_table_matches_the_configs():
+    import genrec
+    from genrec.models import (
+        BIGRecConfig,
+        OneRecConfig,
+        P5Config,
+        RecGPTConfig,
+        SASRecConfig,
+    )
+
+    config_types = {c.model_type for c in (BIGRecConfig, OneRecConfig, P5Config, RecGPTConfig, SASRecConfig)}
+    assert {t for t, module in genrec.AUTO_MODEL_TYPES.items() if module == "genrec.models"} == config_types
+    if (ROOT / "alignment" / "reward.py").is_file():
+        from genrec.alignment.reward import RewardModelConfig
+
+        assert genrec.AUTO_MODEL_TYPES[RewardModelConfig.model_type] == "genrec.alignment.reward"
+
+
+def test_lazy_placeholder_propagates_real_import_errors_and_skips_missing_optional_modules():
+    from transformers.models.auto.configuration_auto import _LazyConfigMapping
+
+    import genrec
+
+    broken = genrec._LazyConfigClass("genrec-nothing", "genrec.no_such_module")
+    with pytest.raises(ModuleNotFoundError, match="genrec.no_such_module"):
+        broken.from_dict({})
+    assert not genrec._module_exists("genrec.alignment.no_such_module")
+    assert genrec._module_exists("genrec.decoding.beam_search")
+    mapping = _LazyConfigMapping({})
+    optional = dict(genrec.AUTO_MODEL_TYPES, **{"genrec-missing": "genrec.alignment.no_such_module"})
+    original, original_optional = genrec.AUTO_MODEL_TYPES, genrec._OPTIONAL_MODULES
+    try:
+        genrec.AUTO_MODEL_TYPES = optional
+        genrec._OPTIONAL_MODULES = (*original_optional, "genrec.alignment.no_such_module")
+        genrec._register_placeholders(mapping)
+    finally:
+        genrec.AUTO_MODEL_TYPES, genrec._OPTIONAL_MODULES = original, original_optional
+    assert "genrec-onerec" in mapping._extra_content and "genrec-missing" not in mapping._extra_content
+
+
+def test_bare_import_genrec_registers_auto_classes_in_a_fresh_process(tmp_path):
+    """Checkpoints saved here load in a new interpreter that only ran ``import genrec`` (no trust_remote_code),
+    and ``import genrec`` itself stays cheap (no torch)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from types import SimpleNamespace
+
+    import torch
+    from genrec.tokenization import get_tokenizer_class
+
+    from genrec.models import (
+        OneRecForConditionalGeneration,
+        RecGPTConfig,
+        RecGPTForCausalLM,
+        SASRecConfig,
+        SASRecModel,
+    )
+
+    torch.manual_seed(0)
+    SASRecModel(SASRecConfig(num_items=5, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                             max_position_embeddings=4), item_ids=list("abcde")).save_pretrained(tmp_path / "sasrec")
+    item_ids = [f"i{n}" for n in range(6)]
+    recgpt = RecGPTForCausalLM(
+        RecGPTConfig(num_chunks=1, codebook_size=6, fsq_levels=[6], text_embedding_dim=4, hidden_size=8,
+                     num_hidden_layers=1, num_attention_heads=2, intermediate_size=8, max_position_embeddings=4),
+        item_ids=item_ids, item_codes=torch.arange(6)[:, None].numpy(), item_text_embeddings=torch.randn(6, 4).numpy())
+    recgpt.save_pretrained(tmp_path / "recgpt")
+    item_tokenizer = get_tokenizer_class("random")(codebook_size=3, num_levels=2, seed=0).fit(
+        SimpleNamespace(item_ids=item_ids))
+    OneRecForConditionalGeneration.from_item_tokenizer(
+        item_tokenizer, d_model=8, d_kv=4, d_ff=8, num_layers=1, num_heads=2, num_experts=2, moe_intermediate_size=8
+    ).save_pretrained(tmp_path / "onerec")
+    script = f"""
+import json, sys
+import genrec
+assert "torch" not in sys.modules, "import genrec must stay cheap"
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM
+root = {str(tmp_path)!r}
+out = {{
+    "sasrec": type(AutoModel.from_pretrained(root + "/sasrec")).__name__,
+    "recgpt": type(AutoModelForCausalLM.from_pretrained(root + "/recgpt")).__name__,
+    "onerec": type(AutoModelForSeq2SeqLM.from_pretrained(root + "/onerec")).__name__,
+    "p5": type(AutoConfig.for_model("genrec-p5")).__name__,
+    "bigrec": AutoModelForCausalLM._model_mapping[type(AutoConfig.for_model("genrec-bigrec"))].__name__,
+}}
+if {(ROOT / "alignment" / "reward.py").is_file()!r}:
+    out["reward"] = type(AutoConfig.for_model("genrec-reward")).__name__
+print(json.dumps(out))
+"""
+    env = {**os.environ, "PYTHONSAFEPATH": "1"}
+    result = subprocess.run([sys.executable, "-c", script], check=False, cwd=tmp_path, env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    loaded = json.loads(result.stdout.strip().splitlines()[-1])
+    expected = {"sasrec": "SASRecModel", "recgpt": "RecGPTForCausalLM", "onerec": "OneRecForConditionalGeneration",
+                "p5": "P5Config", "bigrec": "BIGRecForCausalLM"}
+    if "reward" in loaded:
+        expected["reward"] = "RewardModelConfig"
+    assert loaded == expected

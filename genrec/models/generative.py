@@ -38,6 +38,7 @@ from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput
 from transformers.models.t5.modeling_t5 import T5LayerNorm
 from transformers.utils import logging
 
+from genrec.models.histories import history_rows
 from genrec.models.layers import SparseMoeBlock
 from genrec.utils.io import atomic_write_text
 
@@ -78,6 +79,10 @@ def _check_float(name: str, value: Any, low: float, high: float | None = None) -
 class GenerativeT5Config(T5Config):
     r"""T5 architecture numbers plus the generative-recommendation fields P5 and OneRec share.
 
+    The T5 architecture defaults are genrec's small from-scratch model (TIGER-sized, ~4M parameters without the
+    vocabulary): ``d_model=128``, ``d_kv=32``, ``d_ff=512``, ``num_layers=4`` (and as many decoder layers),
+    ``num_heads=4``, ``dropout_rate=0.1``, ``feed_forward_proj="relu"``; P5 and OneRec inherit them.
+
     Args (beyond :class:`transformers.T5Config`'s ``d_model``, ``d_kv``, ``d_ff``, ``num_layers``,
     ``num_decoder_layers``, ``num_heads``, ``dropout_rate``, ``feed_forward_proj``, ...):
         num_items (int, defaults to 0): catalog size; 0 until the model is bound to an item tokenizer.
@@ -98,6 +103,13 @@ class GenerativeT5Config(T5Config):
         num_beams (int, defaults to 20): beams of :meth:`recommend` / ``score`` (the most items one call returns).
     """
 
+    d_model: int = 128
+    d_kv: int = 32
+    d_ff: int = 512
+    num_layers: int = 4
+    num_heads: int = 4
+    dropout_rate: float | int = 0.1
+    feed_forward_proj: str = "relu"
     num_items: int = 0
     decoder_start_token_id: int | None = 0
     item_tokenizer_method: str = "rq-kmeans"
@@ -572,11 +584,8 @@ class GenerativeT5Model(T5ForConditionalGeneration):
         Raises:
             ValueError: an empty history, an unknown item id, or a bad ``k``.
         """
-        rows = []
-        for number, history in enumerate(histories):
-            if isinstance(history, str) or len(history) == 0:
-                raise ValueError(f"`histories[{number}]` must be a non-empty list of item ids, got {history!r}")
-            rows.append(self.item_rows(history, where=f"histories[{number}]"))
+        self._require_bound()
+        rows = history_rows(histories, self._item_index)
         candidate_rows = None
         if candidates is not None:
             if len(candidates) != len(histories):
@@ -706,7 +715,7 @@ user's item history and generates the next items as semantic-id token sequences,
 ## Usage
 
 ```python
-import genrec.models  # registers the genrec model types with the transformers Auto classes
+import genrec  # registers the genrec model types with the transformers Auto classes
 from transformers import AutoModelForSeq2SeqLM
 
 model = AutoModelForSeq2SeqLM.from_pretrained("path/or/hub-id")

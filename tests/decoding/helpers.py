@@ -31,42 +31,47 @@ def tiny_llama(vocab: int = VOCAB) -> LlamaForCausalLM:
 
 
 @torch.no_grad()
-def teacher_forced_log_probs(model, input_ids, attention_mask, sequences):
+def teacher_forced_log_probs(model, input_ids, attention_mask, sequences, prefixes=None):
     """Full-vocabulary log-probs ``(batch, num_seq, L, V)`` of each sequence's tokens under ``model``.
 
     sequences: LongTensor (num_seq, L) padded with -1 (replaced by 0 when fed; ignored by callers).
+    prefixes: optional per-batch-row token lists the decoder has already emitted before each sequence (after the
+    start token, or after the prompt for decoder-only models); fed unpadded, one row at a time.
     """
     batch = input_ids.shape[0]
     num_seq, length = sequences.shape
     fed = sequences.clamp(min=0)
     out = []
     for b in range(batch):
+        prefix = torch.tensor(list(prefixes[b]) if prefixes is not None else [], dtype=torch.long)
+        prefix = prefix[None, :].expand(num_seq, -1)
         ids = input_ids[b : b + 1].expand(num_seq, -1)
         mask = attention_mask[b : b + 1].expand(num_seq, -1)
         if model.config.is_encoder_decoder:
-            decoder_input = torch.cat([torch.zeros((num_seq, 1), dtype=torch.long), fed[:, :-1]], 1)
+            decoder_input = torch.cat([torch.zeros((num_seq, 1), dtype=torch.long), prefix, fed[:, :-1]], 1)
             logits = model(input_ids=ids, attention_mask=mask, decoder_input_ids=decoder_input).logits
+            logits = logits[:, prefix.shape[1]:]
         else:
-            full = torch.cat([ids, fed[:, :-1]], 1)
-            full_mask = torch.cat([mask, torch.ones((num_seq, length - 1), dtype=mask.dtype)], 1)
+            full = torch.cat([ids, prefix, fed[:, :-1]], 1)
+            full_mask = torch.cat([mask, torch.ones((num_seq, prefix.shape[1] + length - 1), dtype=mask.dtype)], 1)
             positions = (full_mask.cumsum(-1) - 1).clamp(min=0)
             logits = model(input_ids=full, attention_mask=full_mask, position_ids=positions).logits
-            logits = logits[:, ids.shape[1] - 1 :]
+            logits = logits[:, ids.shape[1] + prefix.shape[1] - 1 :]
         out.append(torch.log_softmax(logits.float(), -1))
     return torch.stack(out)
 
 
-def brute_force(model, input_ids, attention_mask, sequences, normalize="catalog", banned=None):
+def brute_force(model, input_ids, attention_mask, sequences, normalize="catalog", banned=None, prefixes=None):
     """Exhaustive constrained scores ``(batch, num_items)`` of every catalog sequence (-inf where banned).
 
     sequences: list of token lists (row i = item i). Catalog normalisation renormalises each step over the
-    distinct next tokens among the items sharing the prefix.
+    distinct next tokens among the items sharing the prefix. prefixes: see :func:`teacher_forced_log_probs`.
     """
     length = max(len(s) for s in sequences)
     padded = torch.full((len(sequences), length), -1, dtype=torch.long)
     for i, s in enumerate(sequences):
         padded[i, : len(s)] = torch.tensor(s)
-    log_probs = teacher_forced_log_probs(model, input_ids, attention_mask, padded)
+    log_probs = teacher_forced_log_probs(model, input_ids, attention_mask, padded, prefixes)
     scores = torch.zeros((input_ids.shape[0], len(sequences)))
     for i, seq in enumerate(sequences):
         for d, token in enumerate(seq):

@@ -41,12 +41,13 @@ def _inputs(batch, length=5, left_pad=False):
     return ids, mask
 
 
-def _check_against_brute_force(model, seqs, catalog, ids, mask, normalize, banned=None, effective_banned=None):
+def _check_against_brute_force(model, seqs, catalog, ids, mask, normalize, banned=None, effective_banned=None,
+                               prefixes=None, **search_kwargs):
     num = len(seqs)
     items, scores = beam_search(model, catalog, input_ids=ids, attention_mask=mask, num_beams=num, top_k=num,
-                                normalize=normalize, banned_items=banned)
+                                normalize=normalize, banned_items=banned, **search_kwargs)
     expected = brute_force(model, ids, mask, seqs, normalize=normalize,
-                           banned=banned if effective_banned is None else effective_banned)
+                           banned=banned if effective_banned is None else effective_banned, prefixes=prefixes)
     top = expected.sort(1, descending=True)
     for b in range(ids.shape[0]):
         got = [i for i in items[b].tolist() if i >= 0]
@@ -102,6 +103,88 @@ def test_banned_items_never_returned_and_search_stays_exhaustive(seqs, data):
                            banned_items=banned)
     for b in range(2):
         assert not any(effective[b, i] for i in items[b].tolist() if i >= 0)
+
+
+def _effective_bans(catalog, banned):
+    """Banning one duplicate bans the shared sequence (the decoder cannot tell duplicates apart)."""
+    leaf_banned = torch.zeros((banned.shape[0], catalog.num_leaves), dtype=torch.bool)
+    for b in range(banned.shape[0]):
+        leaf_banned[b, catalog.item_leaf[banned[b]].long()] = True
+    return leaf_banned[:, catalog.item_leaf.long()]
+
+
+def _ragged_prefix(prefixes):
+    """(batch, P) LongTensor with -1 padding: even rows right-padded, odd rows left-padded (both are dropped)."""
+    width = max([len(p) for p in prefixes] + [1])
+    prefix = torch.full((len(prefixes), width), -1, dtype=torch.long)
+    for b, tokens in enumerate(prefixes):
+        if tokens:
+            if b % 2:
+                prefix[b, width - len(tokens):] = torch.tensor(tokens)
+            else:
+                prefix[b, : len(tokens)] = torch.tensor(tokens)
+    return prefix
+
+
+@SETTINGS
+@given(seqs=catalogs(), data=st.data(), family=st.sampled_from(["t5", "t5-generic", "llama"]),
+       normalize=st.sampled_from(["catalog", "vocab"]))
+def test_decoder_prefix_continues_the_decoder_and_equals_exhaustive_search(seqs, data, family, normalize):
+    """Continuing after already-emitted tokens (ragged rows, with bans) == scoring every item after the prefix."""
+    catalog = Catalog.from_codes(torch.tensor(seqs))
+    model = tiny_llama() if family == "llama" else tiny_t5()
+    ids, mask = _inputs(3, left_pad=family == "llama")
+    prefixes = data.draw(st.lists(st.lists(st.integers(3, VOCAB - 1), max_size=6), min_size=3, max_size=3))
+    banned = torch.tensor(data.draw(st.lists(st.lists(st.booleans(), min_size=len(seqs), max_size=len(seqs)),
+                                             min_size=3, max_size=3)))
+    _check_against_brute_force(model, seqs, catalog, ids, mask, normalize, banned=banned,
+                               effective_banned=_effective_bans(catalog, banned), prefixes=prefixes,
+                               decoder_prefix=_ragged_prefix(prefixes), fast_model_path=family != "t5-generic")
+
+
+@pytest.mark.parametrize("family", ["t5", "t5-generic", "llama"])
+def test_decoder_prefix_matches_hf_generate_continuing_the_same_prefix(family):
+    """The old session path: HF generate from ``decoder_input_ids = [start, prefix]`` + our LogitsProcessor.
+
+    No bans here: the LogitsProcessor renormalises over the children that are not banned, beam_search over all
+    catalog children (banned items keep their mass, as in brute_force); bans are covered by the test above."""
+    torch.manual_seed(2)
+    seqs = torch.stack([torch.randint(0, 4, (40,)) + 3 + level * 4 for level in range(3)], 1).unique(dim=0)
+    catalog = Catalog.from_codes(seqs)
+    model = tiny_llama() if family == "llama" else tiny_t5()
+    ids, mask = _inputs(3, length=6, left_pad=family == "llama")
+    prefix = seqs[[0, 5, 9]][:, :, None].expand(-1, -1, 2).reshape(3, -1)[:, :5]  # 5 tokens per user
+    items, scores = beam_search(model, catalog, input_ids=ids, attention_mask=mask, num_beams=4, top_k=3,
+                                decoder_prefix=prefix, fast_model_path=family != "t5-generic")
+    if family == "llama":
+        hf_inputs = {"input_ids": torch.cat([ids, prefix], 1),
+                     "attention_mask": torch.cat([mask, torch.ones_like(prefix)], 1)}
+        start = hf_inputs["input_ids"].shape[1]
+    else:
+        decoder_input_ids = torch.cat([torch.zeros((3, 1), dtype=torch.long), prefix], 1)
+        hf_inputs = {"input_ids": ids, "attention_mask": mask, "decoder_input_ids": decoder_input_ids}
+        start = decoder_input_ids.shape[1]
+    processor = CatalogLogitsProcessor(catalog, prompt_length=start)
+    out = model.generate(**hf_inputs, num_beams=4, num_return_sequences=3, max_new_tokens=catalog.max_length,
+                         logits_processor=[processor], do_sample=False, length_penalty=0.0, output_scores=True,
+                         return_dict_in_generate=True)
+    hf_items = catalog.items_of(out.sequences[:, start:]).view(3, 3)
+    assert torch.equal(items, hf_items)
+    torch.testing.assert_close(scores, out.sequences_scores.view(3, 3).float(), atol=1e-4, rtol=1e-4)
+
+
+def test_decoder_prefix_of_padding_only_is_an_ordinary_search_and_bad_prefixes_raise():
+    seqs = [[3, 7], [3, 8], [4, 7], [5, 9]]
+    catalog = Catalog.from_codes(torch.tensor(seqs))
+    ids, mask = _inputs(2)
+    plain = beam_search(tiny_t5(), catalog, input_ids=ids, attention_mask=mask, num_beams=3)
+    padded = beam_search(tiny_t5(), catalog, input_ids=ids, attention_mask=mask, num_beams=3,
+                         decoder_prefix=torch.full((2, 3), -1))
+    assert torch.equal(plain[0], padded[0]) and torch.equal(plain[1], padded[1])
+    for bad, message in ((torch.zeros((3, 2), dtype=torch.long), "batch=2"), (torch.zeros(2, dtype=torch.long), "P"),
+                         (torch.full((2, 2), -2), "padding"), (torch.zeros((2, 2)), "integer")):
+        with pytest.raises(ValueError, match=message):
+            beam_search(tiny_t5(), catalog, input_ids=ids, attention_mask=mask, num_beams=3, decoder_prefix=bad)
 
 
 @SETTINGS

@@ -143,3 +143,90 @@ def test_run_training_writes_a_full_run_folder(model_type, toy_dataset, tmp_path
 
     again = evaluate_checkpoint(tmp_path / "run", toy_dataset, ks=(5, 10))
     assert again["test/recall@10"] == pytest.approx(metrics["test/recall@10"])
+
+
+def _greedy_sessions_by_brute_force(model, histories, first_items, length):
+    """Reference: each slot = the best non-repeated item after the session so far, scoring EVERY catalog item by
+    teacher forcing (tests/decoding/helpers.brute_force with a decoder prefix)."""
+    from tests.decoding.helpers import brute_force
+
+    sequences = [model.item_tokens(row) for row in range(model.config.num_items)]
+    input_ids, attention_mask = model.build_inputs(histories)
+    sessions = [[int(first)] for first in first_items]
+    scores = [[] for _ in histories]
+    for _ in range(1, length):
+        prefixes = [[t for row in session for t in model.item_tokens(row)] for session in sessions]
+        banned = torch.zeros((len(histories), model.config.num_items), dtype=torch.bool)
+        for b, session in enumerate(sessions):
+            banned[b, session] = True
+        expected = brute_force(model, input_ids, attention_mask, sequences, banned=banned, prefixes=prefixes)
+        best = expected.max(1)
+        for b in range(len(histories)):
+            sessions[b].append(int(best.indices[b]))
+            scores[b].append(float(best.values[b]))
+    return sessions, scores
+
+
+def test_session_continuation_equals_exhaustive_search_slot_by_slot(model):
+    """With beams >= catalog size the search is exhaustive: every slot must be the brute-force best item given the
+    history and the session so far, repeats banned (T5 fast path: the model is in eval mode)."""
+    model.eval()
+    histories = [[1, 2, 3], [4], [7, 8, 9, 10]]
+    items, scores = model.generate_session_rows(histories, session_length=3, num_beams=NUM_ITEMS)
+    sessions, expected_scores = _greedy_sessions_by_brute_force(model, histories, items[:, 0], 3)
+    assert items.tolist() == sessions
+    torch.testing.assert_close(scores[:, 1:], torch.tensor(expected_scores), atol=1e-4, rtol=1e-4)
+    # one continuation slot through both decoders of beam_search: the T5 fast path (ragged-free here) and the
+    # generic HF forward + cache (the MoE decoder layers run inside both)
+    from genrec.decoding import beam_search
+
+    input_ids, attention_mask = model.build_inputs(histories)
+    prefix = torch.tensor([model.item_tokens(int(r)) for r in items[:, 0]])
+    fast = beam_search(model, model.catalog, input_ids=input_ids, attention_mask=attention_mask, num_beams=8,
+                       top_k=4, banned_items=items[:, :1], decoder_prefix=prefix)
+    generic = beam_search(model, model.catalog, input_ids=input_ids, attention_mask=attention_mask, num_beams=8,
+                          top_k=4, banned_items=items[:, :1], decoder_prefix=prefix, fast_model_path=False)
+    assert torch.equal(fast[0], generic[0])
+    torch.testing.assert_close(fast[1], generic[1], atol=1e-4, rtol=1e-4)
+
+
+def test_candidate_sessions_start_with_the_top_n_items_and_batch_like_single_users(model):
+    model.eval()
+    histories = [["i1", "i2", "i3"], ["i4"], ["i7", "i8"]]
+    candidates = model.generate_candidate_sessions(histories, num_sessions=4, session_length=3, num_beams=8)
+    top = model.recommend(histories, k=4, num_beams=8)
+    assert len(candidates) == 3
+    for user, sessions in enumerate(candidates):
+        assert len(sessions) == 4
+        assert [session[0][0] for session in sessions] == [item for item, _ in top[user]]  # n-th best first item
+        for session in sessions:
+            ids = [item for item, _ in session]
+            assert len(ids) == 3 and len(set(ids)) == 3 and all(item in model.item_index for item in ids)
+            assert all(score <= 0.0 for _, score in session)
+    # the (user, n) batch gives what each user gets alone; session 1 is generate_sessions' session
+    alone = model.generate_candidate_sessions(histories[1:2], num_sessions=4, session_length=3, num_beams=8)
+    assert [[i for i, _ in s] for s in alone[0]] == [[i for i, _ in s] for s in candidates[1]]
+    greedy = model.generate_sessions(histories, session_length=3, num_beams=8)
+    assert [[i for i, _ in s[0]] for s in candidates] == [[i for i, _ in s] for s in greedy]
+    # exhaustive beams: the continuation of every candidate equals brute force after its forced first item
+    rows = [model.item_rows(h) for h in histories]
+    exhaustive = model.generate_candidate_sessions(histories[:1], num_sessions=3, session_length=2,
+                                                   num_beams=NUM_ITEMS)
+    firsts = [model.item_index[s[0][0]] for s in exhaustive[0]]
+    expected, _ = _greedy_sessions_by_brute_force(model, rows[:1] * 3, torch.tensor(firsts), 2)
+    assert [[model.item_index[i] for i, _ in s] for s in exhaustive[0]] == expected
+    with pytest.raises(ValueError, match="num_sessions"):
+        model.generate_candidate_sessions(histories, num_sessions=0)
+    with pytest.raises(ValueError, match="not in the model's catalog"):
+        model.generate_candidate_sessions([["nope"]], num_sessions=2)
+
+
+def test_candidate_sessions_when_the_catalog_is_smaller_than_n_and_m():
+    catalog = SimpleNamespace(item_ids=["a", "b", "c"])
+    item_tokenizer = get_tokenizer_class("random")(codebook_size=2, num_levels=2, seed=0).fit(catalog)
+    torch.manual_seed(0)
+    small = OneRecForConditionalGeneration.from_item_tokenizer(item_tokenizer, **TINY).eval()
+    sessions = small.generate_candidate_sessions([["a"]], num_sessions=5, session_length=4)[0]
+    assert len(sessions) == 3  # one per distinct first item
+    for session in sessions:
+        assert sorted(item for item, _ in session) == ["a", "b", "c"]  # every item once, then the catalog is spent

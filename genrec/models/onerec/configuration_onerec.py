@@ -23,20 +23,8 @@ class OneRecConfig(GenerativeT5Config):
 
     model_type = "genrec-onerec"
 
-    d_model: int = 128
-    d_kv: int = 32
-    d_ff: int = 512
-    num_layers: int = 4
-    num_heads: int = 4
-    dropout_rate: float | int = 0.1
-    feed_forward_proj: str = "relu"
     ffn_type: str = "moe"
-    moe_layers: str = "decoder"
-    num_experts: int = 8
-    num_experts_per_tok: int = 2
     moe_intermediate_size: int | None = 256
-    item_tokenizer_method: str = "rq-kmeans"
-    item_tokenizer_config: dict | None = None
     max_history_items: int = 50
     session_length: int = 5
 

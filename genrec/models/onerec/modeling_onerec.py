@@ -9,10 +9,12 @@ z losses added to the loss). Training targets are the next ``session_length`` it
 Generation:
 
 * ``recommend(histories, k)`` / ``score``: next-item top-k by genrec's constrained beam search (m = 1).
-* :meth:`OneRecForConditionalGeneration.generate_sessions`: a session of ``m`` items, slot by slot: slot 1 by
-  :func:`genrec.decoding.beam_search`; slot ``j > 1`` by constrained HF ``generate()`` (beam search) continuing
-  the decoder from the session so far, with the items already in the session banned
-  (``CatalogLogitsProcessor(banned_items=...)``). Every item is a catalog item and no item repeats in a session.
+* :meth:`OneRecForConditionalGeneration.generate_sessions`: a session of ``m`` items, slot by slot, all by
+  :func:`genrec.decoding.beam_search`: slot ``j > 1`` continues the cached decoder from the codes of the session
+  so far (``decoder_prefix``) with those items banned. Every item is a catalog item and no item repeats in a
+  session.
+* :meth:`OneRecForConditionalGeneration.generate_candidate_sessions`: ``N`` sessions per user, the ``n``-th
+  starting with the ``n``-th best first item (candidates for preference pairs), decoded as one batch.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import torch
 from transformers.utils import logging
 
 from genrec.models.generative import GenerativeT5Model, _check_int
+from genrec.models.histories import history_rows
 from genrec.models.onerec.configuration_onerec import OneRecConfig
 
 logger = logging.get_logger(__name__)
@@ -122,39 +125,59 @@ class OneRecForConditionalGeneration(GenerativeT5Model):
 
         Returns:
             ``(items, scores)``: LongTensor ``(batch, m)`` of distinct catalog rows per user (-1 only when the
-            catalog has fewer than ``m`` items) and their log-probabilities ``(batch, m)``.
+            catalog has fewer than ``m`` items) and float ``(batch, m)`` scores: each slot's catalog-normalised
+            log-probability given the history and the session so far (``-inf`` where the item is -1).
         """
         m = self.config.session_length if session_length is None else session_length
         _check_int("session_length", m, 1)
         num_beams = self.config.num_beams if num_beams is None else num_beams
-        batch = len(histories)
+        _check_int("num_beams", num_beams, 1)
         first_items, first_scores = self.recommend_rows(histories, 1, num_beams=num_beams)
-        items = torch.full((batch, m), -1, dtype=torch.long)
-        scores = torch.full((batch, m), float("-inf"))
-        items[:, 0], scores[:, 0] = first_items[:, 0], first_scores[:, 0]
-        if m == 1:
+        return self._complete_sessions(histories, first_items[:, 0], first_scores[:, 0], m, num_beams)
+
+    @torch.no_grad()
+    def _complete_sessions(self, histories: Sequence[Sequence[int]], first_items: torch.Tensor,
+                           first_scores: torch.Tensor, session_length: int, num_beams: int
+                           ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Fill slots ``2..m`` after the given first items with genrec's beam search continuing the decoder.
+
+        Slot ``j`` feeds the codes of the ``j - 1`` items chosen so far as ``decoder_prefix`` and bans them, so the
+        decoder continues the session exactly as it was trained (labels = the next ``m`` items' codes).
+
+        Args:
+            histories: per row, catalog rows oldest first (``R`` rows).
+            first_items, first_scores: ``(R,)`` slot-1 rows (-1 = none: the row stays empty) and scores.
+            session_length: ``m``; num_beams: beams per slot.
+
+        Returns:
+            ``(items, scores)``: ``(R, m)`` rows (-1 padded) and scores (``-inf`` padded).
+        """
+        from genrec.decoding import beam_search
+
+        rows = len(histories)
+        items = torch.full((rows, session_length), -1, dtype=torch.long)
+        scores = torch.full((rows, session_length), float("-inf"))
+        items[:, 0], scores[:, 0] = first_items, first_scores.float()
+        if session_length == 1 or rows == 0:
             return items, scores
         input_ids, attention_mask = self.build_inputs(histories)
-        length = self.catalog.max_length
+        table = self.item_token_table  # (num_items, L) token ids, -1 padded
         was_training = self.training
         self.eval()
         try:
-            for slot in range(1, min(m, self.config.num_items)):
-                prefix = torch.full((batch, 1 + slot * length), self.config.decoder_start_token_id, dtype=torch.long)
-                for b in range(batch):
-                    tokens = [t for r in items[b, :slot].tolist() for t in self.item_tokens(r)]
-                    prefix[b, 1: 1 + len(tokens)] = torch.tensor(tokens)
-                out = self.generate(input_ids=input_ids, attention_mask=attention_mask,
-                                    decoder_input_ids=prefix.to(self.device), banned_items=items[:, :slot].clone(),
-                                    num_beams=num_beams, num_return_sequences=1, max_new_tokens=length,
-                                    do_sample=False, length_penalty=0.0, early_stopping=True,
-                                    output_scores=True, return_dict_in_generate=True)
-                new_tokens = out.sequences[:, prefix.shape[1]:].cpu()
-                for b in range(batch):
-                    row = self.catalog.item_of(new_tokens[b].tolist())
-                    items[b, slot] = -1 if row is None else row
-                if getattr(out, "sequences_scores", None) is not None:
-                    scores[:, slot] = out.sequences_scores.float().cpu()
+            for slot in range(1, session_length):
+                so_far = items[:, :slot]  # (R, slot)
+                live = so_far[:, -1] >= 0  # a row whose previous slot found nothing stays empty
+                if not bool(live.any()):
+                    break
+                prefix = torch.where(so_far[..., None] >= 0, table[so_far.clamp(min=0)], -1).view(rows, -1)
+                new_items, new_scores = beam_search(
+                    self, self.catalog, input_ids=input_ids, attention_mask=attention_mask, num_beams=num_beams,
+                    top_k=1, banned_items=so_far.to(self.device), decoder_prefix=prefix.to(self.device),
+                    decoder_start_token_id=self.config.decoder_start_token_id)
+                new_items, new_scores = new_items[:, 0].cpu(), new_scores[:, 0].float().cpu()
+                items[:, slot] = torch.where(live, new_items, -1)
+                scores[:, slot] = torch.where(live & (new_items >= 0), new_scores, float("-inf"))
         finally:
             self.train(was_training)
         return items, scores
@@ -170,13 +193,61 @@ class OneRecForConditionalGeneration(GenerativeT5Model):
 
         Returns:
             per history, ``m`` ``(item_id, score)`` pairs in session order.
+
+        Raises:
+            ValueError: an empty history or an unknown item id.
         """
-        rows = []
-        for number, history in enumerate(histories):
-            if isinstance(history, str) or len(history) == 0:
-                raise ValueError(f"`histories[{number}]` must be a non-empty list of item ids, got {history!r}")
-            rows.append(self.item_rows(history, where=f"histories[{number}]"))
+        self._require_bound()
+        rows = history_rows(histories, self._item_index)
         items, scores = self.generate_session_rows(rows, session_length, num_beams=num_beams)
         item_ids = self.item_tokenizer.item_ids
         return [[(item_ids[r], float(s)) for r, s in zip(ri.tolist(), rs.tolist()) if r >= 0]
                 for ri, rs in zip(items, scores)]
+
+    @torch.no_grad()
+    def generate_candidate_sessions(self, histories: Sequence[Sequence[str]], num_sessions: int,
+                                    session_length: int | None = None, *, num_beams: int | None = None
+                                    ) -> list[list[list[tuple[str, float]]]]:
+        """``N`` distinct candidate sessions per user (OneRec's preference-pair candidates).
+
+        Session ``n`` starts with the ``n``-th best slot-1 item of a beam search over the catalog (so the
+        sessions of a user differ in their first item), and is completed slot by slot without repeats
+        (:meth:`generate_session_rows`' continuation). All ``(user, n)`` pairs are decoded as one batch.
+
+        Args:
+            histories: one list of catalog item ids per user, oldest first.
+            num_sessions: ``N`` sessions per user.
+            session_length: items per session ``m`` (default ``config.session_length``).
+            num_beams: beams per slot (default ``config.num_beams``; slot 1 uses at least ``N``).
+
+        Returns:
+            per user, up to ``N`` sessions (fewer only when the catalog has fewer than ``N`` items), best first
+            item first; each a list of ``m`` ``(item_id, score)`` pairs (fewer only when the catalog has fewer than
+            ``m`` items), score = the slot's log-probability given the history and the session so far.
+
+        Raises:
+            ValueError: an empty history, an unknown item id, or ``num_sessions`` / ``session_length`` /
+                ``num_beams`` < 1.
+        """
+        self._require_bound()
+        _check_int("num_sessions", num_sessions, 1)
+        m = self.config.session_length if session_length is None else session_length
+        _check_int("session_length", m, 1)
+        num_beams = self.config.num_beams if num_beams is None else num_beams
+        _check_int("num_beams", num_beams, 1)
+        rows = history_rows(histories, self._item_index)
+        first_items, first_scores = self.recommend_rows(rows, num_sessions, num_beams=max(num_beams, num_sessions))
+        pair_histories = [history for history in rows for _ in range(num_sessions)]  # (user, n) pairs, user-major
+        items, scores = self._complete_sessions(pair_histories, first_items.reshape(-1), first_scores.reshape(-1),
+                                                m, num_beams)
+        item_ids = self.item_tokenizer.item_ids
+        sessions: list[list[list[tuple[str, float]]]] = []
+        for user in range(len(rows)):
+            user_sessions = []
+            for pair in range(user * num_sessions, (user + 1) * num_sessions):
+                session = [(item_ids[r], float(s)) for r, s in zip(items[pair].tolist(), scores[pair].tolist())
+                           if r >= 0]
+                if session:
+                    user_sessions.append(session)
+            sessions.append(user_sessions)
+        return sessions

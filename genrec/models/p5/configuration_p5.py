@@ -28,14 +28,6 @@ class P5Config(GenerativeT5Config):
 
     model_type = "genrec-p5"
 
-    d_model: int = 128
-    d_kv: int = 32
-    d_ff: int = 512
-    num_layers: int = 4
-    num_heads: int = 4
-    dropout_rate: float | int = 0.1
-    feed_forward_proj: str = "relu"
-    item_tokenizer_method: str = "rq-kmeans"
     direct_task_ratio: float = 0.0
     num_candidates: int = 20
     text_vocab_size: int = 400
