@@ -1,0 +1,474 @@
+"""genrec.alignment.dpo: TRL's DPO on P5 / OneRec / RecGPT (GenRecDPOTrainer) and BIGRec (TRL's own path).
+
+Every loss is checked against a value computed by hand from the models' logits:
+``-logsigmoid(beta * ((pc - rc) - (pr - rr)))`` with ``p*``/``r*`` the policy/reference log-probabilities of the
+chosen (c) and rejected (r) sessions (sum of their tokens' log-probabilities).
+"""
+
+import copy
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from datasets import Dataset
+from genrec.alignment.dpo import (
+    BIGRecDPOTrainer,
+    GenRecDPOTrainer,
+    GenRecPreferenceCollator,
+    build_dpo_trainer,
+)
+from genrec.tokenization import get_tokenizer_class
+from trl import DPOConfig, DPOTrainer
+
+from genrec.models.onerec import OneRecForConditionalGeneration
+from genrec.models.p5 import P5ForConditionalGeneration
+from genrec.models.recgpt import RecGPTConfig, RecGPTForCausalLM
+
+NUM_ITEMS = 12
+IDS = [f"i{n}" for n in range(NUM_ITEMS)]
+T5_TINY = {"d_model": 32, "d_kv": 8, "d_ff": 64, "num_layers": 2, "num_heads": 4, "dropout_rate": 0.0,
+           "max_history_items": 6, "num_beams": 6}
+RECGPT_TINY = {"num_chunks": 2, "codebook_size": 12, "fsq_levels": [4, 3], "text_embedding_dim": 8, "hidden_size": 16,
+               "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 32,
+               "max_position_embeddings": 6, "hidden_dropout_prob": 0.0, "attention_dropout": 0.0}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def _item_tokenizer():
+    catalog = SimpleNamespace(item_ids=IDS)
+    return get_tokenizer_class("random")(codebook_size=4, num_levels=3, seed=0).fit(catalog)
+
+
+def _model(kind: str):
+    torch.manual_seed(0)
+    if kind == "p5":
+        return P5ForConditionalGeneration.from_item_tokenizer(_item_tokenizer(), **T5_TINY, num_candidates=5)
+    if kind == "onerec":
+        return OneRecForConditionalGeneration.from_item_tokenizer(
+            _item_tokenizer(), **T5_TINY, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32,
+            session_length=2)
+    rng = np.random.default_rng(0)
+    codes = np.stack([np.arange(NUM_ITEMS) % 12, (np.arange(NUM_ITEMS) * 5 + 1) % 12], 1)
+    text = rng.normal(size=(NUM_ITEMS, 8)).astype(np.float32)
+    extra = {"ffn_type": "moe", "num_experts": 4, "num_experts_per_tok": 2} if kind == "recgpt-moe" else {}
+    return RecGPTForCausalLM(RecGPTConfig(**RECGPT_TINY, **extra), item_ids=IDS, item_codes=codes,
+                             item_text_embeddings=text)
+
+
+def _preferences(session_length: int = 1, *, with_ntp_only_row: bool = False) -> Dataset:
+    """8 users; user u prefers item u (then u+1) over item u+6 (then u+7); the NTP target is item u."""
+    rows = []
+    for u in range(8):
+        chosen = [IDS[(u + k) % NUM_ITEMS] for k in range(session_length)]
+        rejected = [IDS[(u + 6 + k) % NUM_ITEMS] for k in range(max(1, session_length - 1))]  # other length
+        if session_length == 1:
+            rejected = [IDS[(u + 6) % NUM_ITEMS]]
+        rows.append({"user_id": f"u{u}", "history": [IDS[(u + 3) % NUM_ITEMS], IDS[(u + 4) % NUM_ITEMS]],
+                     "chosen_items": chosen, "rejected_items": rejected, "target_items": [IDS[u]]})
+    if with_ntp_only_row:
+        rows.append({"user_id": "u8", "history": ["i1"], "chosen_items": [], "rejected_items": [],
+                     "target_items": ["i2"]})
+    return Dataset.from_list(rows)
+
+
+def _args(tmp_path, **overrides) -> DPOConfig:
+    values = {"output_dir": str(tmp_path / "run"), "per_device_train_batch_size": 4, "max_steps": 8,
+              "learning_rate": 5e-3, "use_cpu": True, "bf16": False, "report_to": "none", "logging_steps": 1,
+              "save_strategy": "no", "beta": 0.3, "dataloader_num_workers": 0, "seed": 0}
+    values.update(overrides)
+    return DPOConfig(**values)
+
+
+def _perturb(model, scale=0.05, seed=1):
+    """Move the policy away from its reference so the DPO terms are not all zero."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(scale * torch.randn(parameter.shape, generator=generator))
+
+
+# ---------------------------------------------------------------- hand-computed log-probabilities
+def _t5_logp(model, history, items):
+    """log p(session | history) = sum of the session's code-token log-probabilities, one example, no padding."""
+    rows = model.item_rows(history)
+    encoder = torch.tensor([model.encode_history(rows)])
+    tokens = [t for item in items for t in model.item_tokens(model.item_index[item])]
+    decoder = torch.tensor([[model.config.decoder_start_token_id, *tokens[:-1]]])
+    logits = model(input_ids=encoder, decoder_input_ids=decoder).logits[0].float()
+    return float(sum(logits[j].log_softmax(-1)[t] for j, t in enumerate(tokens)))
+
+
+def _recgpt_logp(model, history, items):
+    """log p(item | history) = sum_c log_softmax(logits[:, c])[code_c]."""
+    (item,) = items
+    input_ids = torch.tensor([[model._item_index[h] + 1 for h in history]])
+    logits = model(input_ids=input_ids).logits[0].float()  # (C, K)
+    codes = model.catalog_codes[model._item_index[item] + 1]
+    return float(sum(logits[c].log_softmax(-1)[codes[c]] for c in range(logits.shape[0])))
+
+
+def _logp(model, history, items):
+    with torch.no_grad():
+        if isinstance(model, RecGPTForCausalLM):
+            return _recgpt_logp(model, history, items)
+        return _t5_logp(model, history, items)
+
+
+def _hand_dpo(policy, reference, rows, beta):
+    losses = []
+    for row in rows:
+        if not row["chosen_items"]:
+            continue
+        pc, pr = _logp(policy, row["history"], row["chosen_items"]), _logp(policy, row["history"], row["rejected_items"])
+        rc = _logp(reference, row["history"], row["chosen_items"])
+        rr = _logp(reference, row["history"], row["rejected_items"])
+        losses.append(-F.logsigmoid(torch.tensor(beta * ((pc - rc) - (pr - rr)))).item())
+    return sum(losses) / len(losses)
+
+
+def _hand_ntp(model, rows):
+    """Mean token cross-entropy of the target items (T5: their code tokens; RecGPT: their C codes)."""
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for row in rows:
+            if isinstance(model, RecGPTForCausalLM):
+                logits = model(input_ids=torch.tensor([[model._item_index[h] + 1 for h in row["history"]]])).logits[0]
+                codes = model.catalog_codes[model._item_index[row["target_items"][0]] + 1]
+                terms = [-logits[c].float().log_softmax(-1)[codes[c]] for c in range(logits.shape[0])]
+            else:
+                encoder = torch.tensor([model.encode_history(model.item_rows(row["history"]))])
+                tokens = [t for item in row["target_items"] for t in model.item_tokens(model.item_index[item])]
+                decoder = torch.tensor([[model.config.decoder_start_token_id, *tokens[:-1]]])
+                logits = model(input_ids=encoder, decoder_input_ids=decoder).logits[0].float()
+                terms = [-logits[j].log_softmax(-1)[t] for j, t in enumerate(tokens)]
+            total, count = total + float(sum(terms)), count + len(terms)
+    return total / count
+
+
+def _batch(trainer, count):
+    dataset = trainer.train_dataset
+    return trainer.data_collator([dataset[i] for i in range(count)])
+
+
+# ---------------------------------------------------------------------------------------------- tests
+def test_collator_layout_for_both_kinds():
+    rows = [{"context_ids": [5, 6, 1], "chosen_ids": [7, 8], "rejected_ids": [9], "target_ids": [7, 8]},
+            {"context_ids": [4, 1], "chosen_ids": [], "rejected_ids": [], "target_ids": [10]}]
+    batch = GenRecPreferenceCollator("seq2seq", pad_token_id=0, decoder_start_token_id=0)(rows)
+    assert batch["row_has_pair"].tolist() == [True, False]
+    assert batch["input_ids"].tolist() == [[0, 7, 8], [0, 9, 0]]  # [chosen; rejected], right-padded
+    assert batch["completion_mask"].tolist() == [[0, 1, 1], [0, 1, 0]]
+    assert batch["context_input_ids"].tolist() == [[5, 6, 1]]  # one history per pair (shared)
+    assert batch["target_labels"].tolist() == [[7, 8], [10, -100]]
+    assert batch["target_context_attention_mask"].tolist() == [[1, 1, 1], [1, 1, 0]]
+    recgpt = [{"context_ids": [3, 4], "chosen_ids": [1, 2], "rejected_ids": [5, 6], "target_ids": [3],
+               "ref_chosen_logps": -1.0, "ref_rejected_logps": -2.0},
+              {"context_ids": [2], "chosen_ids": [], "rejected_ids": [], "target_ids": [4],
+               "ref_chosen_logps": 0.0, "ref_rejected_logps": 0.0}]
+    batch = GenRecPreferenceCollator("recgpt")(recgpt)
+    assert batch["context_input_ids"].tolist() == [[3, 4]]
+    assert batch["target_context_input_ids"].tolist() == [[3, 4], [0, 2]]  # left-padded catalog rows + 1
+    assert batch["target_labels"].tolist() == [[0, 3], [0, 4]]  # the next item after the last position
+    assert batch["ref_chosen_logps"].tolist() == [-1.0] and batch["ref_rejected_logps"].tolist() == [-2.0]
+    with pytest.raises(ValueError, match="kind"):
+        GenRecPreferenceCollator("causal")
+
+
+@pytest.mark.parametrize("kind,session_length", [("p5", 1), ("onerec", 2), ("recgpt", 1), ("recgpt-moe", 1)])
+def test_dpo_loss_matches_hand_computation(tmp_path, kind, session_length):
+    model = _model(kind)
+    data = _preferences(session_length)
+    trainer = build_dpo_trainer(model, data, _args(tmp_path))
+    assert isinstance(trainer, GenRecDPOTrainer) and isinstance(trainer, DPOTrainer)
+    reference = trainer.ref_model
+    assert reference is not model and not any(p.requires_grad for p in reference.parameters())
+    _perturb(model)
+    batch = _batch(trainer, 4)
+    loss = trainer.compute_loss(model, batch)
+    expected = _hand_dpo(model, reference, [data[i] for i in range(4)], beta=0.3)
+    has_moe = kind in ("onerec", "recgpt-moe")
+    aux = trainer._metrics["eval" if not model.training else "train"].get("aux_loss", [])
+    assert bool(aux) == has_moe
+    if has_moe:  # the router losses of the policy forward stay in the objective
+        assert aux[-1] > 0
+        expected += aux[-1]
+    assert float(loss.detach()) == pytest.approx(expected, rel=1e-4, abs=1e-5)
+    loss.backward()  # differentiable through the adapter
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+    assert "forward" not in model.__dict__ and "forward" not in reference.__dict__  # no patch left behind
+
+
+@pytest.mark.parametrize("kind", ["p5", "recgpt"])
+def test_sft_weight_adds_the_hand_computed_next_token_loss(tmp_path, kind):
+    model = _model(kind)
+    data = _preferences(1, with_ntp_only_row=True)
+    trainer = build_dpo_trainer(model, data, _args(tmp_path), sft_weight=0.7)
+    _perturb(model)
+    rows = [data[i] for i in range(len(data))]
+    # a batch with pairs and an NTP-only row: DPO over the pairs + 0.7 x NTP over every row with a target
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in (0, 1, 8)])
+    loss = float(trainer.compute_loss(model, batch).detach())
+    expected = _hand_dpo(model, trainer.ref_model, [rows[0], rows[1]], 0.3) + 0.7 * _hand_ntp(model, [rows[0], rows[1],
+                                                                                                   rows[8]])
+    assert loss == pytest.approx(expected, rel=1e-4)
+    # a batch without any pair: NTP only
+    only = trainer.data_collator([trainer.train_dataset[8]])
+    assert float(trainer.compute_loss(model, only).detach()) == pytest.approx(0.7 * _hand_ntp(model, [rows[8]]), rel=1e-4)
+    assert trainer._metrics["train" if model.training else "eval"]["ntp_loss"]
+
+
+def _margin(policy, reference, rows):
+    total = 0.0
+    for row in rows:
+        h, c, r = row["history"], row["chosen_items"], row["rejected_items"]
+        total += (_logp(policy, h, c) - _logp(reference, h, c)) - (_logp(policy, h, r) - _logp(reference, h, r))
+    return total / len(rows)
+
+
+@pytest.mark.parametrize("kind,session_length", [("onerec", 2), ("recgpt-moe", 1)])
+def test_training_grows_the_margin_and_logs_trl_metrics_and_aux_loss(tmp_path, kind, session_length):
+    model = _model(kind)
+    data = _preferences(session_length, with_ntp_only_row=True)
+    trainer = build_dpo_trainer(model, data, _args(tmp_path, max_steps=12, learning_rate=1e-2), sft_weight=0.5,
+                                eval_dataset=data.select(range(4)))
+    reference = copy.deepcopy(trainer.ref_model)
+    rows = [data[i] for i in range(8)]
+    assert _margin(model, reference, rows) == pytest.approx(0.0, abs=1e-5)
+    trainer.train()
+    assert _margin(model, reference, rows) > 1.0
+    logs = [record for record in trainer.state.log_history if "loss" in record]
+    assert len(logs) == 12
+    for key in ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies", "logps/chosen",
+                "logps/rejected", "aux_loss", "ntp_loss"):
+        assert key in logs[-1], key
+    assert all(record["aux_loss"] > 0 for record in logs)
+    assert logs[-1]["rewards/margins"] > logs[0]["rewards/margins"]
+    assert np.mean([r["loss"] for r in logs[-3:]]) < np.mean([r["loss"] for r in logs[:3]])
+    if kind == "onerec":
+        assert "moe/load_balancing_loss" in logs[-1]  # OneRec's own MoE logging rides along
+    metrics = trainer.evaluate()
+    assert metrics["eval_rewards/margins"] > 0 and metrics["eval_aux_loss"] > 0 and "eval_ntp_loss" in metrics
+
+
+def test_sync_ref_model_updates_the_frozen_copy(tmp_path):
+    model = _model("p5")
+    args = _args(tmp_path, max_steps=2, sync_ref_model=True, ref_model_sync_steps=1, ref_model_mixup_alpha=1.0)
+    trainer = build_dpo_trainer(model, _preferences(1), args)
+    trainer.train()
+    for policy, reference in zip(model.parameters(), trainer.ref_model.parameters(), strict=True):
+        torch.testing.assert_close(policy.detach(), reference)
+    assert _margin(model, trainer.ref_model, [_preferences(1)[0]]) == pytest.approx(0.0, abs=1e-5)
+
+
+def test_precomputed_reference_log_probs_match_the_live_reference(tmp_path):
+    model = _model("p5")
+    data = _preferences(1, with_ntp_only_row=True)
+    live = build_dpo_trainer(model, data, _args(tmp_path), sft_weight=0.1)
+    frozen = live.ref_model
+    trainer = build_dpo_trainer(model, data, _args(tmp_path, precompute_ref_log_probs=True), sft_weight=0.1)
+    assert trainer.ref_model is None  # nothing kept in memory
+    prepared = trainer.train_dataset
+    for i in range(8):
+        row = data[i]
+        assert prepared[i]["ref_chosen_logps"] == pytest.approx(_logp(frozen, row["history"], row["chosen_items"]),
+                                                                rel=1e-5)
+        assert prepared[i]["ref_rejected_logps"] == pytest.approx(
+            _logp(frozen, row["history"], row["rejected_items"]), rel=1e-5)
+    _perturb(model)
+    batch = _batch(trainer, 4)
+    assert float(trainer.compute_loss(model, batch).detach()) == pytest.approx(
+        _hand_dpo(model, frozen, [data[i] for i in range(4)], 0.3) + 0.1 * _hand_ntp(model, [data[i] for i in range(4)]),
+        rel=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["onerec", "recgpt"])
+def test_save_model_writes_a_complete_folder_that_from_pretrained_restores(tmp_path, kind):
+    model = _model(kind)
+    trainer = build_dpo_trainer(model, _preferences(1), _args(tmp_path, max_steps=2))
+    trainer.train()
+    folder = tmp_path / "aligned"
+    trainer.save_model(str(folder))
+    files = {p.name for p in folder.iterdir()}
+    assert {"config.json", "model.safetensors", "catalog.safetensors", "dpo_config.json"} <= files
+    assert "training_args.bin" not in files
+    restored = type(model).from_pretrained(str(folder))
+    history = ["i3", "i4"]
+    assert _logp(restored, history, ["i0"]) == pytest.approx(_logp(model, history, ["i0"]), abs=1e-5)
+    assert _logp(restored, history, ["i0"]) != pytest.approx(_logp(trainer.ref_model, history, ["i0"]), abs=1e-5)
+    assert restored.recommend([history], k=3)[0] == model.recommend([history], k=3)[0]
+    if kind == "onerec":
+        assert "item_tokenizer" in files and restored.item_ids == model.item_ids
+    # the trained model object carries no patched forward: a deep copy runs its own weights
+    clone = copy.deepcopy(model)
+    _perturb(clone, scale=0.2)
+    assert _logp(clone, history, ["i0"]) != pytest.approx(_logp(model, history, ["i0"]), abs=1e-6)
+
+
+def test_bad_inputs_raise_clear_errors(tmp_path):
+    p5, recgpt = _model("p5"), _model("recgpt")
+    args = _args(tmp_path)
+    with pytest.raises(ValueError, match="chosen_items"):
+        build_dpo_trainer(p5, _preferences(1).remove_columns("chosen_items"), args)
+    with pytest.raises(ValueError, match="target_items"):
+        build_dpo_trainer(p5, _preferences(1).remove_columns("target_items"), args, sft_weight=1.0)
+    unknown = Dataset.from_list([{"history": ["i1"], "chosen_items": ["nope"], "rejected_items": ["i2"]}])
+    with pytest.raises(ValueError, match="row 0: `chosen_items` holds item id 'nope'"):
+        build_dpo_trainer(p5, unknown, args)
+    unpaired = Dataset.from_list([{"history": ["i1"], "chosen_items": ["i3"], "rejected_items": []}])
+    with pytest.raises(ValueError, match="both be non-empty"):
+        build_dpo_trainer(p5, unpaired, args)
+    with pytest.raises(ValueError, match="exactly 1 item"):
+        build_dpo_trainer(recgpt, _preferences(2), args)
+    with pytest.raises(ValueError, match="no usable row"):
+        build_dpo_trainer(p5, Dataset.from_list([{"history": ["i1"], "chosen_items": [], "rejected_items": []}]), args)
+    with pytest.raises(ValueError, match="sft_weight"):
+        build_dpo_trainer(p5, _preferences(1), args, sft_weight=-1.0)
+    with pytest.raises(ValueError, match="router_aux_loss_coef"):
+        build_dpo_trainer(p5, _preferences(1), _args(tmp_path, router_aux_loss_coef=0.1))
+    with pytest.raises(ValueError, match="peft_config"):
+        build_dpo_trainer(p5, _preferences(1), args, peft_config=object())
+    with pytest.raises(TypeError, match="supports P5"):
+        build_dpo_trainer(torch.nn.Linear(2, 2), _preferences(1), args)
+
+
+# ------------------------------------------------------------------------------------------------- BIGRec
+TITLES = ["Red Lipstick", "Blue Nail Polish", "Green Face Mask", "Rose Shampoo", "Lavender Soap", "Mint Toothpaste"]
+BIGREC_IDS = [f"b{j}" for j in range(len(TITLES))]
+
+
+@pytest.fixture(scope="module")
+def llama_folder(tmp_path_factory):
+    """A tiny random Llama + a byte-level BPE tokenizer trained on the prompt text and titles, saved offline."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    from genrec.models.bigrec.prompts import PROMPT_TEMPLATE, format_response
+
+    tokenizer = Tokenizer(models.BPE(unk_token=None))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<pad>", "</s>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tokenizer.train_from_iterator([PROMPT_TEMPLATE] + [format_response(t) for t in TITLES] * 5, trainer)
+    hf_tokenizer = PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="<pad>", eos_token="</s>")
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(hf_tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                         pad_token_id=hf_tokenizer.pad_token_id, eos_token_id=hf_tokenizer.eos_token_id,
+                         bos_token_id=hf_tokenizer.eos_token_id, initializer_range=0.3)
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    LlamaForCausalLM(config).save_pretrained(folder)
+    hf_tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+def _bigrec(llama_folder, **overrides):
+    from genrec.models.bigrec import BIGRecConfig, BIGRecForCausalLM
+
+    torch.manual_seed(0)
+    config = BIGRecConfig(base_model_name_or_path=llama_folder, lora_r=4, lora_alpha=8, lora_dropout=0.0,
+                          max_new_tokens=12, num_beams=2, **overrides)
+    model = BIGRecForCausalLM(config)
+    model.set_catalog(BIGREC_IDS, TITLES)
+    return model
+
+
+def _bigrec_preferences(model) -> Dataset:
+    """History [b0, b1] -> prefer b2 over b5; [b3] -> prefer b4 over b0 (TRL's string columns)."""
+    from genrec.models.bigrec.prompts import format_response
+
+    rows = []
+    for history, chosen, rejected in ((["b0", "b1"], 2, 5), (["b3"], 4, 0)):
+        rows.append({"history": history, "chosen_items": [BIGREC_IDS[chosen]], "rejected_items": [BIGREC_IDS[rejected]],
+                     "prompt": model.prompts([history])[0], "chosen": format_response(TITLES[chosen]),
+                     "rejected": format_response(TITLES[rejected])})
+    rows.append({"history": ["b1"], "chosen_items": [], "rejected_items": [], "prompt": model.prompts([["b1"]])[0],
+                 "chosen": "", "rejected": ""})  # no pair: skipped (BIGRec has no next-token term)
+    return Dataset.from_list(rows * 2)
+
+
+def _completion_logp(lm, tokenizer, prompt, completion):
+    """Sum of the completion tokens' log-probabilities (completion + eos), as TRL tokenizes them."""
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    full = tokenizer(prompt + completion + tokenizer.eos_token, add_special_tokens=False)["input_ids"]
+    start = next((i for i, (a, b) in enumerate(zip(prompt_ids, full)) if a != b), len(prompt_ids))
+    with torch.no_grad():
+        logits = lm(input_ids=torch.tensor([full])).logits[0].float()
+    return float(sum(logits[j - 1].log_softmax(-1)[full[j]] for j in range(start, len(full))))
+
+
+def test_bigrec_dpo_through_trl_matches_hand_computation_trains_and_saves(tmp_path, llama_folder):
+    from genrec.models.bigrec import BIGRecForCausalLM
+
+    model = _bigrec(llama_folder)
+    data = _bigrec_preferences(model)
+    args = _args(tmp_path, per_device_train_batch_size=2, max_steps=10, learning_rate=2e-2, beta=0.5)
+    trainer = build_dpo_trainer(model, data, args)
+    assert isinstance(trainer, BIGRecDPOTrainer) and len(trainer.train_dataset) == 4  # the 2 pair-less rows skipped
+    lm = model.llm
+    assert "ref" in lm.peft_config  # TRL's frozen copy of the existing adapter is the reference
+    # move the trained adapter away from the reference; the reference (= the fresh adapter, B = 0) is the base LM
+    with torch.no_grad():
+        for name, parameter in lm.named_parameters():
+            if "lora_B.default" in name:
+                parameter.normal_(0.0, 0.05)
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(2)])
+    loss = float(trainer.compute_loss(lm, batch).detach())
+    expected = []
+    for row in (data[0], data[1]):
+        pc = _completion_logp(lm, model.tokenizer, row["prompt"], row["chosen"])
+        pr = _completion_logp(lm, model.tokenizer, row["prompt"], row["rejected"])
+        with lm.disable_adapter():
+            rc = _completion_logp(lm, model.tokenizer, row["prompt"], row["chosen"])
+            rr = _completion_logp(lm, model.tokenizer, row["prompt"], row["rejected"])
+        expected.append(-F.logsigmoid(torch.tensor(0.5 * ((pc - rc) - (pr - rr)))).item())
+    assert loss == pytest.approx(sum(expected) / 2, rel=1e-4)
+    trainer.train()
+    logs = [record for record in trainer.state.log_history if "loss" in record]
+    first_margin, last_margin = logs[0]["rewards/margins"], logs[-1]["rewards/margins"]
+    assert last_margin > first_margin and logs[-1]["rewards/accuracies"] == 1.0
+    base = lm.get_base_model()
+    assert "forward" not in base.__dict__  # TRL's fused head is only installed during a loss computation
+    assert model.llm is lm  # the BIGRec wrapper holds the trained LM
+    folder = tmp_path / "bigrec-dpo"
+    trainer.save_model(str(folder))
+    assert (folder / "adapter").is_dir() and not (folder / "adapter" / "ref").exists()
+    restored = BIGRecForCausalLM.from_pretrained(str(folder))
+    prompt = data[0]["prompt"]
+    assert _completion_logp(restored.llm, restored.tokenizer, prompt, data[0]["chosen"]) == pytest.approx(
+        _completion_logp(lm, model.tokenizer, prompt, data[0]["chosen"]), abs=1e-4)
+    merged = model.merge_and_unload()
+    assert _completion_logp(merged, model.tokenizer, prompt, data[0]["chosen"]) == pytest.approx(
+        _completion_logp(restored.llm, restored.tokenizer, prompt, data[0]["chosen"]), abs=1e-4)
+
+
+def test_bigrec_new_lora_adapter_from_peft_config(tmp_path, llama_folder):
+    from peft import LoraConfig, PeftModel
+
+    model = _bigrec(llama_folder, use_lora=False)
+    base = model.llm
+    config = LoraConfig(r=2, lora_alpha=4, lora_dropout=0.0, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
+    data = _bigrec_preferences(model)
+    trainer = build_dpo_trainer(model, data, _args(tmp_path, per_device_train_batch_size=2, max_steps=3,
+                                                   learning_rate=2e-2), peft_config=config)
+    assert isinstance(model.llm, PeftModel) and model.config.use_lora and model.lm is base
+    assert trainer.ref_model is None  # reference = adapters disabled
+    before = _completion_logp(model.lm, model.tokenizer, data[0]["prompt"], data[0]["chosen"])
+    trainer.train()
+    after = _completion_logp(model.lm, model.tokenizer, data[0]["prompt"], data[0]["chosen"])
+    assert after > before  # the chosen title became likelier
+    with pytest.raises(ValueError, match="already has a LoRA adapter"):
+        build_dpo_trainer(model, data, _args(tmp_path), peft_config=config)
+    with pytest.raises(ValueError, match="sft_weight"):
+        build_dpo_trainer(model, data, _args(tmp_path), sft_weight=1.0)
+    assert math.isfinite(after)
