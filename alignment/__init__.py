@@ -1,1 +1,44 @@
-"""genrec package."""
+"""Preference alignment for genrec's generative recommenders (``genrec.alignment``).
+
+- :mod:`genrec.alignment.reward`: a reward model scoring (user history, item or session) for engagement, trained on
+  the interactions with a held-out validation AUC; it simulates users.
+- :mod:`genrec.alignment.preference`: chosen/rejected pairs from a model's own constrained beam search, as
+  ``datasets.Dataset`` objects in TRL's preference format.
+- :mod:`genrec.alignment.dpo`: DPO through TRL for all four models (TRL's ``DPOTrainer`` for BIGRec, genrec's
+  ``GenRecDPOTrainer`` subclass for P5 / OneRec / RecGPT), configured with ``trl.DPOConfig``.
+- :mod:`genrec.alignment.ipa`: OneRec's iterative preference alignment loop (``genrec align``, ``scripts/align.py``).
+
+Names are imported lazily (TRL is only loaded when DPO is used).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "RewardModelConfig": "genrec.alignment.reward",
+    "RewardModel": "genrec.alignment.reward",
+    "train_reward_model": "genrec.alignment.reward",
+    "generate_candidates": "genrec.alignment.preference",
+    "build_preference_dataset": "genrec.alignment.preference",
+    "render_preference_text": "genrec.alignment.preference",
+    "GenRecDPOTrainer": "genrec.alignment.dpo",
+    "build_dpo_trainer": "genrec.alignment.dpo",
+    "AlignConfig": "genrec.alignment.ipa",
+    "load_align_config": "genrec.alignment.ipa",
+    "run_alignment": "genrec.alignment.ipa",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'genrec.alignment' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

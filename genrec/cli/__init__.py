@@ -23,6 +23,7 @@ _SUBCOMMAND_MODULES = [
     "genrec.cli.evaluate",
     "genrec.cli.quickstart",
     "genrec.cli.tokenize",
+    "genrec.cli.align",
 ]
 
 

@@ -1,0 +1,95 @@
+#!/usr/bin/env python
+"""Iterative preference alignment (OneRec IPA) on Amazon Beauty: validation N@10 and mean reward per round.
+
+Runs ``genrec align`` for OneRec (sessions) and RecGPT (decoder-only, one item per slot) from the presets
+``scripts/configs/{onerec,recgpt}-beauty-align.yaml``, starting from already trained base models (``--onerec-base``,
+``--recgpt-base``: run folders of ``genrec train --config scripts/configs/{onerec,recgpt}-beauty.yaml``), with the
+same reward model for both (trained once, in the first run, then reused). Round 0 = the base model before alignment.
+
+    python benchmarks/bench_alignment.py --onerec-base runs/onerec-beauty --recgpt-base runs/recgpt-beauty
+
+Prints a table and a final JSON line; writes benchmarks/results/bench_alignment.json (atomically).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results" / "bench_alignment.json"
+PRESETS = {"onerec": ROOT / "scripts/configs/onerec-beauty-align.yaml",
+           "recgpt": ROOT / "scripts/configs/recgpt-beauty-align.yaml"}
+
+
+def _finite(value):
+    """NaN -> None (strict JSON)."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--onerec-base", help="trained OneRec run folder (or checkpoint folder)")
+    parser.add_argument("--recgpt-base", help="trained RecGPT run folder (or checkpoint folder)")
+    parser.add_argument("--workdir", default="runs/bench-alignment", help="where the alignment run folders go")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        help="extra overrides for both runs, e.g. alignment.rounds=2")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from genrec.alignment.ipa import load_align_config, run_alignment
+    from genrec.cli.align import format_rounds_table
+    from genrec.training.pipeline import machine_info
+    from genrec.utils.io import atomic_write_json
+
+    workdir = Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    bases = {"onerec": args.onerec_base, "recgpt": args.recgpt_base}
+    results: dict = {"runs": {}, "machine": machine_info(), "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])}
+    reward_checkpoint = None
+    for name, base in bases.items():
+        if base is None:
+            continue
+        overrides = [f"base.checkpoint={Path(base).resolve()}", "base.config=null", *args.overrides]
+        if reward_checkpoint is not None:
+            overrides.append(f"reward.checkpoint={reward_checkpoint}")
+        config = load_align_config(PRESETS[name], overrides)
+        start = time.time()
+        metrics = run_alignment(config, workdir / name)
+        wall = time.time() - start
+        if reward_checkpoint is None:
+            reward_checkpoint = str((workdir / name / "reward_model").resolve())
+        print(f"\n== {name} ({wall:.0f} s)")
+        print(format_rounds_table(metrics))
+        results["runs"][name] = {"wall_seconds": round(wall, 1), "base": str(base),
+                                 "metrics": {k: v for k, v in metrics.items() if not k.startswith("machine/")}}
+    if not results["runs"]:
+        parser.error("pass --onerec-base and/or --recgpt-base")
+    for run in results["runs"].values():
+        auc = run["metrics"].get("reward_model/valid/auc")
+        if auc is not None:
+            results["reward_model_valid_auc"] = auc
+    atomic_write_json(RESULTS, _finite(results))
+    print(json.dumps({name: {k: v for k, v in run["metrics"].items() if k.endswith(("ndcg@10", "reward_mean"))}
+                      for name, run in results["runs"].items()}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
