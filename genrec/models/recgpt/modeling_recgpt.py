@@ -276,7 +276,9 @@ class RecGPTForCausalLM(RecGPTPreTrainedModel):
 
         tokenizer_kwargs = dict(tokenizer_kwargs or {})
         if embeddings is None:
-            embeddings = embed_catalog(catalog, tokenizer_kwargs.get("embedding_model"))
+            embeddings = embed_catalog(catalog, tokenizer_kwargs.get("embedding_model"),
+                                       tokenizer_kwargs.get("embedding_cache_dir"), tokenizer_kwargs.get("text_fields"),
+                                       batch_size=tokenizer_kwargs.get("embedding_batch_size", 256))
         embeddings = np.asarray(embeddings, dtype=np.float32)
         if item_tokenizer is None:
             item_tokenizer = get_tokenizer_class("fsq")(**tokenizer_kwargs)
