@@ -510,7 +510,11 @@ class GenRecDPOTrainer(_AtomicSaveMixin, DPOTrainer):
             with genrec_fused_forward(self._unwrapped(model), self._unwrapped(self.ref_model)):
                 loss = super().compute_loss(model, self._pair_inputs(inputs))
         if self.sft_weight > 0 and inputs["target_labels"].shape[0] > 0:
-            ntp, aux_loss = self.next_token_loss(model, inputs)
+            # Under DDP one step may run only ONE forward of the wrapped model (its reducer expects one backward
+            # per forward): after the pair forward, the next-token forward runs on the unwrapped module. Its
+            # gradients still reach the same parameters, and DDP's per-parameter hooks fire once in the backward.
+            ntp_model = self._unwrapped(model) if loss is not None else model
+            ntp, aux_loss = self.next_token_loss(ntp_model, inputs)
             self._metrics[mode]["ntp_loss"].append(self.accelerator.gather_for_metrics(ntp.detach()).mean().item())
             term = self.sft_weight * ntp
             if self.aux_loss_enabled:

@@ -270,7 +270,7 @@ def _reward_mean(model, reward_model, histories, *, session_length: int, batch_s
 def _dpo_summary(log_history: list[dict]) -> dict[str, float]:
     """Mean over the round's training log records of TRL's DPO metrics (and the MoE aux loss)."""
     keys = ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies",
-            "logps/chosen", "logps/rejected", "aux_loss", "sft_loss")
+            "logps/chosen", "logps/rejected", "aux_loss", "ntp_loss")
     summary = {}
     for key in keys:
         values = [record[key] for record in log_history if key in record and isinstance(record[key], (int, float))]
@@ -457,12 +457,16 @@ def run_alignment(config: AlignConfig, output: str | os.PathLike, *, overwrite: 
                 batch_size=args.generation_batch_size, seed=seed)
             generate_seconds = time.time() - start
             rows = _training_rows(examples, pairs)
+            batch_size = int(config.dpo.get("per_device_train_batch_size", 8))
+            world_size = int(os.environ.get("WORLD_SIZE", "1"))
+            rows, dropped = _arrange_rows(rows, batch_size, world_size, random.Random(seed))
             from datasets import Dataset
 
             train_dataset = Dataset.from_list(rows)
             set_seed(seed)
             dpo_values = {"report_to": "none", "use_cpu": not torch.cuda.is_available(), "bf16": False,
-                          "logging_steps": 1, "save_strategy": "no", "seed": seed, **config.dpo}
+                          "logging_steps": 1, "save_strategy": "no", "seed": seed, **config.dpo,
+                          "train_sampling_strategy": "sequential"}  # the rows are already arranged in batches
             with _staging_dir(output / f".round_{round_number}.trainer") as trainer_dir:
                 loss_types = dpo_values.get("loss_type", "sigmoid")
                 count = len(loss_types) if isinstance(loss_types, (list, tuple)) else 1
@@ -484,7 +488,8 @@ def run_alignment(config: AlignConfig, output: str | os.PathLike, *, overwrite: 
             round_metrics.update({
                 "pairs": int(pair_stats.get("num_pairs", len(pairs))),
                 "pairs_skipped": int(pair_stats.get("num_skipped", 0)),
-                "ntp_examples": len(examples),
+                "ntp_examples": len(rows),
+                "rows_dropped": dropped,
                 "candidates/reward_mean": float(pair_stats.get("reward_mean", math.nan)),
                 "candidates/reward_chosen_mean": float(pair_stats.get("reward_chosen_mean", math.nan)),
                 "candidates/reward_rejected_mean": float(pair_stats.get("reward_rejected_mean", math.nan)),
@@ -523,6 +528,38 @@ def _training_rows(examples: list[dict], pairs) -> list[dict[str, Any]]:
             "rejected": pair["rejected"] if pair else "",
         })
     return rows
+
+
+def _arrange_rows(rows: list[dict], batch_size: int, world_size: int, rng: random.Random
+                  ) -> tuple[list[dict], int]:
+    """Order the round's rows so that every per-device batch holds the same number of preference pairs.
+
+    Each block of ``batch_size`` rows takes ``p`` pair rows and ``batch_size - p`` next-token-only rows (``p`` in
+    proportion to the pairs), blocks are shuffled in place and their count is a multiple of ``world_size``: under
+    DDP every process then sees equally shaped pair and next-token sub-batches (TRL gathers per-row metrics
+    across processes). Rows that do not fill a block are dropped (their count is returned).
+
+    Raises:
+        ValueError: fewer rows than one block per process.
+    """
+    pairs = [row for row in rows if row["chosen_items"]]
+    plain = [row for row in rows if not row["chosen_items"]]
+    rng.shuffle(pairs)
+    rng.shuffle(plain)
+    p = round(batch_size * len(pairs) / max(1, len(rows)))
+    p = min(batch_size, max(p, 1 if pairs else 0))
+    q = batch_size - p
+    blocks = min(len(pairs) // p if p else len(rows), len(plain) // q if q else len(rows))
+    blocks -= blocks % world_size
+    if blocks == 0:
+        raise ValueError(f"`alignment.users_per_round` gives {len(rows)} training rows ({len(pairs)} with a pair): "
+                         f"fewer than one batch of `dpo.per_device_train_batch_size` ({batch_size}) per process "
+                         f"({world_size}); raise users_per_round or lower the batch size")
+    arranged = []
+    for block in range(blocks):
+        arranged.extend(pairs[block * p:(block + 1) * p])
+        arranged.extend(plain[block * q:(block + 1) * q])
+    return arranged, len(rows) - len(arranged)
 
 
 @contextlib.contextmanager
