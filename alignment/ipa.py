@@ -42,9 +42,14 @@ from typing import Any
 import yaml
 from transformers.utils import logging
 
-from genrec.utils.io import atomic_directory, atomic_write_json, atomic_write_text, check_output_parent
+from genrec.utils.io import (
+    atomic_directory,
+    atomic_write_json,
+    atomic_write_text,
+    check_output_parent,
+)
 
-__all__ = ["AlignConfig", "load_align_config", "run_alignment", "ALIGN_CONFIG_FILE"]
+__all__ = ["ALIGN_CONFIG_FILE", "AlignConfig", "load_align_config", "run_alignment"]
 
 logger = logging.get_logger(__name__)
 
@@ -80,8 +85,8 @@ class AlignmentArguments:
     dpo_fraction: float = 1.0
     dpo_weight: float = 1.0
     sft_weight: float = 1.0
-    eval_users: int | None = None
-    reward_users: int = 256
+    eval_users: int | None = None  # a seeded random sample of validation users (None = all)
+    reward_users: int = 256  # a seeded random sample of the evaluated users whose sessions the reward model scores
     generation_batch_size: int = 64
     eval_batch_size: int = 128
     seed: int = 0
@@ -177,16 +182,10 @@ def load_align_config(path: str | os.PathLike, overrides: list[str] | tuple[str,
         FileNotFoundError: no such file.
         ValueError: malformed YAML or invalid values.
     """
-    from genrec.training.arguments import _parse_value
+    from genrec.training.arguments import _parse_value, read_yaml_config
 
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"config file {str(path)!r} does not exist")
-    try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as error:
-        raise ValueError(f"config file {str(path)!r} is not valid YAML: {error}") from None
-    values = copy.deepcopy(values)
+    values = read_yaml_config(path)
     for override in overrides:
         key, sep, text = override.partition("=")
         section, dot, name = key.strip().partition(".")
@@ -279,25 +278,6 @@ def _dpo_summary(log_history: list[dict]) -> dict[str, float]:
     return summary
 
 
-@contextlib.contextmanager
-def _log_to_file(path: Path):
-    import logging as std_logging
-
-    handler = std_logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(std_logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.setLevel(std_logging.INFO)
-    genrec_logger = std_logging.getLogger("genrec")
-    old_level = genrec_logger.level
-    genrec_logger.setLevel(std_logging.INFO)
-    genrec_logger.addHandler(handler)
-    try:
-        yield
-    finally:
-        genrec_logger.removeHandler(handler)
-        genrec_logger.setLevel(old_level)
-        handler.close()
-
-
 def _check_resume(output: Path, config: AlignConfig, overwrite: bool) -> bool:
     """True when ``output`` holds an earlier run of the same config (resume); raise on a conflict."""
     if not output.exists() or not any(output.iterdir()):
@@ -337,12 +317,12 @@ def run_alignment(config: AlignConfig, output: str | os.PathLike, *, overwrite: 
         the flat metrics written to ``OUTPUT/metrics.json``.
     """
     import torch
-    from transformers import set_seed
-    from trl import DPOConfig
-
     from genrec.alignment.dpo import build_dpo_trainer
     from genrec.alignment.preference import build_preference_dataset
     from genrec.alignment.reward import RewardModel, train_reward_model
+    from transformers import set_seed
+    from trl import DPOConfig
+
     from genrec.data import leave_one_out, load_dataset
     from genrec.training.pipeline import machine_info
 
@@ -361,7 +341,9 @@ def run_alignment(config: AlignConfig, output: str | os.PathLike, *, overwrite: 
     metrics_path = output / "metrics.json"
     metrics: dict[str, Any] = json.loads(metrics_path.read_text()) if resumed and metrics_path.is_file() else {}
 
-    with _log_to_file(output / "align.log") if main else contextlib.nullcontext():
+    from genrec.training.pipeline import log_to_file
+
+    with log_to_file(output / "align.log") if main else contextlib.nullcontext():
         logger.info(f"alignment config: {config.to_dict()} (resumed: {resumed})")
         args = config.alignment
 
@@ -397,10 +379,13 @@ def run_alignment(config: AlignConfig, output: str | os.PathLike, *, overwrite: 
             valid = split.valid.filter(lambda row: row["user_id"] in keep)
         else:
             valid = split.valid
-        if config.alignment.eval_users is not None and config.alignment.eval_users < len(valid):
-            valid = valid.select(range(config.alignment.eval_users))
-        valid_rows = valid.to_dict()
-        reward_histories = [list(h) for h in valid_rows["history"][: args.reward_users]]
+        # fixed seeded samples of validation users: the same users are measured before and after every round
+        sampler = random.Random(args.seed)
+        if args.eval_users is not None and args.eval_users < len(valid):
+            valid = valid.select(sorted(sampler.sample(range(len(valid)), args.eval_users)))
+        valid_histories = valid.to_dict()["history"]
+        picked = sorted(sampler.sample(range(len(valid_histories)), min(args.reward_users, len(valid_histories))))
+        reward_histories = [list(valid_histories[i]) for i in picked]
 
         # ---- the reward model
         reward_dir = output / "reward_model"

@@ -44,7 +44,7 @@ from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.utils import ModelOutput, cached_file, logging
 
-from genrec.models.histories import history_rows, left_padded_rows
+from genrec.models.histories import catalog_index, history_rows, left_padded_rows
 from genrec.models.sasrec.configuration_sasrec import SASRecConfig
 from genrec.models.sasrec.modeling_sasrec import SASRecBlock
 
@@ -218,18 +218,7 @@ class RewardModel(PreTrainedModel):
         Raises:
             ValueError: wrong length or duplicate ids.
         """
-        if isinstance(item_ids, str):
-            raise ValueError("`item_ids` must be a list of item ids, not a string")
-        item_ids = [str(item_id) for item_id in item_ids]
-        if len(item_ids) != self.config.num_items:
-            raise ValueError(
-                f"`item_ids` has {len(item_ids)} ids but `num_items` is {self.config.num_items}; they must match"
-            )
-        index = {item_id: row for row, item_id in enumerate(item_ids)}
-        if len(index) != len(item_ids):
-            raise ValueError("`item_ids` contains duplicate ids; every catalog id must be unique")
-        self.item_ids = item_ids
-        self._item_index = index
+        self.item_ids, self._item_index = catalog_index(item_ids, self.config.num_items)
 
     @property
     def item_index(self) -> dict[str, int]:

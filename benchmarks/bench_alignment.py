@@ -47,6 +47,8 @@ def main(argv=None) -> int:
     parser.add_argument("--workdir", default="runs/bench-alignment", help="where the alignment run folders go")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         help="extra overrides for both runs, e.g. alignment.rounds=2")
+    parser.add_argument("--reward-checkpoint", default=None,
+                        help="a trained reward model folder to use (default: trained in the first run, then reused)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
 
@@ -54,6 +56,7 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     from genrec.alignment.ipa import load_align_config, run_alignment
+
     from genrec.cli.align import format_rounds_table
     from genrec.training.pipeline import machine_info
     from genrec.utils.io import atomic_write_json
@@ -61,14 +64,16 @@ def main(argv=None) -> int:
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     bases = {"onerec": args.onerec_base, "recgpt": args.recgpt_base}
-    results: dict = {"runs": {}, "machine": machine_info(), "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])}
-    reward_checkpoint = None
+    previous = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    results: dict = {"runs": dict(previous.get("runs", {})), "machine": machine_info(), "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])}
+    reward_checkpoint = str(Path(args.reward_checkpoint).resolve()) if args.reward_checkpoint else None
     for name, base in bases.items():
         if base is None:
             continue
         overrides = [f"base.checkpoint={Path(base).resolve()}", "base.config=null", *args.overrides]
         if reward_checkpoint is not None:
             overrides.append(f"reward.checkpoint={reward_checkpoint}")
+        used_reward = reward_checkpoint  # None: this run trains the reward model
         config = load_align_config(PRESETS[name], overrides)
         start = time.time()
         metrics = run_alignment(config, workdir / name)
@@ -77,7 +82,8 @@ def main(argv=None) -> int:
             reward_checkpoint = str((workdir / name / "reward_model").resolve())
         print(f"\n== {name} ({wall:.0f} s)")
         print(format_rounds_table(metrics))
-        results["runs"][name] = {"wall_seconds": round(wall, 1), "base": str(base),
+        results["runs"][name] = {"wall_seconds": round(wall, 1), "base": str(base), "command": results["command"],
+                                 "reward_checkpoint": used_reward,
                                  "metrics": {k: v for k, v in metrics.items() if not k.startswith("machine/")}}
     if not results["runs"]:
         parser.error("pass --onerec-base and/or --recgpt-base")

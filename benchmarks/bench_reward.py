@@ -39,6 +39,7 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     from genrec.alignment.reward import RewardModelConfig, train_reward_model
+
     from genrec.data import leave_one_out, load_dataset
     from genrec.training.pipeline import machine_info
     from genrec.utils.io import atomic_write_json
@@ -56,7 +57,7 @@ def main(argv=None) -> int:
                      "valid/auc_popularity": metrics["valid/auc_popularity"],
                      "train_seconds": metrics["train_seconds"], "epochs": metrics.get("train/epochs"),
                      "wall_seconds": round(time.time() - start, 1)})
-    print(f"| model | seed | valid AUC | train s |\n| --- | --- | --- | --- |")
+    print("| model | seed | valid AUC | train s |\n| --- | --- | --- | --- |")
     print(f"| popularity (training counts) | - | {rows[0]['valid/auc_popularity']:.4f} | - |")
     for row in rows:
         print(f"| reward model (h={args.hidden_size}, {args.num_layers} layers, {args.epochs} epochs) | {row['seed']} "

@@ -16,7 +16,7 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-__all__ = ["register", "add_align_arguments", "align_from_args", "format_rounds_table"]
+__all__ = ["add_align_arguments", "align_from_args", "format_rounds_table", "register"]
 
 
 def add_align_arguments(parser: argparse.ArgumentParser) -> None:

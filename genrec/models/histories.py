@@ -6,7 +6,24 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
-__all__ = ["history_rows", "left_padded_rows"]
+__all__ = ["catalog_index", "history_rows", "left_padded_rows"]
+
+
+def catalog_index(item_ids: Sequence[str], num_items: int) -> tuple[list[str], dict[str, int]]:
+    """Validate a model's catalog ids (row ``j`` = ``item_ids[j]``) and build their id -> row index.
+
+    Raises:
+        ValueError: a string instead of a list, a length other than ``num_items``, or duplicate ids.
+    """
+    if isinstance(item_ids, str):
+        raise ValueError("`item_ids` must be a list of item ids, not a string")
+    item_ids = [str(item_id) for item_id in item_ids]
+    if len(item_ids) != num_items:
+        raise ValueError(f"`item_ids` has {len(item_ids)} ids but `num_items` is {num_items}; they must match")
+    index = {item_id: row for row, item_id in enumerate(item_ids)}
+    if len(index) != len(item_ids):
+        raise ValueError("`item_ids` contains duplicate ids; every catalog id must be unique")
+    return item_ids, index
 
 
 def history_rows(

@@ -35,6 +35,7 @@ __all__ = [
     "load_run_config",
     "apply_overrides",
     "build_run_config",
+    "read_yaml_config",
 ]
 
 # Short model names accepted as `model.type` (YAML holds values only, never Python import paths).
@@ -274,11 +275,20 @@ def load_run_config(
         FileNotFoundError: ``path`` does not exist.
         ValueError: the YAML is malformed or holds unknown/invalid values.
     """
+    return build_run_config(apply_overrides(read_yaml_config(path), overrides), output_dir=output_dir)
+
+
+def read_yaml_config(path: str | os.PathLike) -> dict[str, Any]:
+    """The values of a YAML config file (``{}`` for an empty one).
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: the YAML is malformed.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file {str(path)!r} does not exist")
     try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as error:
         raise ValueError(f"config file {str(path)!r} is not valid YAML: {error}") from None
-    return build_run_config(apply_overrides(values, overrides), output_dir=output_dir)

@@ -45,7 +45,8 @@ from genrec.training.trainer import (
 )
 from genrec.utils.io import atomic_directory, atomic_write_json, atomic_write_text, check_output_parent
 
-__all__ = ["run_training", "prepare_output", "machine_info", "build_model", "load_split", "evaluate_checkpoint"]
+__all__ = ["run_training", "prepare_output", "machine_info", "build_model", "load_split", "evaluate_checkpoint",
+           "log_to_file"]
 
 logger = logging.get_logger(__name__)
 
@@ -146,7 +147,7 @@ def build_model(model_type: str, model_kwargs: dict[str, Any], item_ids: list[st
 
 
 @contextlib.contextmanager
-def _log_to_file(path: Path):
+def log_to_file(path: Path):
     """Send genrec INFO and transformers WARNING records to ``path`` for the duration of the block."""
     handler = std_logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(std_logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -213,7 +214,7 @@ def run_training(run: RunConfig, output: str | os.PathLike, *, overwrite: bool =
     with atomic_directory(output, overwrite=True) as staging:
         log_path = staging / LOG_FILE
         try:
-            with _log_to_file(log_path):
+            with log_to_file(log_path):
                 run.training.output_dir = str(staging)
                 atomic_write_text(staging / "config.yaml", yaml.safe_dump(run.to_dict(), sort_keys=False))
                 with _wandb_dir(staging if "wandb" in (run.training.report_to or []) else None):

@@ -4,7 +4,6 @@ import json
 
 import pytest
 import yaml
-
 from genrec.alignment.ipa import build_align_config, load_align_config, run_alignment
 
 TINY_ONEREC = {"d_model": 16, "d_kv": 8, "d_ff": 32, "num_layers": 1, "num_heads": 2, "dropout_rate": 0.0,
@@ -15,10 +14,10 @@ TINY_ONEREC = {"d_model": 16, "d_kv": 8, "d_ff": 32, "num_layers": 1, "num_heads
 @pytest.fixture
 def base_checkpoint(tmp_path, toy_dataset):
     import torch
+    from genrec.tokenization import get_tokenizer_class
 
     from genrec.data import load_dataset
     from genrec.models.onerec import OneRecForConditionalGeneration
-    from genrec.tokenization import get_tokenizer_class
 
     data = load_dataset(toy_dataset)
     tokenizer = get_tokenizer_class("random")(codebook_size=5, num_levels=2, seed=0).fit(data.catalog)
@@ -48,7 +47,7 @@ def _write(tmp_path, values, name="align.yaml"):
 
 
 def test_two_rounds_then_resume_after_a_kill(tmp_path, toy_dataset, base_checkpoint, monkeypatch):
-    import genrec.alignment.dpo as dpo
+    from genrec.alignment import dpo
 
     config = load_align_config(_write(tmp_path, _config(base_checkpoint, toy_dataset)))
     output = tmp_path / "run"
