@@ -49,6 +49,7 @@ def main(argv=None) -> int:
                         help="extra overrides for both runs, e.g. alignment.rounds=2")
     parser.add_argument("--reward-checkpoint", default=None,
                         help="a trained reward model folder to use (default: trained in the first run, then reused)")
+    parser.add_argument("--tag", default="", help="suffix of the run names in the results, e.g. -ntp-only for an ablation")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
 
@@ -67,6 +68,7 @@ def main(argv=None) -> int:
     previous = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
     results: dict = {"runs": dict(previous.get("runs", {})), "machine": machine_info(), "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])}
     reward_checkpoint = str(Path(args.reward_checkpoint).resolve()) if args.reward_checkpoint else None
+    bases_run: set[str] = set()  # the run names this invocation (re)measured
     for name, base in bases.items():
         if base is None:
             continue
@@ -76,13 +78,14 @@ def main(argv=None) -> int:
         used_reward = reward_checkpoint  # None: this run trains the reward model
         config = load_align_config(PRESETS[name], overrides)
         start = time.time()
-        metrics = run_alignment(config, workdir / name)
+        metrics = run_alignment(config, workdir / f"{name}{args.tag}")
         wall = time.time() - start
         if reward_checkpoint is None:
-            reward_checkpoint = str((workdir / name / "reward_model").resolve())
-        print(f"\n== {name} ({wall:.0f} s)")
+            reward_checkpoint = str((workdir / f"{name}{args.tag}" / "reward_model").resolve())
+        print(f"\n== {name}{args.tag} ({wall:.0f} s)")
         print(format_rounds_table(metrics))
-        results["runs"][name] = {"wall_seconds": round(wall, 1), "base": str(base), "command": results["command"],
+        bases_run.add(f"{name}{args.tag}")
+        results["runs"][f"{name}{args.tag}"] = {"overrides": args.overrides, "wall_seconds": round(wall, 1), "base": str(base), "command": results["command"],
                                  "reward_checkpoint": used_reward,
                                  "metrics": {k: v for k, v in metrics.items() if not k.startswith("machine/")}}
     if not results["runs"]:
@@ -91,6 +94,9 @@ def main(argv=None) -> int:
         auc = run["metrics"].get("reward_model/valid/auc")
         if auc is not None:
             results["reward_model_valid_auc"] = auc
+    latest = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}  # another run may have finished meanwhile
+    results["runs"] = {**latest.get("runs", {}), **{k: v for k, v in results["runs"].items()
+                                                    if k not in previous.get("runs", {}) or k in bases_run}}
     atomic_write_json(RESULTS, _finite(results))
     print(json.dumps({name: {k: v for k, v in run["metrics"].items() if k.endswith(("ndcg@10", "reward_mean"))}
                       for name, run in results["runs"].items()}))

@@ -233,8 +233,16 @@ def test_pipeline_builds_recgpt_from_the_catalog(monkeypatch):
 
     ids, _, text = _catalog_arrays()
     catalog = ItemCatalog(ids, [{"title": f"item {i}"} for i in ids])
-    monkeypatch.setattr("genrec.tokenization.embeddings.embed_catalog", lambda catalog, model_name=None: text)
+    calls = []
+
+    def fake_embed_catalog(catalog, model_name=None, cache_dir=None, fields=None, **kwargs):
+        calls.append({"model_name": model_name, "fields": fields, **kwargs})
+        return text
+
+    monkeypatch.setattr("genrec.tokenization.embeddings.embed_catalog", fake_embed_catalog)
     model = build_model("recgpt", {**{k: v for k, v in TINY.items() if k not in ("num_chunks", "codebook_size",
                                                                                   "fsq_levels", "text_embedding_dim")},
-                                   "tokenizer": {"num_chunks": 2, "levels": [4, 3], "epochs": 1}}, ids, catalog=catalog)
+                                   "tokenizer": {"num_chunks": 2, "levels": [4, 3], "epochs": 1,
+                                                 "text_fields": ["title"]}}, ids, catalog=catalog)
+    assert calls == [{"model_name": None, "fields": ["title"], "batch_size": 256}]  # the tokenizer's text fields
     assert isinstance(model, RecGPTForCausalLM) and model.item_ids == ids and model.config.codebook_size == 12
