@@ -110,8 +110,9 @@ def constrained_topk_reference(
         num_finished: finished (leaf) candidates to keep per user.
         row_lse: optional float ``(batch * K_in,)``: per-row log-sum-exp to normalise with instead of the
             log-sum-exp over the children.
-        banned_leaves: optional int ``(batch, M)``: each user's banned leaf positions, sorted ascending, padded
-            with a value past every leaf.
+        banned_leaves: optional int ``(batch, M)``: each user's banned leaf positions, sorted ascending and
+            distinct (a child is dropped when its banned count reaches its leaf count), padded with a value past
+            every leaf -- what :meth:`genrec.decoding.Catalog.banned_leaves` returns.
         child_leaf_lo, child_leaf_hi: int ``(num_nodes[d+1],)``: leaf range under each child (with bans).
 
     Returns:

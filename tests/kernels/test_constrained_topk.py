@@ -36,7 +36,14 @@ def _step_inputs(catalog, depth, batch, beams, seed, dtype=torch.float32, dead=T
     if lse:
         kwargs["row_lse"] = torch.randn(batch * beams, generator=generator) + 5
     if bans:
-        leaves = torch.randint(0, catalog.num_leaves + 1, (batch, bans), generator=generator)
+        # the decoder's ban format (Catalog.banned_leaves): sorted DISTINCT leaf positions, padded with num_leaves
+        pad = catalog.num_leaves
+        leaves = torch.stack([
+            torch.cat([torch.randperm(pad, generator=generator)[: min(bans, pad)], torch.full((max(0, bans - pad),), pad)])
+            for _ in range(batch)
+        ])
+        drop = torch.rand(batch, bans, generator=generator) < 0.25  # some users have fewer bans (padding)
+        leaves = leaves.masked_fill(drop, pad)
         kwargs.update(banned_leaves=leaves.sort(1).values.int(), child_leaf_lo=catalog.leaf_lo[depth + 1],
                       child_leaf_hi=catalog.leaf_hi[depth + 1])
     args = (logits, scores, nodes, catalog.child_ptr[depth], catalog.child_token[depth], catalog.is_leaf[depth + 1])
