@@ -40,6 +40,37 @@ def _finite(value):
     return value
 
 
+def final_eval(args) -> int:
+    """Full-ranking valid + test metrics of each run's base model and last-round model (every user)."""
+    from genrec.training.pipeline import evaluate_checkpoint
+    from genrec.utils.io import atomic_write_json
+
+    results = json.loads(RESULTS.read_text())
+    cache: dict[str, dict] = {}
+    lines = ["| run | model | valid R@10 | valid N@10 | test R@10 | test N@10 |", "| --- | --- | --- | --- | --- | --- |"]
+    for name, run in sorted(results["runs"].items()):
+        if "final_eval" in run:  # measured by an earlier --final-eval
+            continue
+        rounds = sorted(int(k.split("/")[0].split("_")[1]) for k in run["metrics"] if k.startswith("round_"))
+        folder = Path(args.workdir) / name / f"round_{rounds[-1]}" / "checkpoint"
+        evaluated = {}
+        for label, path in (("base", Path(run["base"])), (f"round_{rounds[-1]}", folder)):
+            key = str(path.resolve())
+            if key not in cache:
+                start = time.time()
+                cache[key] = evaluate_checkpoint(path, "amazon-beauty", splits=("valid", "test"), ks=(5, 10, 20),
+                                                 batch_size=256)
+                cache[key]["seconds"] = round(time.time() - start, 1)
+            evaluated[label] = cache[key]
+            m = cache[key]
+            lines.append(f"| {name} | {label} | {m['valid/recall@10']:.4f} | {m['valid/ndcg@10']:.4f} | "
+                         f"{m['test/recall@10']:.4f} | {m['test/ndcg@10']:.4f} |")
+        run["final_eval"] = evaluated
+        atomic_write_json(RESULTS, _finite(results))
+    print("\n".join(lines))
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--onerec-base", help="trained OneRec run folder (or checkpoint folder)")
@@ -50,6 +81,9 @@ def main(argv=None) -> int:
     parser.add_argument("--reward-checkpoint", default=None,
                         help="a trained reward model folder to use (default: trained in the first run, then reused)")
     parser.add_argument("--tag", default="", help="suffix of the run names in the results, e.g. -ntp-only for an ablation")
+    parser.add_argument("--final-eval", action="store_true",
+                        help="instead of aligning: evaluate the base and the last round of every run recorded in the "
+                             "results on ALL validation and test users (full ranking), and add it to the results")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
 
@@ -62,6 +96,8 @@ def main(argv=None) -> int:
     from genrec.training.pipeline import machine_info
     from genrec.utils.io import atomic_write_json
 
+    if args.final_eval:
+        return final_eval(args)
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     bases = {"onerec": args.onerec_base, "recgpt": args.recgpt_base}

@@ -246,3 +246,19 @@ def test_pipeline_builds_recgpt_from_the_catalog(monkeypatch):
                                                  "text_fields": ["title"]}}, ids, catalog=catalog)
     assert calls == [{"model_name": None, "fields": ["title"], "batch_size": 256}]  # the tokenizer's text fields
     assert isinstance(model, RecGPTForCausalLM) and model.item_ids == ids and model.config.codebook_size == 12
+
+
+def test_genrec_evaluate_loads_a_saved_recgpt(tmp_path, toy_dataset):
+    """`genrec evaluate` / evaluate_checkpoint maps the dataset's ids through the model's item_index."""
+    from genrec.training.pipeline import evaluate_checkpoint
+
+    ids = [str(n) for n in range(1, 25)]  # the toy dataset's catalog
+    rng = np.random.default_rng(0)
+    codes = np.stack([np.arange(24) % 12, (np.arange(24) * 5 + 1) % 12], 1)
+    torch.manual_seed(0)
+    model = RecGPTForCausalLM(RecGPTConfig(**TINY), item_ids=ids, item_codes=codes,
+                              item_text_embeddings=rng.normal(size=(24, 8)).astype(np.float32))
+    assert model.item_index == {item: row for row, item in enumerate(ids)}
+    model.save_pretrained(tmp_path / "recgpt")
+    metrics = evaluate_checkpoint(tmp_path / "recgpt", toy_dataset, splits=("valid", "test"), ks=(5, 10))
+    assert metrics["test/num_users"] == 48 and 0.0 <= metrics["test/ndcg@10"] <= metrics["test/recall@10"] <= 1.0

@@ -148,6 +148,11 @@ class BIGRecForCausalLM(PreTrainedModel):
             raise ValueError("this BIGRec model has no catalog; call set_catalog(item_ids, titles) first")
 
     @property
+    def item_index(self) -> dict[str, int]:
+        """Catalog id -> row (empty until a catalog is bound); genrec's evaluator maps dataset ids with it."""
+        return self._item_index
+
+    @property
     def lm(self):
         """The causal LM to run (LoRA layers injected, no peft wrapper): what decoding and embedding call."""
         return self.llm.get_base_model() if hasattr(self.llm, "get_base_model") else self.llm

@@ -299,6 +299,11 @@ class RecGPTForCausalLM(RecGPTPreTrainedModel):
         """Items in the bound catalog (0 when none)."""
         return 0 if self.item_ids is None else len(self.item_ids)
 
+    @property
+    def item_index(self) -> dict[str, int]:
+        """Catalog id -> row (empty until a catalog is bound); genrec's evaluator maps dataset ids with it."""
+        return self._item_index
+
     def set_catalog(self, item_ids: Sequence[str], item_codes, item_text_embeddings) -> None:
         """Bind (or replace) the catalog the model reads histories from and recommends out of.
 
