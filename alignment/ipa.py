@@ -278,6 +278,17 @@ def _dpo_summary(log_history: list[dict]) -> dict[str, float]:
     return summary
 
 
+def _remove_scratch(output: Path) -> None:
+    """Delete the hidden scratch folders a killed run leaves behind (never a finished round or artifact)."""
+    import shutil
+
+    for pattern in (".round_*.trainer*", ".round_*.tmp", ".round_*.old", ".reward_model.*.tmp", ".base.*.tmp"):
+        for leftover in output.glob(pattern):
+            if leftover.is_dir():
+                logger.info(f"removing {leftover.name}, left by an interrupted run")
+                shutil.rmtree(leftover, ignore_errors=True)
+
+
 def _check_resume(output: Path, config: AlignConfig, overwrite: bool) -> bool:
     """True when ``output`` holds an earlier run of the same config (resume); raise on a conflict."""
     if not output.exists() or not any(output.iterdir()):
@@ -331,6 +342,7 @@ def run_alignment(config: AlignConfig, output: str | os.PathLike, *, overwrite: 
     main = _is_main_process()
     if main:
         output.mkdir(exist_ok=True)
+        _remove_scratch(output)  # left by a killed run: trainer scratch and unfinished round staging folders
         atomic_write_text(output / ALIGN_CONFIG_FILE, yaml.safe_dump(config.to_dict(), sort_keys=False))
     _barrier()
     report_to = config.dpo.get("report_to", "none")

@@ -69,8 +69,11 @@ def test_two_rounds_then_resume_after_a_kill(tmp_path, toy_dataset, base_checkpo
     assert {"round_0/valid/ndcg@10", "round_0/reward_mean", "round_1/valid/ndcg@10", "round_1/reward_mean"} <= set(first)
     round_1_time = (output / "round_1" / "metrics.json").stat().st_mtime_ns
 
+    (output / ".round_2.trainerk1ll3d").mkdir()  # what a SIGKILL leaves: scratch of the unfinished round
+    (output / ".round_2.x9.tmp").mkdir()
     monkeypatch.setattr(dpo, "build_dpo_trainer", real_build)
     metrics = run_alignment(config, output)  # resumes: only round 2 runs
+    assert not list(output.glob(".round_2.*"))
     assert (output / "round_1" / "metrics.json").stat().st_mtime_ns == round_1_time
     for number in (0, 1, 2):
         assert 0.0 <= metrics[f"round_{number}/valid/ndcg@10"] <= 1.0
