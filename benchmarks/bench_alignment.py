@@ -7,6 +7,11 @@ Runs ``genrec align`` for OneRec (sessions) and RecGPT (decoder-only, one item p
 same reward model for both (trained once, in the first run, then reused). Round 0 = the base model before alignment.
 
     python benchmarks/bench_alignment.py --onerec-base runs/onerec-beauty --recgpt-base runs/recgpt-beauty
+    # ablations, reusing the first run's reward model (run names get the tag as a suffix):
+    python benchmarks/bench_alignment.py --onerec-base ... --recgpt-base ... --reward-checkpoint \
+        runs/bench-alignment/onerec/reward_model --tag=-ntp-only --set alignment.dpo_weight=0
+    # then every run's base and last round on ALL validation and test users:
+    python benchmarks/bench_alignment.py --final-eval
 
 Prints a table and a final JSON line; writes benchmarks/results/bench_alignment.json (atomically).
 """
