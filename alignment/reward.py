@@ -44,7 +44,7 @@ from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.utils import ModelOutput, cached_file, logging
 
-from genrec.models.histories import catalog_index, history_rows, left_padded_rows
+from genrec.models.histories import CatalogIdsMixin, history_rows, left_padded_rows
 from genrec.models.sasrec.configuration_sasrec import SASRecConfig
 from genrec.models.sasrec.modeling_sasrec import SASRecBlock
 
@@ -160,7 +160,7 @@ class RewardModelOutput(ModelOutput):
     user_states: torch.Tensor | None = None
 
 
-class RewardModel(PreTrainedModel):
+class RewardModel(CatalogIdsMixin, PreTrainedModel):
     """Engagement reward of (user history, item) pairs and of whole sessions (see the module docstring).
 
     Args:
@@ -210,26 +210,6 @@ class RewardModel(PreTrainedModel):
         super()._init_weights(module)
         if isinstance(module, RewardModel):
             init.zeros_(module.item_bias)
-
-    # ----- catalog ---------------------------------------------------------------------------------
-    def set_item_ids(self, item_ids: Sequence[str]) -> None:
-        """Bind the catalog: ``item_ids[j]`` is catalog row ``j`` (embedding row ``j + 1``).
-
-        Raises:
-            ValueError: wrong length or duplicate ids.
-        """
-        self.item_ids, self._item_index = catalog_index(item_ids, self.config.num_items)
-
-    @property
-    def item_index(self) -> dict[str, int]:
-        """Catalog id -> row (empty until ``item_ids`` are bound)."""
-        return self._item_index
-
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.item_embeddings
-
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.item_embeddings = value
 
     # ----- forward ---------------------------------------------------------------------------------
     def encode(self, input_ids: torch.LongTensor) -> torch.Tensor:

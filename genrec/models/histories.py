@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
-__all__ = ["catalog_index", "history_rows", "left_padded_rows"]
+__all__ = ["CatalogIdsMixin", "catalog_index", "history_rows", "left_padded_rows"]
 
 
 def catalog_index(item_ids: Sequence[str], num_items: int) -> tuple[list[str], dict[str, int]]:
@@ -24,6 +24,30 @@ def catalog_index(item_ids: Sequence[str], num_items: int) -> tuple[list[str], d
     if len(index) != len(item_ids):
         raise ValueError("`item_ids` contains duplicate ids; every catalog id must be unique")
     return item_ids, index
+
+
+class CatalogIdsMixin:
+    """``item_ids`` / ``item_index`` binding and the ``item_embeddings`` input-embedding accessors shared by the
+    id-embedding models (SASRec, the reward model): row ``j`` of the catalog = embedding row ``j + 1``."""
+
+    def set_item_ids(self, item_ids: Sequence[str]) -> None:
+        """Bind the catalog: ``item_ids[j]`` is catalog row ``j`` (embedding row ``j + 1``).
+
+        Raises:
+            ValueError: wrong length or duplicate ids.
+        """
+        self.item_ids, self._item_index = catalog_index(item_ids, self.config.num_items)
+
+    @property
+    def item_index(self) -> dict[str, int]:
+        """Catalog id -> row (empty until ``item_ids`` are bound)."""
+        return self._item_index
+
+    def get_input_embeddings(self):
+        return self.item_embeddings
+
+    def set_input_embeddings(self, value) -> None:
+        self.item_embeddings = value
 
 
 def history_rows(

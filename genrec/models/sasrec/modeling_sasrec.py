@@ -32,7 +32,7 @@ from transformers import PreTrainedModel
 from transformers.activations import ACT2FN
 from transformers.utils import ModelOutput, cached_file, logging
 
-from genrec.models.histories import catalog_index, history_rows, left_padded_rows
+from genrec.models.histories import CatalogIdsMixin, history_rows, left_padded_rows
 from genrec.models.sasrec.configuration_sasrec import SASRecConfig
 
 __all__ = ["SASRecModel", "SASRecOutput", "SASRecPreTrainedModel", "ITEM_IDS_FILE", "history_mask"]
@@ -135,7 +135,7 @@ class SASRecPreTrainedModel(PreTrainedModel):
     _no_split_modules = ["SASRecBlock"]
 
 
-class SASRecModel(SASRecPreTrainedModel):
+class SASRecModel(CatalogIdsMixin, SASRecPreTrainedModel):
     """SASRec next-item model with full-catalog scoring and string-id recommendation.
 
     Args:
@@ -163,26 +163,6 @@ class SASRecModel(SASRecPreTrainedModel):
         if item_ids is not None:
             self.set_item_ids(item_ids)
         self.post_init()
-
-    # ----- catalog ---------------------------------------------------------------------------------
-    def set_item_ids(self, item_ids: Sequence[str]) -> None:
-        """Bind the catalog: ``item_ids[j]`` is score column ``j`` (embedding row ``j + 1``).
-
-        Raises:
-            ValueError: wrong length or duplicate ids.
-        """
-        self.item_ids, self._item_index = catalog_index(item_ids, self.config.num_items)
-
-    @property
-    def item_index(self) -> dict[str, int]:
-        """Catalog id -> score column (empty until ``item_ids`` are bound)."""
-        return self._item_index
-
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.item_embeddings
-
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.item_embeddings = value
 
     # ----- forward ---------------------------------------------------------------------------------
     def encode(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
