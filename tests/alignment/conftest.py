@@ -100,28 +100,11 @@ def tiny_recgpt(toy_split):
 def tiny_bigrec(toy_split, tmp_path_factory):
     """Untrained tiny BIGRec: a random 2-layer Llama + a byte-level BPE tokenizer trained on the prompt and titles,
     saved to a temporary folder (no download), LoRA r=4, catalog = the toy items and titles."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
     from genrec.models.bigrec import BIGRecConfig, BIGRecForCausalLM
-    from genrec.models.bigrec.prompts import PROMPT_TEMPLATE, format_response
+    from tests.llm_helpers import save_tiny_llama
 
     titles = toy_titles()
-    backend = Tokenizer(models.BPE(unk_token=None))
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    backend.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<pad>", "</s>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    backend.train_from_iterator([PROMPT_TEMPLATE] + [format_response(t) for t in titles] * 5, trainer)
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", eos_token="</s>")
-    torch.manual_seed(0)
-    llama = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
-                        bos_token_id=tokenizer.eos_token_id, initializer_range=0.3)
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    LlamaForCausalLM(llama).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
+    folder = save_tiny_llama(tmp_path_factory.mktemp("tiny-llama"), titles)
     config = BIGRecConfig(base_model_name_or_path=str(folder), lora_r=4, lora_alpha=8, lora_dropout=0.0,
                           max_new_tokens=12, num_beams=4, max_history_items=5)
     model = BIGRecForCausalLM(config)

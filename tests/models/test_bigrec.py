@@ -8,9 +8,7 @@ import torch
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
-    LlamaConfig,
     LlamaForCausalLM,
-    PreTrainedTokenizerFast,
 )
 
 from genrec.models.bigrec import (
@@ -24,7 +22,6 @@ from genrec.models.bigrec import (
     popularity_from_sequences,
     resolve_base_model,
 )
-from genrec.models.bigrec.prompts import PROMPT_TEMPLATE
 
 TITLES = ["Red Lipstick", "Blue Nail Polish", "Green Face Mask", "Rose Shampoo", "Lavender Soap", "Mint Toothpaste"]
 IDS = [f"i{j}" for j in range(len(TITLES))]
@@ -41,24 +38,9 @@ def _one_thread():
 @pytest.fixture(scope="module")
 def base_folder(tmp_path_factory):
     """A tiny random Llama + a byte-level BPE tokenizer trained on the prompt text and titles, saved offline."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tests.llm_helpers import save_tiny_llama
 
-    tokenizer = Tokenizer(models.BPE(unk_token=None))
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<pad>", "</s>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tokenizer.train_from_iterator([PROMPT_TEMPLATE] + [format_response(t) for t in TITLES] * 5, trainer)
-    hf_tokenizer = PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="<pad>", eos_token="</s>")
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(hf_tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                         pad_token_id=hf_tokenizer.pad_token_id, eos_token_id=hf_tokenizer.eos_token_id,
-                         bos_token_id=hf_tokenizer.eos_token_id, initializer_range=0.3)  # wide lm_head: learnable
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    LlamaForCausalLM(config).save_pretrained(folder)
-    hf_tokenizer.save_pretrained(folder)
-    return str(folder)
+    return save_tiny_llama(tmp_path_factory.mktemp("tiny-llama"), TITLES)
 
 
 def _model(base_folder, **overrides):
