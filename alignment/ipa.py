@@ -289,14 +289,21 @@ def _remove_scratch(output: Path) -> None:
                 shutil.rmtree(leftover, ignore_errors=True)
 
 
+def _without_rounds(values: dict) -> dict:
+    values = copy.deepcopy(values)
+    (values.get("alignment") or {}).pop("rounds", None)
+    return values
+
+
 def _check_resume(output: Path, config: AlignConfig, overwrite: bool) -> bool:
-    """True when ``output`` holds an earlier run of the same config (resume); raise on a conflict."""
+    """True when ``output`` holds an earlier run of the same config (resume; ``alignment.rounds`` may differ, so
+    a finished run can be extended by more rounds); raise on a conflict."""
     if not output.exists() or not any(output.iterdir()):
         return False
     saved = output / ALIGN_CONFIG_FILE
     if saved.is_file():
         previous = yaml.safe_load(saved.read_text(encoding="utf-8")) or {}
-        if previous == config.to_dict():
+        if _without_rounds(previous) == _without_rounds(config.to_dict()):
             return True
         if not overwrite:
             changed = sorted(section for section in set(previous) | set(config.raw)
@@ -367,6 +374,7 @@ def run_alignment(config: AlignConfig, output: str | os.PathLike, *, overwrite: 
 
             base_run = load_run_config(_resolve_path(config.base.config, config), config.base.overrides)
             base_dir = output / "base"
+            _barrier()  # every process checks the folder before process 0 can write it
             if not (base_dir / "checkpoint" / "config.json").is_file():
                 logger.info(f"training the base model into {base_dir}")
                 start = time.time()
@@ -374,7 +382,7 @@ def run_alignment(config: AlignConfig, output: str | os.PathLike, *, overwrite: 
                 metrics["base/train_seconds"] = round(time.time() - start, 3)
                 metrics.update({f"base/{k}": v for k, v in base_metrics.items()
                                 if k.startswith(("valid/", "test/")) and "@" in k})
-                _barrier()
+            _barrier()
             base_path = base_dir
         else:
             base_path = _resolve_path(config.base.checkpoint, config)
@@ -403,6 +411,7 @@ def run_alignment(config: AlignConfig, output: str | os.PathLike, *, overwrite: 
         reward_dir = output / "reward_model"
         reward_kwargs = dict(config.reward)
         reward_checkpoint = reward_kwargs.pop("checkpoint", None)
+        _barrier()  # every process checks the folder before process 0 can write it
         if reward_checkpoint is not None or (reward_dir / "config.json").is_file():
             folder = _resolve_path(reward_checkpoint, config) if reward_checkpoint is not None else reward_dir
             reward_model = RewardModel.from_pretrained(folder)
@@ -417,7 +426,7 @@ def run_alignment(config: AlignConfig, output: str | os.PathLike, *, overwrite: 
                                                               **reward_kwargs)
             metrics.update({f"reward_model/{k}": v for k, v in reward_metrics.items()
                             if isinstance(v, (int, float, str))})
-            _barrier()
+        _barrier()
         reward_model.eval()
 
         # ---- round 0: the base model before alignment

@@ -90,6 +90,11 @@ def test_two_rounds_then_resume_after_a_kill(tmp_path, toy_dataset, base_checkpo
     assert pairs and all(p["chosen_reward"] >= p["rejected_reward"] for p in pairs)
     assert all(len(p["chosen_items"]) == 2 and p["chosen_items"] != p["rejected_items"] for p in pairs)
 
+    # more rounds for a finished run: the same folder, only `alignment.rounds` raised -> round 3 is added
+    longer = build_align_config({**config.to_dict(), "alignment": {**config.raw["alignment"], "rounds": 3}})
+    extended = run_alignment(longer, output)
+    assert extended["round_2/valid/ndcg@10"] == metrics["round_2/valid/ndcg@10"] and "round_3/reward_mean" in extended
+
     from transformers import AutoModelForSeq2SeqLM
 
     aligned = AutoModelForSeq2SeqLM.from_pretrained(output / "round_2" / "checkpoint")
@@ -99,7 +104,7 @@ def test_two_rounds_then_resume_after_a_kill(tmp_path, toy_dataset, base_checkpo
 def test_a_different_config_in_the_same_folder_is_refused(tmp_path, toy_dataset, base_checkpoint):
     output = tmp_path / "run"
     output.mkdir()
-    (output / "align_config.yaml").write_text(yaml.safe_dump(_config(base_checkpoint, toy_dataset, rounds=3)))
+    (output / "align_config.yaml").write_text(yaml.safe_dump(_config(base_checkpoint, toy_dataset, num_candidates=4)))
     config = build_align_config(_config(base_checkpoint, toy_dataset))
     with pytest.raises(FileExistsError, match="different config"):
         run_alignment(config, output)
