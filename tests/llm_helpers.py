@@ -29,3 +29,15 @@ def save_tiny_llama(folder, titles) -> str:
     LlamaForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return str(folder)
+
+
+def tiny_bigrec(folder, item_ids, titles, **overrides):
+    """An untrained BIGRec (LoRA r=4) over :func:`save_tiny_llama`'s folder with the given catalog."""
+    from genrec.models.bigrec import BIGRecConfig, BIGRecForCausalLM
+
+    torch.manual_seed(0)
+    config = BIGRecConfig(base_model_name_or_path=str(folder), lora_r=4, lora_alpha=8, lora_dropout=0.0,
+                          max_new_tokens=12, **{"num_beams": 2, **overrides})
+    model = BIGRecForCausalLM(config)
+    model.set_catalog(list(item_ids), list(titles))
+    return model

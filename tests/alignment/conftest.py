@@ -100,16 +100,11 @@ def tiny_recgpt(toy_split):
 def tiny_bigrec(toy_split, tmp_path_factory):
     """Untrained tiny BIGRec: a random 2-layer Llama + a byte-level BPE tokenizer trained on the prompt and titles,
     saved to a temporary folder (no download), LoRA r=4, catalog = the toy items and titles."""
-    from genrec.models.bigrec import BIGRecConfig, BIGRecForCausalLM
-    from tests.llm_helpers import save_tiny_llama
+    from tests.llm_helpers import save_tiny_llama, tiny_bigrec
 
     titles = toy_titles()
     folder = save_tiny_llama(tmp_path_factory.mktemp("tiny-llama"), titles)
-    config = BIGRecConfig(base_model_name_or_path=str(folder), lora_r=4, lora_alpha=8, lora_dropout=0.0,
-                          max_new_tokens=12, num_beams=4, max_history_items=5)
-    model = BIGRecForCausalLM(config)
-    model.set_catalog(list(toy_split.data.item_ids), titles)
-    return model.eval()
+    return tiny_bigrec(folder, toy_split.data.item_ids, titles, num_beams=4, max_history_items=5).eval()
 
 
 @pytest.fixture(scope="session")

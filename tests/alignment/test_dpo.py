@@ -36,14 +36,6 @@ RECGPT_TINY = {"num_chunks": 2, "codebook_size": 12, "fsq_levels": [4, 3], "text
                "max_position_embeddings": 6, "hidden_dropout_prob": 0.0, "attention_dropout": 0.0}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _item_tokenizer():
     catalog = SimpleNamespace(item_ids=IDS)
     return get_tokenizer_class("random")(codebook_size=4, num_levels=3, seed=0).fit(catalog)
@@ -355,14 +347,9 @@ def llama_folder(tmp_path_factory):
 
 
 def _bigrec(llama_folder, **overrides):
-    from genrec.models.bigrec import BIGRecConfig, BIGRecForCausalLM
+    from tests.llm_helpers import tiny_bigrec
 
-    torch.manual_seed(0)
-    config = BIGRecConfig(base_model_name_or_path=llama_folder, lora_r=4, lora_alpha=8, lora_dropout=0.0,
-                          max_new_tokens=12, num_beams=2, **overrides)
-    model = BIGRecForCausalLM(config)
-    model.set_catalog(BIGREC_IDS, TITLES)
-    return model
+    return tiny_bigrec(llama_folder, BIGREC_IDS, TITLES, **overrides)
 
 
 def _bigrec_preferences(model) -> Dataset:

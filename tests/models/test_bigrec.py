@@ -27,14 +27,6 @@ TITLES = ["Red Lipstick", "Blue Nail Polish", "Green Face Mask", "Rose Shampoo",
 IDS = [f"i{j}" for j in range(len(TITLES))]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def base_folder(tmp_path_factory):
     """A tiny random Llama + a byte-level BPE tokenizer trained on the prompt text and titles, saved offline."""
@@ -44,12 +36,9 @@ def base_folder(tmp_path_factory):
 
 
 def _model(base_folder, **overrides):
-    torch.manual_seed(0)
-    config = BIGRecConfig(base_model_name_or_path=base_folder, lora_r=4, lora_alpha=8, lora_dropout=0.0,
-                          max_new_tokens=12, num_beams=2, **overrides)
-    model = BIGRecForCausalLM(config)
-    model.set_catalog(IDS, TITLES)
-    return model
+    from tests.llm_helpers import tiny_bigrec
+
+    return tiny_bigrec(base_folder, IDS, TITLES, **overrides)
 
 
 def _train(model, steps=25):

@@ -16,14 +16,6 @@ TINY = dict(num_chunks=2, codebook_size=12, fsq_levels=[4, 3], text_embedding_di
 NUM_ITEMS = 10
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _catalog_arrays(n=NUM_ITEMS, seed=0):
     rng = np.random.default_rng(seed)
     codes = np.stack([np.arange(n) % 12, (np.arange(n) * 5 + 1) % 12], 1)
