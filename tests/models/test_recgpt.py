@@ -74,6 +74,40 @@ def test_attention_is_bidirectional_within_item_and_causal_across_items():
     assert not torch.allclose(changed[0, 2, 0], base[0, 2, 0])  # chunk 0 sees chunk 1 of its own item
 
 
+def test_item_granularity_reads_one_causal_position_per_item():
+    model = _model(input_granularity="item").eval()
+    codes = torch.tensor([[[1, 2], [3, 4], [5, 6]]])
+    text = torch.randn(1, 3, 8)
+    base = model(item_codes=codes, item_text_embeddings=text)
+    later = codes.clone()
+    later[0, 2, 1] = 7
+    changed = model(item_codes=later, item_text_embeddings=text)
+    torch.testing.assert_close(changed.hidden_states[:, :2], base.hidden_states[:, :2])
+    assert not torch.allclose(changed.logits, base.logits)
+    # its text is read too: the whole embedding, not only the codes
+    other_text = text.clone()
+    other_text[0, 2] += 1.0
+    assert not torch.allclose(model(item_codes=codes, item_text_embeddings=other_text).logits, base.logits)
+    # the C code queries of a position are C linear heads over ONE state (identity at initialisation)
+    fresh = _model(input_granularity="item")
+    assert fresh.chunk_heads.shape == (2, 16, 16)
+    torch.testing.assert_close(fresh.chunk_heads[1], torch.eye(16))
+    assert _model().chunk_heads is None  # the paper's token layout is unchanged
+
+
+def test_item_granularity_is_cheaper_per_history():
+    """The item layout attends over n positions, the token layout over n * C (the point of the cheap path)."""
+    calls = {}
+    for granularity in ("token", "item"):
+        model = _model(input_granularity=granularity).eval()
+        seen = []
+        handle = model.layers[0].attention.register_forward_hook(lambda m, args, out: seen.append(args[0].shape[1]))
+        model(input_ids=torch.tensor([[1, 2, 3, 4, 5]]))
+        handle.remove()
+        calls[granularity] = seen[0]
+    assert calls == {"token": 10, "item": 5}
+
+
 def test_left_padding_does_not_change_the_prediction():
     model = _model().eval()
     short = model(input_ids=torch.tensor([[3, 4]])).logits
@@ -81,16 +115,17 @@ def test_left_padding_does_not_change_the_prediction():
     torch.testing.assert_close(short, padded, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("input_granularity", ["token", "item"])
 @pytest.mark.parametrize("ffn_type", ["dense", "moe"])
 @pytest.mark.parametrize("code_embedding_type", ["table", "digits", "both"])
-def test_shapes_and_loss_falls(ffn_type, code_embedding_type):
-    model = _model(ffn_type=ffn_type, code_embedding_type=code_embedding_type)
+def test_shapes_and_loss_falls(ffn_type, code_embedding_type, input_granularity):
+    model = _model(ffn_type=ffn_type, code_embedding_type=code_embedding_type, input_granularity=input_granularity)
     input_ids = torch.tensor([[0, 1, 2, 3], [4, 5, 6, 7]])
     labels = torch.tensor([[-100, 3, 4, 5], [5, 6, 7, 8]])
     out = model(input_ids=input_ids, labels=labels)
     assert out.logits.shape == (2, 2, 12)
     assert out.hidden_states.shape == (2, 4, 2, 16)
-    if ffn_type == "moe":
+    if ffn_type == "moe":  # (layers, experts)
         assert out.expert_load.shape == (2, 4) and float(out.aux_loss) > 0
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     first = float(out.loss.detach())
@@ -102,8 +137,9 @@ def test_shapes_and_loss_falls(ffn_type, code_embedding_type):
     assert float(loss) < 0.5 * first
 
 
-def test_loss_is_code_cross_entropy_over_valid_positions():
-    model = _model().eval()
+@pytest.mark.parametrize("input_granularity", ["token", "item"])
+def test_loss_is_code_cross_entropy_over_valid_positions(input_granularity):
+    model = _model(input_granularity=input_granularity).eval()
     input_ids = torch.tensor([[0, 1, 2]])
     labels = torch.tensor([[-100, 3, 4]])
     out = model(input_ids=input_ids, labels=labels)
@@ -115,8 +151,9 @@ def test_loss_is_code_cross_entropy_over_valid_positions():
     torch.testing.assert_close(out.loss, torch.cat(expected).mean())
 
 
-def test_score_is_sum_of_code_log_probs_and_generate_matches_it():
-    model = _model().eval()
+@pytest.mark.parametrize("input_granularity", ["token", "item"])
+def test_score_is_sum_of_code_log_probs_and_generate_matches_it(input_granularity):
+    model = _model(input_granularity=input_granularity).eval()
     input_ids = torch.tensor([[0, 1, 2], [3, 4, 5]])
     scores = model.score(input_ids)
     log_probs = model(input_ids=input_ids).logits.log_softmax(-1)
@@ -162,13 +199,18 @@ def _fsq_tokenizer(ids, text):
     return catalog, tokenizer.fit(catalog, embeddings=text)
 
 
-def test_save_load_with_tokenizer_and_catalog_via_auto_class(tmp_path):
+@pytest.mark.parametrize("input_granularity", ["token", "item"])
+def test_save_load_with_tokenizer_and_catalog_via_auto_class(tmp_path, input_granularity):
     ids, _, text = _catalog_arrays()
     catalog, tokenizer = _fsq_tokenizer(ids, text)
     torch.manual_seed(0)
     model = RecGPTForCausalLM.from_catalog(catalog, embeddings=text, item_tokenizer=tokenizer,
+                                           input_granularity=input_granularity,
                                            **{k: v for k, v in TINY.items() if k not in ("num_chunks", "codebook_size",
                                                                                          "fsq_levels", "text_embedding_dim")})
+    with torch.no_grad():  # trained-looking heads, so a load that re-initialised them would be caught
+        for parameter in model.parameters():
+            parameter.add_(0.01 * torch.randn_like(parameter))
     model.eval()
     model.save_pretrained(tmp_path / "recgpt")
     assert AutoConfig.from_pretrained(tmp_path / "recgpt").model_type == "genrec-recgpt"
@@ -189,7 +231,7 @@ def test_save_load_with_tokenizer_and_catalog_via_auto_class(tmp_path):
     "field, value, match",
     [("num_attention_heads", 3, "divisible"), ("codebook_size", 13, "prod"), ("ffn_type", "sparse", "ffn_type"),
      ("code_embedding_type", "hash", "code_embedding_type"), ("num_experts_per_tok", 9, "num_experts"),
-     ("text_embedding_dim", 9, "text_embedding_dim")],
+     ("text_embedding_dim", 9, "text_embedding_dim"), ("input_granularity", "chunk", "input_granularity")],
 )
 def test_config_validation(field, value, match):
     with pytest.raises(ValueError, match=match):

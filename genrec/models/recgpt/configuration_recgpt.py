@@ -7,10 +7,11 @@ import math
 from transformers import PreTrainedConfig
 from transformers.activations import ACT2FN
 
-__all__ = ["RECGPT_CODE_EMBEDDING_TYPES", "RECGPT_FFN_TYPES", "RecGPTConfig"]
+__all__ = ["RECGPT_CODE_EMBEDDING_TYPES", "RECGPT_FFN_TYPES", "RECGPT_INPUT_GRANULARITIES", "RecGPTConfig"]
 
 RECGPT_CODE_EMBEDDING_TYPES = ("table", "digits", "both")
 RECGPT_FFN_TYPES = ("dense", "moe")
+RECGPT_INPUT_GRANULARITIES = ("token", "item")
 
 
 class RecGPTConfig(PreTrainedConfig):
@@ -39,6 +40,12 @@ class RecGPTConfig(PreTrainedConfig):
         max_position_embeddings (int, defaults to 20): longest history in ITEMS (the most recent are kept).
         hidden_dropout_prob (float, defaults to 0.1), attention_dropout (float, defaults to 0.1).
         layer_norm_eps (float, defaults to 1e-6), initializer_range (float, defaults to 0.02).
+        input_granularity (str, defaults to "token"): ``"token"``: the paper's layout, ``num_chunks`` positions per
+            history item with the hybrid mask; ``"item"``: the cheap path (RPG-style), ONE position per history
+            item = ``LayerNorm(sum of its code embeddings) + LayerNorm(Linear(its whole text embedding))``, causal
+            attention over items, and ``num_chunks`` linear heads turn each position's state into the
+            ``num_chunks`` code queries of the next item. Same codes, scoring, decoding and catalog binding;
+            ``num_chunks`` times fewer positions per history.
         ffn_type (str, defaults to "dense"): ``"dense"`` feed-forward or ``"moe"`` (genrec SparseMoeBlock).
         num_experts (int, defaults to 4), num_experts_per_tok (int, defaults to 2), router_aux_loss_coef
             (float, defaults to 0.01), router_z_loss_coef (float, defaults to 0.001): MoE only.
@@ -65,6 +72,7 @@ class RecGPTConfig(PreTrainedConfig):
     attention_dropout: float | int = 0.1
     layer_norm_eps: float = 1e-6
     initializer_range: float = 0.02
+    input_granularity: str = "token"
     ffn_type: str = "dense"
     num_experts: int = 4
     num_experts_per_tok: int = 2
@@ -105,6 +113,10 @@ class RecGPTConfig(PreTrainedConfig):
         if self.code_embedding_type not in RECGPT_CODE_EMBEDDING_TYPES:
             raise ValueError(
                 f"`code_embedding_type` ({self.code_embedding_type!r}) must be one of {list(RECGPT_CODE_EMBEDDING_TYPES)}"
+            )
+        if self.input_granularity not in RECGPT_INPUT_GRANULARITIES:
+            raise ValueError(
+                f"`input_granularity` ({self.input_granularity!r}) must be one of {list(RECGPT_INPUT_GRANULARITIES)}"
             )
         if self.ffn_type not in RECGPT_FFN_TYPES:
             raise ValueError(f"`ffn_type` ({self.ffn_type!r}) must be one of {list(RECGPT_FFN_TYPES)}")

@@ -239,6 +239,8 @@ class RecGPTForCausalLM(RecGPTPreTrainedModel):
         self.final_norm = nn.LayerNorm(hidden, eps=config.layer_norm_eps)
         self.head = RecGPTCodeTable(config)
         self.head_bias = nn.Parameter(torch.zeros(chunks, config.codebook_size))
+        # input_granularity "item": one position per history item; C heads turn its state into C code queries
+        self.chunk_heads = nn.Parameter(torch.empty(chunks, hidden, hidden)) if config.input_granularity == "item" else None
         self.item_ids: list[str] | None = None
         self._item_index: dict[str, int] = {}
         self.catalog_codes: torch.Tensor | None = None  # (num_items + 1, C) long; row 0 = padding
@@ -248,6 +250,8 @@ class RecGPTForCausalLM(RecGPTPreTrainedModel):
         self.post_init()
         with torch.no_grad():
             self.text_proj.normal_(0.0, config.initializer_range)
+            if self.chunk_heads is not None:  # start as the identity: every code query = the position's state
+                self.chunk_heads.copy_(torch.eye(hidden).expand(chunks, hidden, hidden))
         if item_codes is not None:
             if item_ids is None or item_text_embeddings is None:
                 raise ValueError("pass `item_ids`, `item_codes` and `item_text_embeddings` together to bind a catalog")
@@ -381,6 +385,18 @@ class RecGPTForCausalLM(RecGPTPreTrainedModel):
         hidden = hidden + self.item_position_embeddings(positions)[:, :, None]
         return hidden + self.chunk_position_embeddings.weight  # (B, n, C, H)
 
+    def embed_history_items(self, codes: torch.Tensor, text: torch.Tensor, item_mask: torch.Tensor) -> torch.Tensor:
+        """One input vector per item (``input_granularity="item"``): codes ``(B, n, C)``, text ``(B, n, D)`` → ``(B, n, H)``.
+
+        ``LayerNorm(sum_c code_embedding_c) + LayerNorm(text @ W)`` + item position, where ``W`` is the per-chunk
+        text projection stacked into one ``(D, H)`` matrix (the same parameters as the token layout).
+        """
+        batch, n_items, chunks = codes.shape
+        text_part = torch.einsum("bncd,cdh->bnh", text.view(batch, n_items, chunks, -1), self.text_proj)
+        hidden = self.code_norm(self.code_embeddings(codes).sum(2)) + self.text_norm(text_part)
+        positions = (item_mask.long().cumsum(1) - 1).clamp(min=0)
+        return hidden + self.item_position_embeddings(positions)  # (B, n, H)
+
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -421,10 +437,15 @@ class RecGPTForCausalLM(RecGPTPreTrainedModel):
         if attention_mask is None:
             attention_mask = torch.ones(batch, n_items, dtype=torch.bool, device=item_codes.device)
         item_mask = attention_mask.bool()
-        hidden = self.dropout(self.embed_items(item_codes, item_text_embeddings, item_mask))
-        hidden = hidden.view(batch, n_items * chunks, -1)  # (B, T, H)
-        mask = hybrid_attention_mask(item_mask, chunks)
-        token_mask = item_mask.repeat_interleave(chunks, dim=1)
+        per_item = self.chunk_heads is not None
+        if per_item:  # (B, n, H): one position per item, plain causal attention over items
+            hidden = self.dropout(self.embed_history_items(item_codes, item_text_embeddings, item_mask))
+            mask, token_mask = hybrid_attention_mask(item_mask, 1), item_mask
+        else:  # (B, n * C, H): C positions per item, hybrid mask
+            hidden = self.dropout(self.embed_items(item_codes, item_text_embeddings, item_mask))
+            hidden = hidden.view(batch, n_items * chunks, -1)
+            mask = hybrid_attention_mask(item_mask, chunks)
+            token_mask = item_mask.repeat_interleave(chunks, dim=1)
         aux_loss = hidden.new_zeros(())
         loads = []
         for layer in self.layers:
@@ -432,7 +453,10 @@ class RecGPTForCausalLM(RecGPTPreTrainedModel):
             aux_loss = aux_loss + ffn.aux_loss
             if ffn.expert_load is not None:
                 loads.append(ffn.expert_load)
-        hidden = self.final_norm(hidden).view(batch, n_items, chunks, -1)  # (B, n, C, H)
+        hidden = self.final_norm(hidden)
+        if per_item:  # C code queries per position
+            hidden = torch.einsum("bnh,chg->bncg", hidden, self.chunk_heads)
+        hidden = hidden.view(batch, n_items, chunks, -1)  # (B, n, C, H)
         head = self.head.weight()  # (C, K, H)
         logits = torch.einsum("bch,ckh->bck", hidden[:, -1], head) + self.head_bias  # (B, C, K)
         loss = None
