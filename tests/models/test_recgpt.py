@@ -95,6 +95,38 @@ def test_item_granularity_reads_one_causal_position_per_item():
     assert _model().chunk_heads is None  # the paper's token layout is unchanged
 
 
+def test_tied_cosine_code_logits_match_hand_computation():
+    model = _model(input_granularity="item", tie_code_embeddings=True, logit_temperature=0.1).eval()
+    assert model.head is None and model.output_codes is model.code_embeddings
+    out = model(input_ids=torch.tensor([[0, 1, 2]]), labels=torch.tensor([[-100, 3, 4]]))
+    table = model.code_embeddings.weight()  # (C, K, H): the input code vectors
+    expected = []
+    for position, row in ((1, 3), (2, 4)):
+        query = out.hidden_states[0, position]  # (C, H)
+        cosine = torch.nn.functional.cosine_similarity(query[:, None], table, dim=-1)  # (C, K)
+        logits = cosine / 0.1 + model.head_bias
+        expected.append(torch.nn.functional.cross_entropy(logits, model.catalog_codes[row], reduction="none"))
+        if position == 2:
+            torch.testing.assert_close(out.logits[0], logits)
+    torch.testing.assert_close(out.loss, torch.cat(expected).mean())
+    # one table gets the gradient of both sides
+    out.loss.backward()
+    assert model.code_embeddings.table.weight.grad.abs().sum() > 0
+
+
+def test_text_code_init_sets_output_vectors_to_projected_text_means():
+    model = _model(code_init="text")
+    codes, text = model.catalog_codes[1:], model.catalog_text[1:].view(NUM_ITEMS, 2, -1)
+    table = model.output_codes.table.weight.view(2, 12, -1)
+    for c in range(2):
+        projected = text[:, c] @ model.text_proj[c]
+        for code in codes[:, c].unique().tolist():
+            direction = projected[codes[:, c] == code].mean(0)
+            cosine = torch.nn.functional.cosine_similarity(table[c, code], direction, dim=0)
+            assert float(cosine) > 0.9999
+    assert not torch.allclose(_model().output_codes.table.weight, model.output_codes.table.weight)
+
+
 def test_item_granularity_is_cheaper_per_history():
     """The item layout attends over n positions, the token layout over n * C (the point of the cheap path)."""
     calls = {}
@@ -143,7 +175,7 @@ def test_loss_is_code_cross_entropy_over_valid_positions(input_granularity):
     input_ids = torch.tensor([[0, 1, 2]])
     labels = torch.tensor([[-100, 3, 4]])
     out = model(input_ids=input_ids, labels=labels)
-    head = model.head.weight()
+    head = model.output_codes.weight()
     expected = []
     for position, row in ((1, 3), (2, 4)):
         logits = torch.einsum("ch,ckh->ck", out.hidden_states[0, position], head) + model.head_bias
@@ -231,7 +263,8 @@ def test_save_load_with_tokenizer_and_catalog_via_auto_class(tmp_path, input_gra
     "field, value, match",
     [("num_attention_heads", 3, "divisible"), ("codebook_size", 13, "prod"), ("ffn_type", "sparse", "ffn_type"),
      ("code_embedding_type", "hash", "code_embedding_type"), ("num_experts_per_tok", 9, "num_experts"),
-     ("text_embedding_dim", 9, "text_embedding_dim"), ("input_granularity", "chunk", "input_granularity")],
+     ("text_embedding_dim", 9, "text_embedding_dim"), ("input_granularity", "chunk", "input_granularity"),
+     ("logit_temperature", 0, "logit_temperature"), ("code_init", "zeros", "code_init")],
 )
 def test_config_validation(field, value, match):
     with pytest.raises(ValueError, match=match):

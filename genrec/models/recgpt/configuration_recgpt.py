@@ -12,6 +12,7 @@ __all__ = ["RECGPT_CODE_EMBEDDING_TYPES", "RECGPT_FFN_TYPES", "RECGPT_INPUT_GRAN
 RECGPT_CODE_EMBEDDING_TYPES = ("table", "digits", "both")
 RECGPT_FFN_TYPES = ("dense", "moe")
 RECGPT_INPUT_GRANULARITIES = ("token", "item")
+RECGPT_CODE_INITS = ("random", "text")
 
 
 class RecGPTConfig(PreTrainedConfig):
@@ -46,6 +47,15 @@ class RecGPTConfig(PreTrainedConfig):
             attention over items, and ``num_chunks`` linear heads turn each position's state into the
             ``num_chunks`` code queries of the next item. Same codes, scoring, decoding and catalog binding;
             ``num_chunks`` times fewer positions per history.
+        code_init (str, defaults to "random"): how the OUTPUT code vectors start when a catalog is bound at
+            construction (``from_catalog`` / ``item_ids=...``): ``"random"``, or ``"text"``: the vector of code ``k``
+            of chunk ``c`` starts as the mean projected text chunk ``c`` of the catalog items holding that code, so an
+            untrained model already scores items by their text's similarity to the history (what last-item text-kNN
+            does) and training starts from there. Loading a checkpoint never re-initialises.
+        tie_code_embeddings (bool, defaults to False): score the next item's codes against the INPUT code vectors
+            (one table, as SASRec ties its item embeddings and RPG its code embeddings) instead of a separate head.
+        logit_temperature (float | None, defaults to None): ``None``: code logit = query · code vector; a number τ:
+            ``cos(query, code vector) / τ`` (RPG uses 0.07), which bounds the logits and trains faster with tied codes.
         ffn_type (str, defaults to "dense"): ``"dense"`` feed-forward or ``"moe"`` (genrec SparseMoeBlock).
         num_experts (int, defaults to 4), num_experts_per_tok (int, defaults to 2), router_aux_loss_coef
             (float, defaults to 0.01), router_z_loss_coef (float, defaults to 0.001): MoE only.
@@ -73,6 +83,9 @@ class RecGPTConfig(PreTrainedConfig):
     layer_norm_eps: float = 1e-6
     initializer_range: float = 0.02
     input_granularity: str = "token"
+    code_init: str = "random"
+    tie_code_embeddings: bool = False
+    logit_temperature: float | None = None
     ffn_type: str = "dense"
     num_experts: int = 4
     num_experts_per_tok: int = 2
@@ -118,6 +131,15 @@ class RecGPTConfig(PreTrainedConfig):
             raise ValueError(
                 f"`input_granularity` ({self.input_granularity!r}) must be one of {list(RECGPT_INPUT_GRANULARITIES)}"
             )
+        if not isinstance(self.tie_code_embeddings, bool):
+            raise ValueError(f"`tie_code_embeddings` ({self.tie_code_embeddings!r}) must be true or false")
+        if self.logit_temperature is not None and (
+            isinstance(self.logit_temperature, bool) or not isinstance(self.logit_temperature, (int, float))
+            or not self.logit_temperature > 0
+        ):
+            raise ValueError(f"`logit_temperature` ({self.logit_temperature!r}) must be null or a number > 0")
+        if self.code_init not in RECGPT_CODE_INITS:
+            raise ValueError(f"`code_init` ({self.code_init!r}) must be one of {list(RECGPT_CODE_INITS)}")
         if self.ffn_type not in RECGPT_FFN_TYPES:
             raise ValueError(f"`ffn_type` ({self.ffn_type!r}) must be one of {list(RECGPT_FFN_TYPES)}")
         if self.num_experts_per_tok > self.num_experts:

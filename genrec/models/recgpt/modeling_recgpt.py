@@ -237,7 +237,7 @@ class RecGPTForCausalLM(RecGPTPreTrainedModel):
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.layers = nn.ModuleList([RecGPTBlock(config) for _ in range(config.num_hidden_layers)])
         self.final_norm = nn.LayerNorm(hidden, eps=config.layer_norm_eps)
-        self.head = RecGPTCodeTable(config)
+        self.head = None if config.tie_code_embeddings else RecGPTCodeTable(config)  # None: the input table scores
         self.head_bias = nn.Parameter(torch.zeros(chunks, config.codebook_size))
         # input_granularity "item": one position per history item; C heads turn its state into C code queries
         self.chunk_heads = nn.Parameter(torch.empty(chunks, hidden, hidden)) if config.input_granularity == "item" else None
@@ -256,6 +256,8 @@ class RecGPTForCausalLM(RecGPTPreTrainedModel):
             if item_ids is None or item_text_embeddings is None:
                 raise ValueError("pass `item_ids`, `item_codes` and `item_text_embeddings` together to bind a catalog")
             self.set_catalog(item_ids, item_codes, item_text_embeddings)
+            if config.code_init == "text":
+                self.init_code_vectors_from_text()
 
     @classmethod
     def from_catalog(cls, catalog, *, embeddings: np.ndarray | None = None, item_tokenizer=None,
@@ -344,6 +346,32 @@ class RecGPTForCausalLM(RecGPTPreTrainedModel):
         self.catalog_codes = torch.cat([codes.new_zeros(1, chunks), codes]).to(device)
         self.catalog_text = torch.cat([text.new_zeros(1, dim), text]).to(device)
         self._decoding_catalog = None
+
+    @torch.no_grad()
+    def init_code_vectors_from_text(self) -> None:
+        """Set every output code vector to the mean projected text chunk of the bound catalog's items with that code.
+
+        Output code ``k`` of chunk ``c`` becomes ``mean_{i: code_c(i) = k} text_c(i) @ text_proj[c]`` (codes no
+        item holds keep their random start), scaled to the random table's norm. The input side already reads the
+        same projection, so the untrained model scores an item by how close its text chunks are to the history's:
+        a text-similarity starting point that training then refines with the sequence. ``"digits"`` heads (no
+        per-code table) are left as they are.
+        """
+        self._require_catalog()
+        if self.output_codes.table is None:
+            return
+        chunks, size = self.config.num_chunks, self.config.codebook_size
+        codes = self.catalog_codes[1:]  # (N, C)
+        text = self.catalog_text[1:].view(codes.shape[0], chunks, -1)  # (N, C, D / C)
+        projected = torch.einsum("ncd,cdh->nch", text, self.text_proj)  # (N, C, H)
+        table = self.output_codes.table.weight.view(chunks, size, -1)
+        for c in range(chunks):
+            sums = projected.new_zeros(size, projected.shape[-1]).index_add_(0, codes[:, c], projected[:, c])
+            counts = torch.bincount(codes[:, c], minlength=size)
+            used = counts > 0
+            means = sums[used] / counts[used, None]
+            scale = table[c].norm(dim=-1).mean() / means.norm(dim=-1).mean().clamp(min=1e-12)
+            table[c, used] = means * scale
 
     def add_catalog_from_texts(self, item_ids: Sequence[str], texts: Sequence[str] | None = None,
                                embeddings: np.ndarray | None = None) -> None:
@@ -457,8 +485,8 @@ class RecGPTForCausalLM(RecGPTPreTrainedModel):
         if per_item:  # C code queries per position
             hidden = torch.einsum("bnh,chg->bncg", hidden, self.chunk_heads)
         hidden = hidden.view(batch, n_items, chunks, -1)  # (B, n, C, H)
-        head = self.head.weight()  # (C, K, H)
-        logits = torch.einsum("bch,ckh->bck", hidden[:, -1], head) + self.head_bias  # (B, C, K)
+        head = self.output_code_vectors()  # (C, K, H)
+        logits = self.code_logits(hidden[:, -1], head)  # (B, C, K)
         loss = None
         if labels is not None or label_codes is not None:
             if label_codes is None:
@@ -469,7 +497,7 @@ class RecGPTForCausalLM(RecGPTPreTrainedModel):
                 valid = (label_codes >= 0).all(-1)
             valid = valid & item_mask
             chosen = hidden[valid]  # (N, C, H): only real positions are projected onto the codebooks
-            position_logits = torch.einsum("nch,ckh->nck", chosen, head) + self.head_bias  # (N, C, K)
+            position_logits = self.code_logits(chosen, head)  # (N, C, K)
             targets = label_codes[valid]  # (N, C)
             loss = F.cross_entropy(position_logits.reshape(-1, position_logits.shape[-1]).float(), targets.reshape(-1))
             loss = loss + aux_loss
@@ -477,6 +505,25 @@ class RecGPTForCausalLM(RecGPTPreTrainedModel):
             loss=loss, logits=logits, hidden_states=hidden, aux_loss=aux_loss,
             expert_load=torch.stack(loads) if loads else None,
         )
+
+    @property
+    def output_codes(self) -> RecGPTCodeTable:
+        """The code table the next item's codes are scored against (the input table when tied)."""
+        return self.code_embeddings if self.head is None else self.head
+
+    def output_code_vectors(self) -> torch.Tensor:
+        """``(C, K, H)`` code vectors of the output side, L2-normalised when ``logit_temperature`` is set."""
+        head = self.output_codes.weight()
+        return head if self.config.logit_temperature is None else F.normalize(head, dim=-1)
+
+    def code_logits(self, queries: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
+        """Code logits of queries ``(N, C, H)`` against ``head`` from :meth:`output_code_vectors` → ``(N, C, K)``.
+
+        ``q · e + b``, or ``cos(q, e) / τ + b`` with ``logit_temperature`` τ.
+        """
+        if self.config.logit_temperature is not None:
+            queries = F.normalize(queries, dim=-1) / self.config.logit_temperature
+        return torch.einsum("nch,ckh->nck", queries, head) + self.head_bias
 
     # ----- inference --------------------------------------------------------------------------------
     @torch.no_grad()
