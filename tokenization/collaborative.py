@@ -35,7 +35,10 @@ from genrec.tokenization.config import ItemTokenizerConfig, check_bool, check_fl
 
 logger = logging.get_logger(__name__)
 
-__all__ = ["CollaborativeTokenizerConfig", "CollaborativeTokenizer", "cooccurrence_matrix", "kmeans", "spectral_split"]
+__all__ = [
+    "CollaborativeTokenizer", "CollaborativeTokenizerConfig", "cooccurrence_matrix", "kmeans", "spectral_item_embeddings",
+    "spectral_split",
+]
 
 # Below this many connected nodes a dense eigendecomposition is faster and exact.
 _DENSE_EIGH_MAX = 400
@@ -327,3 +330,51 @@ def _single_threaded_blas():
     except ImportError:  # optional dependency (comes with scikit-learn)
         return contextlib.nullcontext()
     return threadpool_limits(limits=1)
+
+
+def spectral_item_embeddings(
+    sequences, item_ids, *, dim: int = 64, window: int = 3, seed: int = 0
+) -> np.ndarray:
+    """Collaborative item vectors: the top ``dim`` eigenvectors of the normalised co-occurrence graph.
+
+    Items that appear near each other in TRAINING histories get close vectors (the spectral embedding of
+    ``D^-1/2 A D^-1/2``, rows scaled to unit length). Concatenated to text embeddings, they give the
+    embedding-based tokenizers (``fsq``, ``rq-kmeans``) ids that carry collaborative signal: see
+    ``model.tokenizer.collaborative_dims`` of the RecGPT preset ``recgpt-item-beauty.yaml``.
+
+    Args:
+        sequences: chronological item-id lists (the training part only; never valid/test targets).
+        item_ids: catalog ids; row ``j`` of the result belongs to ``item_ids[j]``.
+        dim: vector size (>= 1, < number of items).
+        window: co-occurrence window in positions (0 = the whole history).
+        seed: seeds ARPACK's start vector.
+
+    Returns:
+        float32 ``(len(item_ids), dim)``; all-zero rows for items with no co-occurrence (cold items).
+
+    Raises:
+        ValueError: ``dim`` out of range or an id outside ``item_ids``.
+    """
+    check_int("dim", dim, minimum=1)
+    check_int("window", window, minimum=0)
+    index = {item: row for row, item in enumerate(item_ids)}
+    if dim >= len(index):
+        raise ValueError(f"`dim` ({dim}) must be smaller than the number of items ({len(index)})")
+    rows = []
+    for sequence in sequences:
+        try:
+            rows.append(np.array([index[item] for item in sequence], dtype=np.int64))
+        except KeyError as error:
+            raise ValueError(f"history item {error.args[0]!r} is not in the catalog") from None
+    matrix = cooccurrence_matrix(rows, len(index), window=window)
+    degree = np.asarray(matrix.sum(1)).ravel()
+    inv_sqrt = np.where(degree > 0, 1.0 / np.sqrt(np.maximum(degree, 1e-12)), 0.0)
+    normalised = sp.diags(inv_sqrt) @ matrix @ sp.diags(inv_sqrt)
+    start = np.random.default_rng(seed).normal(size=len(index))
+    with _single_threaded_blas():
+        _, vectors = eigsh(normalised, k=dim, which="LA", v0=start)
+    vectors = vectors[:, ::-1]  # largest first; as Ng-Jordan-Weiss, the top ones (one per component) are kept
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    vectors = np.where(norms > 0, vectors / np.maximum(norms, 1e-12), 0.0)
+    vectors[degree == 0] = 0.0
+    return vectors.astype(np.float32)

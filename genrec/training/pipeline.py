@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import yaml
 from transformers import set_seed
@@ -132,7 +133,10 @@ def build_model(model_type: str, model_kwargs: dict[str, Any], item_ids: list[st
         from genrec.models.recgpt import RecGPTForCausalLM
 
         kwargs = dict(model_kwargs)
-        return RecGPTForCausalLM.from_catalog(catalog, tokenizer_kwargs=kwargs.pop("tokenizer", None), **kwargs)
+        tokenizer_kwargs = dict(kwargs.pop("tokenizer", None) or {})
+        embeddings = _recgpt_item_vectors(catalog, tokenizer_kwargs, train_sequences)
+        return RecGPTForCausalLM.from_catalog(catalog, embeddings=embeddings, tokenizer_kwargs=tokenizer_kwargs,
+                                              **kwargs)
     if model_type == "bigrec":  # loads the base causal LM and adds fresh LoRA weights
         from genrec.models.bigrec import BIGRecConfig, BIGRecForCausalLM
 
@@ -147,6 +151,34 @@ def build_model(model_type: str, model_kwargs: dict[str, Any], item_ids: list[st
 
 
 @contextlib.contextmanager
+def _recgpt_item_vectors(catalog, tokenizer_kwargs: dict[str, Any], train_sequences):
+    """RecGPT's item vectors: the text embedding, plus ``collaborative_dims`` spectral co-occurrence dimensions.
+
+    ``model.tokenizer.collaborative_dims`` (default 0) and ``collaborative_window`` (default 3) are popped from
+    the tokenizer section: with ``d > 0`` every item's vector is ``[text ; spectral_d]`` (the spectral part from
+    the TRAINING histories only, zero for items never seen there), so both the fsq ids and the model's inputs
+    carry collaborative signal. Returns ``None`` (embed text only, inside ``from_catalog``) when ``d = 0``.
+    """
+    from genrec.tokenization.collaborative import spectral_item_embeddings
+    from genrec.tokenization.embeddings import embed_catalog
+
+    dims = tokenizer_kwargs.pop("collaborative_dims", 0)
+    window = tokenizer_kwargs.pop("collaborative_window", 3)
+    if isinstance(dims, bool) or not isinstance(dims, int) or dims < 0:
+        raise ValueError(f"`model.tokenizer.collaborative_dims` ({dims!r}) must be an integer >= 0")
+    if dims == 0:
+        return None
+    if train_sequences is None:
+        raise ValueError("`model.tokenizer.collaborative_dims` needs the training sequences")
+    text = embed_catalog(catalog, tokenizer_kwargs.get("embedding_model"), tokenizer_kwargs.get("embedding_cache_dir"),
+                         tokenizer_kwargs.get("text_fields"),
+                         batch_size=tokenizer_kwargs.get("embedding_batch_size", 256))
+    collaborative = spectral_item_embeddings(train_sequences.values(), catalog.item_ids, dim=dims, window=window)
+    logger.info(f"recgpt item vectors: {text.shape[1]} text + {dims} collaborative dimensions "
+                f"({int((~collaborative.any(1)).sum())} items without co-occurrence get zeros)")
+    return np.concatenate([np.asarray(text, dtype=np.float32), collaborative], axis=1)
+
+
 def log_to_file(path: Path):
     """Send genrec INFO and transformers WARNING records to ``path`` for the duration of the block."""
     handler = std_logging.FileHandler(path, encoding="utf-8")

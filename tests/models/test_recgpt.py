@@ -95,6 +95,13 @@ def test_item_granularity_reads_one_causal_position_per_item():
     assert _model().chunk_heads is None  # the paper's token layout is unchanged
 
 
+@pytest.mark.parametrize("code_embedding_type", ["table", "digits", "both"])
+def test_summed_code_vectors_equal_the_sum_of_the_lookups(code_embedding_type):
+    table = _model(code_embedding_type=code_embedding_type).code_embeddings
+    codes = torch.tensor([[[1, 2], [3, 11]], [[0, 0], [7, 5]]])
+    torch.testing.assert_close(table.summed(codes), table(codes).sum(-2))
+
+
 def test_tied_cosine_code_logits_match_hand_computation():
     model = _model(input_granularity="item", tie_code_embeddings=True, logit_temperature=0.1).eval()
     assert model.head is None and model.output_codes is model.code_embeddings
@@ -102,7 +109,7 @@ def test_tied_cosine_code_logits_match_hand_computation():
     table = model.code_embeddings.weight()  # (C, K, H): the input code vectors
     expected = []
     for position, row in ((1, 3), (2, 4)):
-        query = out.hidden_states[0, position]  # (C, H)
+        query = torch.einsum("h,chg->cg", out.hidden_states[0, position], model.chunk_heads)  # (C, H)
         cosine = torch.nn.functional.cosine_similarity(query[:, None], table, dim=-1)  # (C, K)
         logits = cosine / 0.1 + model.head_bias
         expected.append(torch.nn.functional.cross_entropy(logits, model.catalog_codes[row], reduction="none"))
@@ -156,7 +163,7 @@ def test_shapes_and_loss_falls(ffn_type, code_embedding_type, input_granularity)
     labels = torch.tensor([[-100, 3, 4, 5], [5, 6, 7, 8]])
     out = model(input_ids=input_ids, labels=labels)
     assert out.logits.shape == (2, 2, 12)
-    assert out.hidden_states.shape == (2, 4, 2, 16)
+    assert out.hidden_states.shape == ((2, 4, 2, 16) if input_granularity == "token" else (2, 4, 16))
     if ffn_type == "moe":  # (layers, experts)
         assert out.expert_load.shape == (2, 4) and float(out.aux_loss) > 0
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
@@ -178,7 +185,8 @@ def test_loss_is_code_cross_entropy_over_valid_positions(input_granularity):
     head = model.output_codes.weight()
     expected = []
     for position, row in ((1, 3), (2, 4)):
-        logits = torch.einsum("ch,ckh->ck", out.hidden_states[0, position], head) + model.head_bias
+        queries = model.code_queries(out.hidden_states[0, position])  # (C, H)
+        logits = torch.einsum("ch,ckh->ck", queries, head) + model.head_bias
         expected.append(torch.nn.functional.cross_entropy(logits, model.catalog_codes[row], reduction="none"))
     torch.testing.assert_close(out.loss, torch.cat(expected).mean())
 

@@ -280,3 +280,23 @@ def test_title_on_beauty(beauty):
     assert codes_are_unique(tokenizer.codes) and tokenizer.code_length <= 64 + 3
     duplicates = tokenizer.stats["num_collision_groups_before"]
     assert duplicates >= 12101 - 12067 - 7  # at least the duplicate titles of the catalog README
+
+
+def test_spectral_item_embeddings_put_co_occurring_items_together():
+    from genrec.tokenization.collaborative import spectral_item_embeddings
+
+    items = [f"i{j}" for j in range(12)]
+    # two communities that never meet (i0..i5 and i6..i11) and one item nobody consumed (i11 only in catalog)
+    sequences = [["i0", "i1", "i2"], ["i2", "i3", "i4"], ["i4", "i5", "i0"], ["i1", "i3", "i5"],
+                 ["i6", "i7", "i8"], ["i8", "i9", "i10"], ["i10", "i6", "i7"], ["i7", "i9"]]
+    vectors = spectral_item_embeddings(sequences, items, dim=2, window=0)
+    assert vectors.shape == (12, 2) and vectors.dtype == np.float32
+    assert not vectors[11].any()  # cold item: zeros
+    cosine = vectors @ vectors.T
+    same = [cosine[a, b] for a in range(6) for b in range(6)] + [cosine[a, b] for a in range(6, 11) for b in range(6, 11)]
+    across = [cosine[a, b] for a in range(6) for b in range(6, 11)]
+    assert min(same) > max(across) + 0.5
+    with pytest.raises(ValueError, match="dim"):
+        spectral_item_embeddings(sequences, items, dim=12)
+    with pytest.raises(ValueError, match="not in the catalog"):
+        spectral_item_embeddings([["zz"]], items, dim=2)

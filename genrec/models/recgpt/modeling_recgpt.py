@@ -74,7 +74,9 @@ class RecGPTOutput(ModelOutput):
     Attributes:
         loss: scalar, mean code cross-entropy (+ MoE aux loss), when ``labels`` were given.
         logits: ``(batch, C, codebook_size)``: next-item code logits from the last history item.
-        hidden_states: ``(batch, n_items, C, hidden)``: final hidden states.
+        hidden_states: final hidden states, ``(batch, n_items, C, hidden)`` in the token layout and
+            ``(batch, n_items, hidden)`` in the item layout (:meth:`RecGPTForCausalLM.code_queries` maps either to
+            the next item's ``C`` code queries).
         aux_loss: scalar MoE auxiliary loss (0 for dense).
         expert_load: ``(num_layers, num_experts)`` fraction of routed tokens per expert (MoE only).
     """
@@ -122,6 +124,22 @@ class RecGPTCodeTable(nn.Module):
             rows = self.code_digits(codes.device)[codes] + (chunk * sum(self.levels))[:, None]  # (..., C, q)
             out = out + self.digit_table(rows).sum(-2)
         return out
+
+    def summed(self, codes: torch.Tensor) -> torch.Tensor:
+        """``forward(codes).sum(-2)`` without the ``(..., C, hidden)`` intermediate: codes ``(..., C)`` → ``(..., hidden)``.
+
+        One ``embedding_bag`` per table (a fused gather-sum; its backward scatters into the used rows only).
+        """
+        shape = codes.shape[:-1]
+        flat = codes.reshape(-1, self.num_chunks)
+        chunk = torch.arange(self.num_chunks, device=codes.device)
+        out = 0
+        if self.table is not None:
+            out = F.embedding_bag(flat + chunk * self.codebook_size, self.table.weight, mode="sum")
+        if self.digit_table is not None:
+            rows = self.code_digits(codes.device)[flat] + (chunk * sum(self.levels))[:, None]  # (M, C, q)
+            out = out + F.embedding_bag(rows.reshape(flat.shape[0], -1), self.digit_table.weight, mode="sum")
+        return out.view(*shape, -1)
 
     def weight(self) -> torch.Tensor:
         """Every code's vector, ``(C, codebook_size, hidden)``."""
@@ -392,7 +410,12 @@ class RecGPTForCausalLM(RecGPTPreTrainedModel):
             from genrec.tokenization.embeddings import embed_texts
 
             embeddings = embed_texts(list(texts), self.item_tokenizer.config.embedding_model)
-        codes = self.item_tokenizer.encode_embeddings(np.asarray(embeddings, dtype=np.float32))
+        embeddings = np.asarray(embeddings, dtype=np.float32)
+        missing = self.config.text_embedding_dim - embeddings.shape[1]
+        if missing > 0:  # a model trained on [text ; collaborative] vectors: new items have no interactions yet,
+            # exactly like the source domain's cold items, whose collaborative part is zero
+            embeddings = np.concatenate([embeddings, np.zeros((len(embeddings), missing), np.float32)], axis=1)
+        codes = self.item_tokenizer.encode_embeddings(embeddings)
         self.set_catalog(item_ids, codes, embeddings)
 
     def _require_catalog(self) -> None:
@@ -421,7 +444,7 @@ class RecGPTForCausalLM(RecGPTPreTrainedModel):
         """
         batch, n_items, chunks = codes.shape
         text_part = torch.einsum("bncd,cdh->bnh", text.view(batch, n_items, chunks, -1), self.text_proj)
-        hidden = self.code_norm(self.code_embeddings(codes).sum(2)) + self.text_norm(text_part)
+        hidden = self.code_norm(self.code_embeddings.summed(codes)) + self.text_norm(text_part)
         positions = (item_mask.long().cumsum(1) - 1).clamp(min=0)
         return hidden + self.item_position_embeddings(positions)  # (B, n, H)
 
@@ -482,11 +505,11 @@ class RecGPTForCausalLM(RecGPTPreTrainedModel):
             if ffn.expert_load is not None:
                 loads.append(ffn.expert_load)
         hidden = self.final_norm(hidden)
-        if per_item:  # C code queries per position
-            hidden = torch.einsum("bnh,chg->bncg", hidden, self.chunk_heads)
-        hidden = hidden.view(batch, n_items, chunks, -1)  # (B, n, C, H)
+        if not per_item:
+            hidden = hidden.view(batch, n_items, chunks, -1)  # (B, n, C, H)
+        # else (B, n, H): the C code queries are made only where they are scored (last position, labelled ones)
         head = self.output_code_vectors()  # (C, K, H)
-        logits = self.code_logits(hidden[:, -1], head)  # (B, C, K)
+        logits = self.code_logits(self.code_queries(hidden[:, -1]), head)  # (B, C, K)
         loss = None
         if labels is not None or label_codes is not None:
             if label_codes is None:
@@ -496,7 +519,7 @@ class RecGPTForCausalLM(RecGPTPreTrainedModel):
             else:
                 valid = (label_codes >= 0).all(-1)
             valid = valid & item_mask
-            chosen = hidden[valid]  # (N, C, H): only real positions are projected onto the codebooks
+            chosen = self.code_queries(hidden[valid])  # (N, C, H): only real positions meet the codebooks
             position_logits = self.code_logits(chosen, head)  # (N, C, K)
             targets = label_codes[valid]  # (N, C)
             loss = F.cross_entropy(position_logits.reshape(-1, position_logits.shape[-1]).float(), targets.reshape(-1))
@@ -505,6 +528,16 @@ class RecGPTForCausalLM(RecGPTPreTrainedModel):
             loss=loss, logits=logits, hidden_states=hidden, aux_loss=aux_loss,
             expert_load=torch.stack(loads) if loads else None,
         )
+
+    def code_queries(self, states: torch.Tensor) -> torch.Tensor:
+        """Final states → the C code queries of the next item, ``(..., C, H)``.
+
+        Token layout: the states already are ``(..., C, H)`` (one per code position) and pass through. Item layout:
+        states ``(..., H)`` go through the C linear heads (``chunk_heads``).
+        """
+        if self.chunk_heads is None:
+            return states
+        return torch.einsum("...h,chg->...cg", states, self.chunk_heads)
 
     @property
     def output_codes(self) -> RecGPTCodeTable:
