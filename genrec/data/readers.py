@@ -41,6 +41,12 @@ USER_COLUMNS = ("user_id", "user", "userId", "UserID", "uid", "reviewerID", "vis
 ITEM_COLUMNS = ("item_id", "item", "itemId", "movieId", "MovieID", "iid", "asin", "business_id", "itemid")
 TIME_COLUMNS = ("timestamp", "time", "ts", "unixReviewTime", "Timestamp", "date", "datetime")
 RATING_COLUMNS = ("rating", "Rating", "overall", "stars", "score")
+# Cells that spell a missing value (pandas' default NA strings). Read as ids they would become items such as
+# "NaN" that collect every missing row, so id columns refuse them (the file and line are named).
+MISSING_VALUE_STRINGS = frozenset({
+    "", "NaN", "nan", "NAN", "-NaN", "-nan", "null", "NULL", "Null", "NA", "N/A", "n/a", "<NA>", "#NA", "#N/A",
+    "#N/A N/A", "None", "none", "-1.#IND", "1.#QNAN", "1.#IND", "-1.#QNAN",
+})
 
 
 def open_text(path: str | os.PathLike, encoding: str = "utf-8") -> io.TextIOBase:
@@ -166,6 +172,26 @@ def _ids_as_strings(values: Any) -> np.ndarray:
     return series.astype(str).to_numpy(dtype=object)
 
 
+def _check_no_missing_strings(column: Any, name: str, where) -> None:
+    """Refuse id cells that spell a missing value (``NaN``, ``null``, ``NA``, ...; see ``MISSING_VALUE_STRINGS``).
+
+    Raises:
+        ValueError: names the row (``where(row)``), the cell and the column.
+    """
+    import pandas as pd
+
+    if not (pd.api.types.is_object_dtype(column) or pd.api.types.is_string_dtype(column)):
+        return  # numeric ids: NaN cells are already caught as empty values
+    missing = column.astype(str).str.strip().isin(MISSING_VALUE_STRINGS).to_numpy()
+    if missing.any():
+        row = int(np.argmax(missing))
+        raise ValueError(
+            f"{where(row)}: missing value {column.iloc[row]!r} in id column {name!r} ({int(missing.sum())} such "
+            f"cells); cells spelling a missing value ({', '.join(sorted(MISSING_VALUE_STRINGS - {''})[:6])}, ...) "
+            "are not read as ids: drop those rows or give the ids real names"
+        )
+
+
 def read_table(
     path: str | os.PathLike,
     *,
@@ -197,7 +223,8 @@ def read_table(
 
     Raises:
         FileNotFoundError: missing file.
-        ValueError: unknown/missing columns, empty cells (names the line), unparsable rows or times.
+        ValueError: unknown/missing columns, empty cells or id cells spelling a missing value (``NaN``,
+            ``null``, ``NA``, ... — names the line), unparsable rows or times.
     """
     import pandas as pd
 
@@ -246,6 +273,8 @@ def read_table(
         if missing.any():
             row = int(np.argmax(missing))
             raise ValueError(f"{where(row)}: empty value in column {column!r}")
+    for column in (user, item):
+        _check_no_missing_strings(frame[column], column, where)
 
     keep = np.ones(len(frame), dtype=bool)
     if min_rating is not None:
@@ -374,6 +403,8 @@ def read_movielens_ratings(
         raise ValueError(f"{path}: malformed ratings file")  # scan found nothing specific
     if len(frame) == 0:
         raise ValueError(f"{path}: no ratings found (empty file)")
+    for column in ("user", "item"):
+        _check_no_missing_strings(frame[column], column, lambda row: f"{path}:{row + 1}")
     keep = np.ones(len(frame), dtype=bool) if min_rating is None else (ratings.to_numpy() >= min_rating)
     users = frame["user"].str.strip().to_numpy(dtype=object)[keep]
     items = frame["item"].str.strip().to_numpy(dtype=object)[keep]

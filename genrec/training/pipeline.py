@@ -93,15 +93,17 @@ def prepare_output(output: str | os.PathLike, *, overwrite: bool = False) -> Pat
     return output
 
 
-def load_split(dataset: str, max_users: int | None = None):
+def load_split(dataset: str, max_users: int | None = None, *, keep_duplicates: bool = False):
     """Load a dataset and its leave-one-out split, optionally keeping only the first ``max_users`` users.
+
+    ``keep_duplicates`` is ``load_dataset``'s: duplicate events are dropped (and counted) by default.
 
     Returns:
         ``(data, train_sequences, valid, test)``; the catalog is always the full one.
     """
     from genrec.data import leave_one_out, load_dataset
 
-    data = load_dataset(dataset)
+    data = load_dataset(dataset, keep_duplicates=keep_duplicates)
     split = leave_one_out(data)
     train_sequences, valid, test = split.train_sequences, split.valid, split.test
     if max_users is not None and max_users < data.num_users:
@@ -231,8 +233,10 @@ def _train_and_evaluate(run: RunConfig, staging: Path | None) -> dict[str, Any]:
     args = run.training
     set_seed(args.seed)
     logger.info(f"run config: {run.to_dict()}")
-    data, train_sequences, valid, test = load_split(run.data.dataset, run.data.max_users)
-    logger.info(f"data {data.name}: {len(train_sequences)} users, {data.num_items} items")
+    data, train_sequences, valid, test = load_split(run.data.dataset, run.data.max_users,
+                                                    keep_duplicates=run.data.keep_duplicates)
+    logger.info(f"data {data.name}: {len(train_sequences)} users, {data.num_items} items, "
+                f"{data.duplicates_dropped} duplicate events dropped")
 
     model = build_model(run.model_type, run.model_kwargs, data.item_ids, catalog=data.catalog,
                         train_sequences=train_sequences)
@@ -304,6 +308,7 @@ def _train_and_evaluate(run: RunConfig, staging: Path | None) -> dict[str, Any]:
         "data/name": data.name,
         "data/num_users": len(valid_set),
         "data/num_items": data.num_items,
+        "data/duplicates_dropped": data.duplicates_dropped,
         "model/type": run.model_type,
         "model/loss_type": getattr(model.config, "loss_type", None),
         "model/num_parameters": sum(parameter.numel() for parameter in model.parameters()),
