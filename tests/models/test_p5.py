@@ -165,6 +165,45 @@ def test_recommend_contract_and_score(item_tokenizer):
         model.recommend([["nope"]], k=3)
 
 
+def test_recommend_caps_k_at_the_catalog_and_bounds_the_beam_rows(item_tokenizer, monkeypatch):
+    import genrec.models.generative as generative
+
+    model = _model(item_tokenizer)
+    with pytest.raises(ValueError, match=r"`k` \(1000000\) must be an integer in \[1, 40\]"):
+        model.recommend([["i1"]], k=1_000_000)  # used to ask beam search for a million beams
+    histories = [["i1", "i2"], ["i3"], ["i4", "i5", "i6"]]
+    everything = model.recommend(histories, k=NUM_ITEMS)
+    assert [len(pairs) for pairs in everything] == [NUM_ITEMS] * 3
+    assert model.recommend(histories, k=5, num_beams=1_000_000) == model.recommend(histories, k=5, num_beams=NUM_ITEMS)
+    calls = []
+    original = beam_search
+
+    def counting_beam_search(*args, **kwargs):
+        calls.append((kwargs["input_ids"].shape[0], kwargs["num_beams"]))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr("genrec.decoding.beam_search", counting_beam_search)
+    monkeypatch.setattr(generative, "MAX_BEAM_ROWS", 2 * NUM_ITEMS)  # two users per beam-search call
+    items, scores = model.recommend_rows([[1]], 3 * NUM_ITEMS)  # rows API: columns past the catalog are "no item"
+    assert calls[-1] == (1, NUM_ITEMS) and items.shape == (1, 3 * NUM_ITEMS)
+    assert sorted(items[0, :NUM_ITEMS].tolist()) == list(range(NUM_ITEMS)) and (items[0, NUM_ITEMS:] == -1).all()
+    assert torch.isinf(scores[0, NUM_ITEMS:]).all()
+    calls.clear()
+    grouped = model.recommend(histories, k=NUM_ITEMS)
+    assert calls == [(2, NUM_ITEMS), (1, NUM_ITEMS)]
+    for got, want in zip(grouped, everything):  # same items; scores up to float noise of other batch shapes
+        assert [item for item, _ in got] == [item for item, _ in want]
+        assert [score for _, score in got] == pytest.approx([score for _, score in want], abs=1e-5)
+
+
+def test_recommend_can_exclude_the_history(item_tokenizer):
+    model = _model(item_tokenizer)
+    history = [f"i{n}" for n in range(NUM_ITEMS - 2)]
+    result = model.recommend([history], k=5, exclude_history=True)[0]
+    assert sorted(item for item, _ in result) == [f"i{NUM_ITEMS - 2}", f"i{NUM_ITEMS - 1}"]
+    assert len(model.recommend([history], k=5)[0]) == 5
+
+
 def test_direct_recommendation_ranks_only_candidates(item_tokenizer):
     model = _model(item_tokenizer, direct_task_ratio=1.0)
     example = model.example_encoder().training_example([1, 2], [7], random.Random(0))
@@ -201,6 +240,26 @@ def test_save_load_auto_classes(item_tokenizer, tmp_path):
     torch.testing.assert_close(loaded(input_ids=input_ids, decoder_input_ids=start).logits,
                                model(input_ids=input_ids, decoder_input_ids=start).logits)
     assert loaded.recommend([["i1", "i2"]], k=4) == model.recommend([["i1", "i2"]], k=4)
+
+
+def test_load_refuses_item_tokenizer_and_catalog_from_another_checkpoint(item_tokenizer, tmp_path):
+    import shutil
+
+    catalog = SimpleNamespace(item_ids=[f"i{n}" for n in reversed(range(NUM_ITEMS))])  # other codes per item
+    other_tokenizer = get_tokenizer_class("random")(codebook_size=6, num_levels=3, seed=0).fit(catalog)
+    _model(item_tokenizer).save_pretrained(tmp_path / "a")
+    _model(other_tokenizer).save_pretrained(tmp_path / "b")
+    # b's item tokenizer, catalog and text tokenizer agree with each other, not with a's weights
+    for path in (tmp_path / "b").iterdir():
+        if path.name not in ("config.json", "model.safetensors", "README.md"):
+            target = tmp_path / "a" / path.name
+            if path.is_dir():
+                shutil.rmtree(target, ignore_errors=True)
+                shutil.copytree(path, target)
+            else:
+                shutil.copy(path, target)
+    with pytest.raises(ValueError, match=r"item_tokenizer/, catalog.safetensors and the tokenizer files do not belong"):
+        AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "a")
 
 
 def test_backbone_from_t5_folder(item_tokenizer, tmp_path):

@@ -240,3 +240,22 @@ def test_doubled_table_trains_like_the_single_one_and_reports_the_drop(tmp_path)
     assert f"dropped {len(rows)} duplicate events" in (tmp_path / "run-doubled" / "train.log").read_text()
     for key in ("test/recall@5", "test/ndcg@5", "valid/recall@5"):
         assert metrics["doubled"][key] == pytest.approx(metrics["single"][key]), key
+
+
+def test_exclude_history_in_evaluation_covers_items_older_than_the_window():
+    class FixedScorer(torch.nn.Module):
+        """Scores item0 (the oldest history item) highest, the target item5 second."""
+
+        device = torch.device("cpu")
+
+        def score(self, input_ids):
+            scores = torch.zeros(input_ids.shape[0], 6)
+            scores[:, 0], scores[:, 5] = 2.0, 1.0
+            return scores
+
+    index = {f"item{j}": j for j in range(6)}
+    ranking = RankingSet.from_split([{"history": ["item0", "item1", "item2", "item3"], "target": "item5"}], index,
+                                    max_length=2)
+    assert ranking.histories == [[3, 4]]  # the model reads the last two items (rows + 1)
+    assert full_ranking_metrics(FixedScorer(), ranking, ks=(1,))["recall@1"] == 0.0
+    assert full_ranking_metrics(FixedScorer(), ranking, ks=(1,), exclude_history=True)["recall@1"] == 1.0

@@ -36,7 +36,7 @@ from genrec.models.bigrec.configuration_bigrec import (
 )
 from genrec.models.bigrec.grounding import grounding_scores, llm_text_embeddings
 from genrec.models.bigrec.prompts import build_prompt, clean_title, format_response
-from genrec.models.histories import history_rows
+from genrec.models.histories import catalog_fingerprint, check_catalog_fingerprint, history_rows, top_items
 
 logger = logging.get_logger(__name__)
 
@@ -316,7 +316,8 @@ class BIGRecForCausalLM(PreTrainedModel):
             batch_size: histories per generation batch.
 
         Returns:
-            per history, ``k`` ``(item_id, score)`` pairs, best first.
+            per history, ``k`` ``(item_id, score)`` pairs, best first; fewer when fewer than ``k`` items are left
+            after the exclusion (never an excluded item with a ``-inf`` score).
         """
         self._require_catalog()
         method = method or self.config.grounding
@@ -350,10 +351,9 @@ class BIGRecForCausalLM(PreTrainedModel):
                 scores = grounding_scores(
                     generated, item_embeddings, popularity=self.item_popularity, gamma=self.config.popularity_gamma,
                     collaborative_scores=collab, collaborative_weight=self.config.collaborative_weight,
-                ).masked_fill(seen, float("-inf"))
-                values, columns = scores.topk(k, dim=1)
-                for cols, vals in zip(columns.tolist(), values.tolist()):
-                    results.append([(self.item_ids[c], v) for c, v in zip(cols, vals)])
+                )
+                scores = scores.masked_fill(seen.to(scores.device), float("-inf"))
+                results.extend(top_items(scores, k, self.item_ids))
         finally:
             self.train(was_training)
         return results
@@ -378,6 +378,8 @@ class BIGRecForCausalLM(PreTrainedModel):
 
         directory = Path(save_directory)
         directory.mkdir(parents=True, exist_ok=True)
+        if self.item_ids is not None:  # ties catalog.json and the tokenizer to these weights (from_pretrained checks)
+            self.config.catalog_fingerprint = self._catalog_fingerprint()
         self.config.save_pretrained(directory)
         with atomic_directory(directory / (ADAPTER_DIR if self.config.use_lora else MERGED_DIR)) as weights:
             self.llm.save_pretrained(weights)
@@ -395,6 +397,7 @@ class BIGRecForCausalLM(PreTrainedModel):
 
         Raises:
             FileNotFoundError: no config.json, or neither ``adapter/`` nor ``model/``.
+            ValueError: ``catalog.json`` or the tokenizer are not the ones the weights were saved with.
         """
         directory = Path(pretrained_model_name_or_path)
         if not directory.is_dir():
@@ -418,7 +421,15 @@ class BIGRecForCausalLM(PreTrainedModel):
         if (directory / CATALOG_FILE).is_file():
             catalog = json.loads((directory / CATALOG_FILE).read_text(encoding="utf-8"))
             model.set_catalog(catalog["item_ids"], catalog["titles"], catalog.get("popularity"))
+            check_catalog_fingerprint(model.config, model._catalog_fingerprint(), directory,
+                                      f"{CATALOG_FILE} and {TOKENIZER_DIR}/")
         return model
+
+    def _catalog_fingerprint(self) -> str:
+        """Fingerprint of the catalog (ids, titles) and of the text tokenizer's vocabulary."""
+        vocabulary = sorted(self.tokenizer.get_vocab().items(), key=lambda pair: pair[1])
+        return catalog_fingerprint([*self.item_ids, *self.item_titles, *(token for token, _ in vocabulary)],
+                                   [token_id for _, token_id in vocabulary])
 
     @classmethod
     def from_catalog(cls, config: BIGRecConfig, catalog: Any, popularity: Sequence[float] | None = None, **kwargs: Any):
