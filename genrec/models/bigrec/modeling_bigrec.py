@@ -37,6 +37,7 @@ from genrec.models.bigrec.configuration_bigrec import (
 from genrec.models.bigrec.grounding import grounding_scores, llm_text_embeddings
 from genrec.models.bigrec.prompts import build_prompt, clean_title, format_response
 from genrec.models.histories import catalog_fingerprint, check_catalog_fingerprint, history_rows, top_items
+from genrec.utils.threads import warn_if_threads_may_spin
 
 logger = logging.get_logger(__name__)
 
@@ -325,6 +326,8 @@ class BIGRecForCausalLM(PreTrainedModel):
             raise ValueError(f"`method` ({method!r}) must be one of ['embedding', 'constrained']")
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= len(self.item_ids):
             raise ValueError(f"`k` ({k!r}) must be an integer in [1, {len(self.item_ids)}]")
+        if next(self.llm.parameters()).device.type == "cpu":
+            warn_if_threads_may_spin()
         was_training = self.training
         self.eval()
         results: list[list[tuple[str, float]]] = []

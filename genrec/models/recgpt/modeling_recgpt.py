@@ -567,6 +567,10 @@ class RecGPTForCausalLM(RecGPTPreTrainedModel):
         self._require_catalog()
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= self.num_items:
             raise ValueError(f"`k` ({k!r}) must be an integer in [1, {self.num_items}]")
+        if self.text_proj.device.type == "cpu":
+            from genrec.utils.threads import warn_if_threads_may_spin
+
+            warn_if_threads_may_spin()
         was_training = self.training
         self.eval()
         results = []

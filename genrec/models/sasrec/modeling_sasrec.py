@@ -42,6 +42,7 @@ from genrec.models.histories import (
     top_items,
 )
 from genrec.models.sasrec.configuration_sasrec import SASRecConfig
+from genrec.utils.threads import warn_if_threads_may_spin
 
 __all__ = ["SASRecModel", "SASRecOutput", "SASRecPreTrainedModel", "ITEM_IDS_FILE", "history_mask"]
 
@@ -339,6 +340,8 @@ class SASRecModel(CatalogIdsMixin, SASRecPreTrainedModel):
             raise ValueError(f"`k` ({k!r}) must be an integer in [1, {self.config.num_items}]")
         if isinstance(histories, str):
             raise ValueError("`histories` must be a list of histories (lists of item ids), not a string")
+        if self.device.type == "cpu":
+            warn_if_threads_may_spin()
         was_training = self.training
         self.eval()
         results: list[list[tuple[str, float]]] = []
