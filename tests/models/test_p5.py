@@ -243,23 +243,24 @@ def test_save_load_auto_classes(item_tokenizer, tmp_path):
 
 
 def test_load_refuses_item_tokenizer_and_catalog_from_another_checkpoint(item_tokenizer, tmp_path):
+    import copy
     import shutil
 
-    catalog = SimpleNamespace(item_ids=[f"i{n}" for n in reversed(range(NUM_ITEMS))])  # other codes per item
-    other_tokenizer = get_tokenizer_class("random")(codebook_size=6, num_levels=3, seed=0).fit(catalog)
-    _model(item_tokenizer).save_pretrained(tmp_path / "a")
-    _model(other_tokenizer).save_pretrained(tmp_path / "b")
-    # b's item tokenizer, catalog and text tokenizer agree with each other, not with a's weights
-    for path in (tmp_path / "b").iterdir():
-        if path.name not in ("config.json", "model.safetensors", "README.md"):
-            target = tmp_path / "a" / path.name
-            if path.is_dir():
-                shutil.rmtree(target, ignore_errors=True)
-                shutil.copytree(path, target)
-            else:
-                shutil.copy(path, target)
+    other_tokenizer = copy.deepcopy(item_tokenizer)  # same vocabulary, items i0 and i1 trade codes
+    codes = other_tokenizer.codes.copy()
+    codes[[0, 1]] = codes[[1, 0]]
+    other_tokenizer._set_codes(codes, other_tokenizer.codebook_sizes)
+    model = _model(item_tokenizer)
+    model.save_pretrained(tmp_path / "a")
+    model.bind_item_tokenizer(other_tokenizer, model.tokenizer)  # "another checkpoint": same text tokenizer
+    model.save_pretrained(tmp_path / "b")
+    # b's item tokenizer and catalog agree with each other and with the text tokenizer, not with a's weights
+    shutil.rmtree(tmp_path / "a" / "item_tokenizer")
+    shutil.copytree(tmp_path / "b" / "item_tokenizer", tmp_path / "a" / "item_tokenizer")
+    shutil.copy(tmp_path / "b" / "catalog.safetensors", tmp_path / "a" / "catalog.safetensors")
     with pytest.raises(ValueError, match=r"item_tokenizer/, catalog.safetensors and the tokenizer files do not belong"):
         AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "a")
+    assert AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "b").item_tokenizer.codes.tolist() == codes.tolist()
 
 
 def test_backbone_from_t5_folder(item_tokenizer, tmp_path):

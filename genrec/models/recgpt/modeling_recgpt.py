@@ -567,9 +567,10 @@ class RecGPTForCausalLM(RecGPTPreTrainedModel):
         self._require_catalog()
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= self.num_items:
             raise ValueError(f"`k` ({k!r}) must be an integer in [1, {self.num_items}]")
-        if self.text_proj.device.type == "cpu":
-            from genrec.utils.threads import warn_if_threads_may_spin
+        from genrec.models.histories import seen_items_mask, top_items
+        from genrec.utils.threads import warn_if_threads_may_spin
 
+        if self.text_proj.device.type == "cpu":
             warn_if_threads_may_spin()
         was_training = self.training
         self.eval()
@@ -579,12 +580,8 @@ class RecGPTForCausalLM(RecGPTPreTrainedModel):
                 chunk = histories[start:start + batch_size]
                 scores = self.score(self.encode_histories(chunk))  # (B, N)
                 if exclude_history:  # the whole history, not only the window the model reads
-                    from genrec.models.histories import seen_items_mask
-
                     seen = seen_items_mask(chunk, self._item_index, self.num_items, device=scores.device)
                     scores = scores.masked_fill(seen, float("-inf"))
-                from genrec.models.histories import top_items
-
                 results.extend(top_items(scores, k, self.item_ids))
         finally:
             self.train(was_training)
