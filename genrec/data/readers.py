@@ -86,7 +86,8 @@ def read_sequence_file(
 
     Raises:
         FileNotFoundError: missing file.
-        ValueError: a line without items, a repeated user, or an unknown item (``path:line``).
+        ValueError: a line without items, a repeated user, an unknown item, or an id spelling a missing value
+            (``NaN``, ``null``, ``NA``, ...) (``path:line``).
     """
     path = Path(path)
     sequences: dict[str, list[str]] = {}
@@ -100,6 +101,12 @@ def read_sequence_file(
                 "'user_id item_id_1 item_id_2 ...' with at least one item"
             )
         user, items = parts[0], parts[1:]
+        if not MISSING_VALUE_STRINGS.isdisjoint(parts):
+            cell = next(part for part in parts if part in MISSING_VALUE_STRINGS)
+            raise ValueError(
+                f"{path}:{line_number}: missing value {cell!r} where an id belongs; cells spelling a missing value "
+                "(NaN, null, NA, N/A, None, ...) are not read as ids"
+            )
         if user in sequences:
             raise ValueError(f"{path}:{line_number}: user {user!r} appears on more than one line")
         if known_items is not None:

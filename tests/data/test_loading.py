@@ -370,3 +370,7 @@ def test_missing_value_cells_are_not_item_ids(tmp_path, cell):
     ml = _write_movielens(tmp_path / "ml", ["1::10::5::7", f"1::{cell}::5::8"])
     with pytest.raises(ValueError, match=r"ratings.dat:2: missing value"):
         load_dataset(ml)
+    if " " not in cell:
+        s3 = _write_s3rec(tmp_path / "s3", ["1 5 2", f"2 5 {cell} 2"])
+        with pytest.raises(ValueError, match=rf"sequential_data.txt:2: missing value '{re.escape(cell)}'"):
+            load_dataset(s3)
