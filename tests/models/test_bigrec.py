@@ -129,6 +129,24 @@ def test_recommend_returns_fewer_items_instead_of_excluded_ones(base_folder):
         assert all(score > float("-inf") for _, score in result), method
 
 
+def test_constrained_recommend_caps_beams_at_the_catalog_and_bounds_beam_rows(base_folder, monkeypatch):
+    import genrec.models.bigrec.modeling_bigrec as modeling
+
+    model = _model(base_folder, num_beams=50).eval()  # more beams configured than the 6 items
+    calls = []
+    original = model.generate
+
+    def counting_generate(input_ids, mask, **kwargs):
+        calls.append((input_ids.shape[0], kwargs["num_beams"]))
+        return original(input_ids, mask, **kwargs)
+
+    monkeypatch.setattr(model, "generate", counting_generate)
+    monkeypatch.setattr(modeling, "MAX_BEAM_ROWS", 2 * len(IDS))  # two users per beam search
+    result = model.recommend([["i0"], ["i1"], ["i2"]], k=len(IDS), method="constrained", exclude_history=False)
+    assert calls == [(2, len(IDS)), (1, len(IDS))]
+    assert [sorted(item for item, _ in pairs) for pairs in result] == [IDS] * 3
+
+
 def test_save_load_with_base_id_and_merge_and_unload(base_folder, tmp_path):
     model = _model(base_folder)
     _train(model, steps=10)

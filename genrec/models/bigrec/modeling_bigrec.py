@@ -44,6 +44,9 @@ logger = logging.get_logger(__name__)
 __all__ = ["BIGRecForCausalLM", "load_base_model", "resolve_base_model"]
 
 ADAPTER_DIR, MERGED_DIR, TOKENIZER_DIR, CATALOG_FILE = "adapter", "model", "tokenizer", "catalog.json"
+# Beam rows (users x beams) one constrained beam search holds at most in recommend(): each row carries a
+# full-vocabulary log-softmax (49k floats for SmolLM2), so a large k decodes fewer users at a time.
+MAX_BEAM_ROWS = 2_048
 
 
 def resolve_base_model(name: str, gguf_file: str | None = None) -> tuple[str, str | None]:
@@ -309,7 +312,8 @@ class BIGRecForCausalLM(PreTrainedModel):
             histories: one list of catalog item ids per user, oldest first.
             k: items per user, ``1..num_items``.
             method: ``"embedding"`` (generate text, ground by L2 distance + options of the config) or
-                ``"constrained"`` (title-constrained beam search, ``max(k, num_beams)`` beams); default
+                ``"constrained"`` (title-constrained beam search, ``max(k, num_beams)`` beams, at most one per
+                item; histories are decoded in groups of at most ``MAX_BEAM_ROWS // beams``); default
                 ``config.grounding``.
             exclude_history: never recommend an item of the history.
             collaborative_scores: ``(len(histories), num_items)`` scores to fuse (embedding method,
@@ -328,6 +332,9 @@ class BIGRecForCausalLM(PreTrainedModel):
             raise ValueError(f"`k` ({k!r}) must be an integer in [1, {len(self.item_ids)}]")
         if next(self.llm.parameters()).device.type == "cpu":
             warn_if_threads_may_spin()
+        beams = min(max(k, self.config.num_beams), len(self.item_ids))  # constrained: never more beams than items
+        if method == "constrained":
+            batch_size = max(1, min(batch_size, MAX_BEAM_ROWS // beams))
         was_training = self.training
         self.eval()
         results: list[list[tuple[str, float]]] = []
@@ -342,7 +349,6 @@ class BIGRecForCausalLM(PreTrainedModel):
                         seen[row, [self._item_index[str(i)] for i in history]] = True
                 if method == "constrained":
                     input_ids, mask = self.encode_prompts(prompts)
-                    beams = max(k, self.config.num_beams)
                     items, scores = self.generate(input_ids, mask, num_beams=beams, top_k=k,
                                                   banned_items=seen if exclude_history else None)
                     for row_items, row_scores in zip(items.tolist(), scores.tolist()):
