@@ -368,6 +368,7 @@ def evaluate_checkpoint(
     exclude_history: bool = False,
     max_users: int | None = None,
     show_progress: bool = False,
+    keep_duplicates: bool = False,
 ) -> dict[str, Any]:
     """Leave-one-out full-ranking metrics of a saved model on a dataset.
 
@@ -375,6 +376,8 @@ def evaluate_checkpoint(
         checkpoint: a ``save_pretrained`` folder, or a run folder holding ``checkpoint/``.
         dataset: dataset name or folder (its catalog must contain the model's items).
         splits: any of "valid", "test".
+        keep_duplicates: ``load_dataset``'s (duplicate events are dropped by default, as in training); the count
+            dropped is ``data/duplicates_dropped`` in the result.
 
     Returns:
         flat metrics ``{"test/recall@10": ..., ...}``.
@@ -398,7 +401,7 @@ def evaluate_checkpoint(
     model = AutoModel.from_pretrained(path)
     if getattr(model, "item_ids", None) is None:
         raise ValueError(f"checkpoint {str(path)!r} has no item_ids.json; cannot map dataset ids to model rows")
-    data, _, valid, test = load_split(dataset, max_users)
+    data, _, valid, test = load_split(dataset, max_users, keep_duplicates=keep_duplicates)
     unknown = [item for item in data.item_ids if item not in model.item_index]
     if unknown:
         raise ValueError(
@@ -421,4 +424,5 @@ def evaluate_checkpoint(
         )
         metrics.update({f"{split_name}/{key}": value for key, value in values.items()})
         metrics[f"{split_name}/num_users"] = len(ranking)
+    metrics["data/duplicates_dropped"] = data.duplicates_dropped
     return metrics

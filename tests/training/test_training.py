@@ -240,6 +240,21 @@ def test_doubled_table_trains_like_the_single_one_and_reports_the_drop(tmp_path)
     assert f"dropped {len(rows)} duplicate events" in (tmp_path / "run-doubled" / "train.log").read_text()
     for key in ("test/recall@5", "test/ndcg@5", "valid/recall@5"):
         assert metrics["doubled"][key] == pytest.approx(metrics["single"][key]), key
+    # genrec evaluate loads the data the same way, and says what it dropped
+    from genrec.training import evaluate_checkpoint
+
+    again = evaluate_checkpoint(tmp_path / "run-doubled", str(tmp_path / "doubled.csv"), ks=(5,))
+    assert again["test/recall@5"] == pytest.approx(metrics["doubled"]["test/recall@5"])
+    assert again["data/duplicates_dropped"] == len(rows)
+    kept = evaluate_checkpoint(tmp_path / "run-doubled", str(tmp_path / "doubled.csv"), ks=(5,), keep_duplicates=True)
+    assert kept["data/duplicates_dropped"] == 0
+    from genrec.cli import main
+
+    for flags, dropped in (([], len(rows)), (["--keep-duplicates"], 0)):
+        report = tmp_path / f"eval{len(flags)}.json"
+        assert main(["evaluate", "--checkpoint", str(tmp_path / "run-doubled"), "--ks", "5", "--output", str(report),
+                     *flags]) == 0
+        assert json.loads(report.read_text())["data/duplicates_dropped"] == dropped
 
 
 def test_exclude_history_in_evaluation_covers_items_older_than_the_window():
