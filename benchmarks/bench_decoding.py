@@ -12,26 +12,44 @@ one large-vocabulary case (49,152-token vocabulary, variable-length titles endin
 Usage:
     python benchmarks/bench_decoding.py                       # full run (CPU: ~10 min on 2 cores)
     python benchmarks/bench_decoding.py --sizes 10000 --beams 10 --repeats 1 --no-titles   # smoke run
+    python benchmarks/bench_decoding.py --busy                # beside a busy process: OpenMP wait policies
 Writes benchmarks/results/bench_decoding.json (atomically) and prints a table and a final JSON line.
+
+``--busy`` starts one busy background process (a Python spin loop) for its whole duration and runs a small case
+(10k items, 20 beams, batch 8, paths (b) and (c)) in fresh interpreters, torch's default thread count: once with torch
+imported before genrec (OpenMP keeps its default wait policy, what a script importing torch first gets) and once
+with genrec imported first (``import genrec`` sets ``OMP_WAIT_POLICY=PASSIVE``). Writes
+benchmarks/results/bench_decoding_busy.json.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import platform
 import sys
-import threading
-import time
-from pathlib import Path
 
-import numpy as np
-import torch
-from transformers import T5Config, T5ForConditionalGeneration
+# OpenMP reads OMP_WAIT_POLICY when torch is imported: "--import-order torch-first" imports torch before genrec
+# (the default policy stays); otherwise genrec comes first and chooses PASSIVE (unless the variable is set).
+if "torch-first" in sys.argv:
+    import torch  # noqa: F401
+import genrec  # noqa: E402, I001
 
-from genrec.decoding import Catalog, CatalogLogitsProcessor, beam_search, beam_search_unconstrained
-from genrec.utils.io import atomic_write_json
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import platform  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from transformers import T5Config, T5ForConditionalGeneration  # noqa: E402
+
+from genrec.decoding import Catalog, CatalogLogitsProcessor, beam_search, beam_search_unconstrained  # noqa: E402
+from genrec.utils.io import atomic_write_json  # noqa: E402
+
+OMP_WAIT_POLICY_AT_START = os.environ.get("OMP_WAIT_POLICY")  # what OpenMP read when torch loaded
 
 PAD, EOS, START = 0, 1, 0
 NUM_SPECIAL = 3
@@ -145,7 +163,8 @@ def timed(fn, repeats: int, device: torch.device, warmup: bool = True):
     return out, float(min(times))
 
 
-def run_case(name, model, catalog, sequences, histories, mask, beams, top_k, repeats, device, eos, lines):
+def run_case(name, model, catalog, sequences, histories, mask, beams, top_k, repeats, device, eos, lines,
+             only_paths=None):
     batch = histories.shape[0]
     max_new = catalog.max_length
     rows = []
@@ -177,6 +196,8 @@ def run_case(name, model, catalog, sequences, histories, mask, beams, top_k, rep
             model, input_ids=histories, attention_mask=mask, num_beams=beams, top_k=top_k,
             max_new_tokens=max_new)[0],
     }
+    if only_paths:
+        paths = {path: fn for path, fn in paths.items() if path.split()[0].strip("()") in only_paths}
     # warm-up, then `repeats` round-robin rounds over the paths, so that every path sees the same load on a
     # shared machine; the best (minimum) time of the rounds is reported
     outputs, memories, times = {}, {}, {path: [] for path in paths}
@@ -211,6 +232,8 @@ def run_case(name, model, catalog, sequences, histories, mask, beams, top_k, rep
         lines.append(line)
     del trie
     by_path = {r["path"]: r for r in rows}
+    if len(by_path) < 5:  # a --paths subset: no ratios
+        return rows, {}
     ratios = {
         "fast_vs_dict_trie": by_path["(c) genrec-fast"]["users_per_s"] / by_path["(a) hf+dict-trie"]["users_per_s"],
         "processor_cost": by_path["(b) hf+processor"]["ms_per_batch"] / by_path["(d) hf-unconstrained"]["ms_per_batch"],
@@ -242,10 +265,10 @@ def kernel_check(device: torch.device, catalog: Catalog, repeats: int) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000, 1_000_000])
-    parser.add_argument("--beams", type=int, nargs="+", default=[10, 20])
+    parser.add_argument("--sizes", type=int, nargs="*", default=None, help="default 10000 100000 1000000 (--busy: 10000)")
+    parser.add_argument("--beams", type=int, nargs="+", default=None, help="default 10 20 (--busy: 20)")
     parser.add_argument("--top-k", type=int, default=10)
-    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--batch", type=int, default=None, help="histories per batch (default 32; --busy: 8)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--title-items", type=int, default=20_000)
     parser.add_argument("--title-beams", type=int, nargs="+", default=[10])
@@ -253,8 +276,23 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: torch's choice); 1 is steadier on a shared machine")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--output", default=str(Path(__file__).resolve().parent / "results" / "bench_decoding.json"))
+    parser.add_argument("--paths", nargs="+", default=None, choices=["a", "b", "c", "d"],
+                        help="run only these paths (default: all; ratios need all)")
+    parser.add_argument("--busy", action="store_true",
+                        help="beside one busy background process: torch-first vs genrec-first imports (see above)")
+    parser.add_argument("--import-order", choices=["genrec-first", "torch-first"], default="genrec-first",
+                        help="read at import time (see the top of this file); recorded in the output")
+    parser.add_argument("--output", default=None,
+                        help="default: benchmarks/results/bench_decoding.json (--busy: bench_decoding_busy.json)")
     args = parser.parse_args(argv)
+    busy_defaults = args.busy  # smaller case beside a busy process: torch-first runs ~50x slower there
+    args.sizes = args.sizes if args.sizes is not None else ([10_000] if busy_defaults else [10_000, 100_000, 1_000_000])
+    args.beams = args.beams or ([20] if busy_defaults else [10, 20])
+    args.batch = args.batch or (8 if busy_defaults else 32)
+    results_dir = Path(__file__).resolve().parent / "results"
+    if args.busy:
+        return run_busy(args, Path(args.output) if args.output else results_dir / "bench_decoding_busy.json")
+    args.output = args.output or str(results_dir / "bench_decoding.json")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -278,9 +316,10 @@ def main(argv=None) -> int:
         print(f"# built {size} items in {builds[-1]['build_s']:.2f} s, {catalog.bytes_per_item:.1f} B/item", flush=True)
         for beams in args.beams:
             rows, ratio = run_case("codes", model, catalog, codes.tolist(), histories, mask, beams, args.top_k,
-                                   args.repeats, device, None, lines)
+                                   args.repeats, device, None, lines, only_paths=args.paths)
             results += rows
-            ratios.append({"case": "codes", "items": size, "beams": beams, **ratio})
+            if ratio:
+                ratios.append({"case": "codes", "items": size, "beams": beams, **ratio})
         big_catalog = catalog
     if not args.no_titles:
         vocab = 49_152
@@ -302,6 +341,9 @@ def main(argv=None) -> int:
         "benchmark": "bench_decoding",
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
         "torch_threads": torch.get_num_threads(),
+        "import_order": args.import_order,
+        "omp_wait_policy": OMP_WAIT_POLICY_AT_START,
+        "omp_wait_policy_set_by_genrec": genrec.OPENMP_WAIT_POLICY_SET,
         "batch": args.batch, "top_k": args.top_k, "repeats": args.repeats,
         "builds": builds, "rows": results, "ratios": ratios, "kernel_vs_reference": kernel,
     }
@@ -310,6 +352,51 @@ def main(argv=None) -> int:
     atomic_write_json(output, summary)
     print(json.dumps({"benchmark": "bench_decoding", "device": summary["device"], "ratios": ratios,
                       "builds": builds, "kernel_vs_reference": kernel}))
+    return 0
+
+
+def run_busy(args, output: Path) -> int:
+    """The small case in fresh interpreters, torch-first vs genrec-first, beside one busy background process."""
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])  # one busy process, our own
+    runs = []
+    try:
+        time.sleep(1.0)  # let it reach full speed
+        for order in ("torch-first", "genrec-first"):
+            # torch's default wait policy and thread count, unless --threads is given
+            env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS")}
+            with tempfile.TemporaryDirectory() as tmp:
+                child_output = Path(tmp) / "run.json"
+                command = [sys.executable, __file__, "--import-order", order, "--no-titles", "--device", "cpu",
+                           "--sizes", *map(str, args.sizes), "--beams", *map(str, args.beams),
+                           "--paths", *(args.paths or ["b", "c"]), "--repeats", str(args.repeats),
+                           "--batch", str(args.batch), "--top-k", str(args.top_k), "--output", str(child_output)]
+                if args.threads is not None:
+                    command += ["--threads", str(args.threads)]
+                print(f"# {order}: {' '.join(command[1:])}", flush=True)
+                start = time.perf_counter()
+                subprocess.run(command, env=env, check=True, timeout=600)
+                child = json.loads(child_output.read_text())
+            runs.append({"import_order": order, "omp_wait_policy": child["omp_wait_policy"],
+                         "omp_wait_policy_set_by_genrec": child["omp_wait_policy_set_by_genrec"],
+                         "torch_threads": child["torch_threads"], "wall_s": round(time.perf_counter() - start, 1),
+                         "rows": child["rows"]})
+        load = os.getloadavg()
+    finally:
+        spinner.kill()
+        spinner.wait()
+    summary = {"benchmark": "bench_decoding --busy", "device": platform.processor() or "cpu",
+               "cpu_count": os.cpu_count(), "busy_processes_started": 1, "loadavg_1_5_15_at_end": load,
+               "repeats": args.repeats, "batch": args.batch, "top_k": args.top_k, "runs": runs}
+    output.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(output, summary)
+    print(f"{'import order':<14} {'OMP_WAIT_POLICY':<16} {'threads':>7}  {'path':<20} {'users/s':>9}")
+    for run in runs:
+        for row in run["rows"]:
+            print(f"{run['import_order']:<14} {str(run['omp_wait_policy']):<16} {run['torch_threads']:>7}  "
+                  f"{row['path']:<20} {row['users_per_s']:>9.1f}")
+    print(json.dumps({"benchmark": summary["benchmark"], "loadavg": load,
+                      "users_per_s": {f"{run['import_order']} {row['path']}": round(row["users_per_s"], 1)
+                                      for run in runs for row in run["rows"]}}))
     return 0
 
 

@@ -33,6 +33,7 @@ from transformers.utils import logging
 
 from genrec.decoding.catalog import Catalog
 from genrec.kernels.constrained_topk import constrained_topk, constrained_topk_reference
+from genrec.utils.threads import warn_if_threads_may_spin
 
 logger = logging.get_logger(__name__)
 
@@ -426,6 +427,8 @@ def beam_search(
     if not isinstance(catalog, Catalog):
         raise ValueError(f"`catalog` must be a genrec.decoding.Catalog, got {type(catalog).__name__}")
     device = input_ids.device
+    if device.type == "cpu":
+        warn_if_threads_may_spin()  # once per process: torch imported first, OpenMP threads may spin under load
     catalog = catalog.to(device)
     batch = input_ids.shape[0]
     step_fn = constrained_topk

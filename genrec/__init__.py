@@ -7,6 +7,8 @@
     from transformers import AutoModelForSeq2SeqLM
     model = AutoModelForSeq2SeqLM.from_pretrained("runs/onerec/checkpoint")   # a "genrec-onerec" folder
 
+It also sets ``OMP_WAIT_POLICY=PASSIVE`` when torch is not imported yet and the variable is unset (see below).
+
 Why lazily: importing the model classes costs torch + transformers' modeling stack (about 4 s on CPU), and every
 ``genrec.*`` import -- ``genrec --help``, ``genrec.utils.io`` -- runs this file (the CLI also sets
 ``OMP_WAIT_POLICY`` before torch is first imported). So this file only waits for transformers' ``AutoConfig``
@@ -22,10 +24,20 @@ propagate; only a ``genrec.alignment.reward`` that is not installed is skipped (
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from typing import Any
 
 __version__ = "0.1.0"
+
+# OpenMP's default wait policy lets idle torch threads spin; beside one other busy process on a 2-core machine that
+# made beam search ~38x slower (229 -> 6 users/s, HF generate alike), PASSIVE keeps full speed and costs nothing
+# on an idle machine. OpenMP reads the variable once, when torch loads it, so it is set here -- every genrec import
+# runs this file -- only if torch is not loaded yet and the user has not chosen a policy. With torch imported first
+# it is too late: genrec.utils.threads warns once on the hot paths (see the README, "Speed on a shared machine").
+OPENMP_WAIT_POLICY_SET = "OMP_WAIT_POLICY" not in os.environ and "torch" not in sys.modules
+if OPENMP_WAIT_POLICY_SET:
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
 # model_type -> the module whose import registers it (tests/test_packaging.py checks this table against the
 # configs' own ``model_type`` values).

@@ -24,6 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     stats.add_argument("--format", default=None, help="force the format: sequential | table | movielens")
     stats.add_argument("--min-user-interactions", type=int, default=0, help="k-core: min interactions per user")
     stats.add_argument("--min-item-interactions", type=int, default=0, help="k-core: min interactions per item")
+    stats.add_argument("--keep-duplicates", action="store_true",
+                       help="keep duplicate events (same user, item, timestamp); dropped and counted by default")
     stats.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     stats.set_defaults(func=run_stats)
     parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
@@ -46,6 +48,7 @@ def run_stats(args: argparse.Namespace) -> int:
         format=args.format,
         min_user_interactions=args.min_user_interactions,
         min_item_interactions=args.min_item_interactions,
+        keep_duplicates=args.keep_duplicates,
     )
     stats = data.stats()
     stats["density_percent"] = 100.0 * stats["density"]

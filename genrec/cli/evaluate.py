@@ -18,15 +18,21 @@ __all__ = ["register", "evaluate_from_args"]
 SPLIT_CHOICES = ("valid", "test", "both")
 
 
-def _dataset_from_run_folder(checkpoint: Path) -> str | None:
-    """The dataset a run folder was trained on (its config.yaml), if ``checkpoint`` is a run folder."""
+def _run_folder_data(checkpoint: Path) -> dict | None:
+    """The ``data`` section a run folder was trained with (its config.yaml), if ``checkpoint`` is a run folder."""
     import yaml
 
     config = checkpoint / "config.yaml"
     if config.is_file():
         values = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
-        return (values.get("data") or {}).get("dataset", "amazon-beauty")
+        return {"dataset": "amazon-beauty", **(values.get("data") or {})}
     return None
+
+
+def _dataset_from_run_folder(checkpoint: Path) -> str | None:
+    """The dataset a run folder was trained on (its config.yaml), if ``checkpoint`` is a run folder."""
+    data = _run_folder_data(checkpoint)
+    return None if data is None else data["dataset"]
 
 
 def evaluate_from_args(args: argparse.Namespace) -> int:
@@ -53,6 +59,8 @@ def evaluate_from_args(args: argparse.Namespace) -> int:
         exclude_history=args.exclude_history,
         max_users=args.max_users,
         show_progress=True,
+        # as the run was trained, unless asked: a run with data.keep_duplicates is evaluated with them too
+        keep_duplicates=args.keep_duplicates or bool((_run_folder_data(checkpoint) or {}).get("keep_duplicates")),
     )
     metrics["eval/exclude_history_items"] = bool(args.exclude_history)
     metrics["data/name"] = dataset
@@ -87,5 +95,8 @@ def register(subparsers) -> None:
         "--exclude-history", action="store_true", help="Drop items already in the history before ranking."
     )
     parser.add_argument("--max-users", type=_positive_int, default=None, help="Only the first N users (quick checks).")
+    parser.add_argument("--keep-duplicates", action="store_true",
+                        help="Keep duplicate events (same user, item, timestamp); default: as the run folder was "
+                             "trained (dropped unless its config has data.keep_duplicates).")
     parser.add_argument("--output", default=None, help="Also write the metrics to this JSON file (atomically).")
     parser.set_defaults(func=evaluate_from_args)

@@ -22,7 +22,7 @@ from transformers.utils import logging
 
 logger = logging.get_logger(__name__)
 
-__all__ = ["InteractionData", "kcore_filter", "consecutive_id_rate", "sequence_length_stats"]
+__all__ = ["InteractionData", "kcore_filter", "drop_duplicate_events", "consecutive_id_rate", "sequence_length_stats"]
 
 
 @dataclass
@@ -39,6 +39,8 @@ class InteractionData:
         timestamps (dict[str, list[int]] | None): per-user timestamps aligned with ``sequences``
             (None for formats without time).
         source (str): where it was read from (for messages).
+        duplicates_dropped (int, default 0): duplicate events the loader removed (see
+            ``drop_duplicate_events``); reported by ``stats()``.
 
     Raises:
         ValueError: an item in ``sequences`` is missing from the catalog (names user and item), or
@@ -50,6 +52,7 @@ class InteractionData:
     catalog: ItemCatalog
     timestamps: dict[str, list[int]] | None = None
     source: str = ""
+    duplicates_dropped: int = 0
     _rows_cache: tuple[np.ndarray, np.ndarray] | None = field(
         default=None, init=False, repr=False, compare=False
     )
@@ -141,7 +144,10 @@ class InteractionData:
         Returns:
             dict: ``name``, ``num_users``, ``num_items``, ``num_interactions``, ``density``
             (interactions / (users * items)), ``seq_len_mean/median/min/max``,
-            ``items_with_text``, ``users_with_repeats``, ``consecutive_id_rate`` (share of users
+            ``items_with_text``, ``duplicates_dropped`` (duplicate events removed at load time),
+            ``users_with_repeats`` (users who consume an item again), ``last_item_in_history_rate`` (share of
+            users whose last item -- the leave-one-out test target -- is already in their history),
+            ``consecutive_id_rate`` (share of users
             whose last item id == max(earlier item ids) + 1; None for non-integer ids — see
             ``consecutive_id_rate``).
         """
@@ -156,9 +162,15 @@ class InteractionData:
         }
         out.update(sequence_length_stats(lengths))
         out["items_with_text"] = sum(1 for item in self.catalog.item_ids if self.catalog.text(item))
+        out["duplicates_dropped"] = self.duplicates_dropped
         out["users_with_repeats"] = sum(
             1 for items in self.sequences.values() if len(set(items)) != len(items)
         )
+        # Under leave-one-out the last item is the test target: a repeat there is a hit for a "repeat the history"
+        # model under full ranking and a certain miss with the history excluded.
+        out["last_item_in_history_rate"] = sum(
+            1 for items in self.sequences.values() if items[-1] in items[:-1]
+        ) / max(1, self.num_users)
         histories = [items[:-1] for items in self.sequences.values() if len(items) >= 2]
         targets = [items[-1] for items in self.sequences.values() if len(items) >= 2]
         out["consecutive_id_rate"] = consecutive_id_rate(histories, targets)
@@ -180,8 +192,54 @@ class InteractionData:
         item_ids = [item for item in self.catalog.item_ids if item in kept_items]
         return InteractionData(
             name=self.name, sequences=sequences, catalog=self.catalog.subset(item_ids),
-            timestamps=timestamps, source=self.source,
+            timestamps=timestamps, source=self.source, duplicates_dropped=self.duplicates_dropped,
         )
+
+
+def drop_duplicate_events(
+    sequences: dict[str, list[str]], timestamps: dict[str, list[int]] | None
+) -> tuple[dict[str, list[str]], dict[str, list[int]] | None, int]:
+    """Remove duplicate events: the same user, item and timestamp more than once.
+
+    With timestamps, an event is a duplicate when an earlier event of the same user has the same item and
+    timestamp (wherever it is among that timestamp's ties). Without timestamps (S3-Rec files, tables without a
+    time column) nothing tells a logged-twice row from consuming the item again at once, so an item that repeats
+    the user's previous item is the duplicate. Repeat consumption -- the item again at a later time, or after
+    other items -- is kept. Why it matters: a log with every row twice gives every user a test item that is
+    also the last history item, and a model that repeats the last item scores recall@10 near 1.
+
+    Args:
+        sequences: user -> chronological item ids. timestamps: user -> aligned timestamps, or None.
+
+    Returns:
+        ``(sequences, timestamps, dropped)``: the same dicts (not copied) when nothing was dropped; order kept.
+    """
+    out_sequences: dict[str, list[str]] | None = None
+    out_timestamps = None
+    dropped = 0
+    for user, items in sequences.items():
+        stamps = None if timestamps is None else timestamps[user]
+        if stamps is None:
+            keep = [0] + [i for i in range(1, len(items)) if items[i] != items[i - 1]]
+        else:
+            seen: set = set()
+            keep = []
+            for i, event in enumerate(zip(items, stamps)):
+                if event not in seen:
+                    seen.add(event)
+                    keep.append(i)
+        if len(keep) == len(items):
+            continue
+        if out_sequences is None:  # copy on the first user with a duplicate
+            out_sequences = dict(sequences)
+            out_timestamps = None if timestamps is None else dict(timestamps)
+        dropped += len(items) - len(keep)
+        out_sequences[user] = [items[i] for i in keep]
+        if out_timestamps is not None:
+            out_timestamps[user] = [stamps[i] for i in keep]
+    if out_sequences is None:
+        return sequences, timestamps, 0
+    return out_sequences, out_timestamps, dropped
 
 
 def sequence_length_stats(lengths: Sequence[int] | np.ndarray) -> dict[str, float]:

@@ -41,6 +41,12 @@ USER_COLUMNS = ("user_id", "user", "userId", "UserID", "uid", "reviewerID", "vis
 ITEM_COLUMNS = ("item_id", "item", "itemId", "movieId", "MovieID", "iid", "asin", "business_id", "itemid")
 TIME_COLUMNS = ("timestamp", "time", "ts", "unixReviewTime", "Timestamp", "date", "datetime")
 RATING_COLUMNS = ("rating", "Rating", "overall", "stars", "score")
+# Cells that spell a missing value (pandas' default NA strings). Read as ids they would become items such as
+# "NaN" that collect every missing row, so id columns refuse them (the file and line are named).
+MISSING_VALUE_STRINGS = frozenset({
+    "", "NaN", "nan", "NAN", "-NaN", "-nan", "null", "NULL", "Null", "NA", "N/A", "n/a", "<NA>", "#NA", "#N/A",
+    "#N/A N/A", "None", "none", "-1.#IND", "1.#QNAN", "1.#IND", "-1.#QNAN",
+})
 
 
 def open_text(path: str | os.PathLike, encoding: str = "utf-8") -> io.TextIOBase:
@@ -80,7 +86,8 @@ def read_sequence_file(
 
     Raises:
         FileNotFoundError: missing file.
-        ValueError: a line without items, a repeated user, or an unknown item (``path:line``).
+        ValueError: a line without items, a repeated user, an unknown item, or an id spelling a missing value
+            (``NaN``, ``null``, ``NA``, ...) (``path:line``).
     """
     path = Path(path)
     sequences: dict[str, list[str]] = {}
@@ -94,6 +101,12 @@ def read_sequence_file(
                 "'user_id item_id_1 item_id_2 ...' with at least one item"
             )
         user, items = parts[0], parts[1:]
+        if not MISSING_VALUE_STRINGS.isdisjoint(parts):
+            cell = next(part for part in parts if part in MISSING_VALUE_STRINGS)
+            raise ValueError(
+                f"{path}:{line_number}: missing value {cell!r} where an id belongs; cells spelling a missing value "
+                "(NaN, null, NA, N/A, None, ...) are not read as ids"
+            )
         if user in sequences:
             raise ValueError(f"{path}:{line_number}: user {user!r} appears on more than one line")
         if known_items is not None:
@@ -166,6 +179,26 @@ def _ids_as_strings(values: Any) -> np.ndarray:
     return series.astype(str).to_numpy(dtype=object)
 
 
+def _check_no_missing_strings(column: Any, name: str, where) -> None:
+    """Refuse id cells that spell a missing value (``NaN``, ``null``, ``NA``, ...; see ``MISSING_VALUE_STRINGS``).
+
+    Raises:
+        ValueError: names the row (``where(row)``), the cell and the column.
+    """
+    import pandas as pd
+
+    if not (pd.api.types.is_object_dtype(column) or pd.api.types.is_string_dtype(column)):
+        return  # numeric ids: NaN cells are already caught as empty values
+    missing = column.astype(str).str.strip().isin(MISSING_VALUE_STRINGS).to_numpy()
+    if missing.any():
+        row = int(np.argmax(missing))
+        raise ValueError(
+            f"{where(row)}: missing value {column.iloc[row]!r} in id column {name!r} ({int(missing.sum())} such "
+            f"cells); cells spelling a missing value ({', '.join(sorted(MISSING_VALUE_STRINGS - {''})[:6])}, ...) "
+            "are not read as ids: drop those rows or give the ids real names"
+        )
+
+
 def read_table(
     path: str | os.PathLike,
     *,
@@ -197,7 +230,8 @@ def read_table(
 
     Raises:
         FileNotFoundError: missing file.
-        ValueError: unknown/missing columns, empty cells (names the line), unparsable rows or times.
+        ValueError: unknown/missing columns, empty cells or id cells spelling a missing value (``NaN``,
+            ``null``, ``NA``, ... — names the line), unparsable rows or times.
     """
     import pandas as pd
 
@@ -246,6 +280,8 @@ def read_table(
         if missing.any():
             row = int(np.argmax(missing))
             raise ValueError(f"{where(row)}: empty value in column {column!r}")
+    for column in (user, item):
+        _check_no_missing_strings(frame[column], column, where)
 
     keep = np.ones(len(frame), dtype=bool)
     if min_rating is not None:
@@ -374,6 +410,8 @@ def read_movielens_ratings(
         raise ValueError(f"{path}: malformed ratings file")  # scan found nothing specific
     if len(frame) == 0:
         raise ValueError(f"{path}: no ratings found (empty file)")
+    for column in ("user", "item"):
+        _check_no_missing_strings(frame[column], column, lambda row: f"{path}:{row + 1}")
     keep = np.ones(len(frame), dtype=bool) if min_rating is None else (ratings.to_numpy() >= min_rating)
     users = frame["user"].str.strip().to_numpy(dtype=object)[keep]
     items = frame["item"].str.strip().to_numpy(dtype=object)[keep]

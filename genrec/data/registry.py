@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from genrec.data.catalog import ItemCatalog
-from genrec.data.interactions import InteractionData
+from genrec.data.interactions import InteractionData, drop_duplicate_events
 from genrec.data.readers import (
     read_item_meta,
     read_movielens_movies,
@@ -171,6 +171,7 @@ def load_dataset(
     rating_col: str | None = None,
     min_rating: float | None = None,
     sep: str | None = None,
+    keep_duplicates: bool = False,
 ) -> InteractionData:
     """Load a bundled dataset or a folder/file of interactions.
 
@@ -184,6 +185,10 @@ def load_dataset(
             see ``genrec.data.readers.read_table``).
         min_rating (float | None): tables and MovieLens: drop interactions rated below this.
         sep (str | None): table field separator (default by extension).
+        keep_duplicates (bool, default False): keep duplicate events. By default an event repeating the same
+            user, item and timestamp (without timestamps: the same item right after itself) is dropped with a
+            warning and counted in ``data.duplicates_dropped``; see ``drop_duplicate_events``. Repeat
+            consumption (the item again later) is always kept.
 
     Returns:
         InteractionData: users in file order, sequences oldest first, the catalog.
@@ -231,9 +236,21 @@ def load_dataset(
         _check_known(sequences, meta, ratings_path)
         source = ratings_path
 
+    catalog = _catalog_from(name, sequences, meta)
+    dropped = 0
+    if not keep_duplicates:
+        total = sum(len(items) for items in sequences.values())
+        sequences, timestamps, dropped = drop_duplicate_events(sequences, timestamps)
+        if dropped:
+            what = "user, item and timestamp" if timestamps is not None else "item right after itself, no timestamps"
+            logger.warning(
+                f"dataset {name!r}: dropped {dropped} duplicate events ({100 * dropped / total:.1f}% of {total}; "
+                f"same {what}) from {source}. Left in, they put each user's test item into its history. "
+                "Pass keep_duplicates=True (config: data.keep_duplicates: true) to keep them."
+            )
     data = InteractionData(
-        name=name, sequences=sequences, catalog=_catalog_from(name, sequences, meta),
-        timestamps=timestamps, source=str(source),
+        name=name, sequences=sequences, catalog=catalog, timestamps=timestamps, source=str(source),
+        duplicates_dropped=dropped,
     )
     if min_user_interactions or min_item_interactions:
         data = data.filter_kcore(min_user_interactions, min_item_interactions)

@@ -38,7 +38,7 @@ from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput
 from transformers.models.t5.modeling_t5 import T5LayerNorm
 from transformers.utils import logging
 
-from genrec.models.histories import history_rows
+from genrec.models.histories import catalog_fingerprint, check_catalog_fingerprint, history_rows
 from genrec.models.layers import SparseMoeBlock
 from genrec.utils.io import atomic_write_text
 
@@ -63,6 +63,9 @@ FFN_TYPES = ("dense", "moe")
 MOE_LAYERS = ("decoder", "encoder", "all")
 ITEM_TOKENIZER_DIR = "item_tokenizer"
 CATALOG_FILE = "catalog.safetensors"
+# Beam rows (users x beams) one beam-search call holds at most: ``recommend_rows`` splits the users to stay under
+# it, so memory is bounded whatever ``k`` is (one call for batch 512 x 20 beams, the evaluation default).
+MAX_BEAM_ROWS = 16_384
 
 
 def _check_int(name: str, value: Any, minimum: int) -> None:
@@ -537,61 +540,95 @@ class GenerativeT5Model(T5ForConditionalGeneration):
 
         Args:
             histories: per user, catalog rows oldest first.
-            k: items per user (<= ``num_beams``).
-            num_beams: default ``max(k, config.num_beams)``.
+            k: items per user; columns past the catalog size are -1 (the search itself asks for at most
+                ``num_items``).
+            num_beams: default ``max(k, config.num_beams)``; more beams than catalog items are never used.
             candidates: optional per-user candidate rows; only those can be returned (direct recommendation).
             banned_items: optional bool ``(batch, num_items)`` of items never to return.
 
         Returns:
             ``(items, scores)``: LongTensor ``(batch, k)`` (-1 where fewer than k items exist) and float
             ``(batch, k)`` log-probabilities, best first.
+
+        Raises:
+            ValueError: ``k < 1`` or ``num_beams < k``.
+
+        Memory: the beam width is capped at ``num_items`` and users are decoded in groups of at most
+        ``MAX_BEAM_ROWS // num_beams``, so a large ``k`` costs time, not an allocation of ``batch x k`` beams.
         """
         from genrec.decoding import beam_search
 
         self._require_bound()
+        num_items = self.config.num_items
         _check_int("k", k, 1)
         num_beams = max(k, self.config.num_beams) if num_beams is None else num_beams
-        input_ids, attention_mask = self.build_inputs(histories, candidates=candidates)
+        _check_int("num_beams", num_beams, k)
+        num_beams = min(num_beams, num_items)  # a beam per item already finds every item
+        found = min(k, num_items)
         if candidates is not None:
-            allowed = torch.zeros((len(histories), self.config.num_items), dtype=torch.bool)
+            allowed = torch.zeros((len(histories), num_items), dtype=torch.bool)
             for i, rows in enumerate(candidates):
                 allowed[i, list(rows)] = True
             banned_items = ~allowed if banned_items is None else banned_items | ~allowed
+        group = max(1, MAX_BEAM_ROWS // num_beams)
         was_training = self.training
         self.eval()
+        all_items, all_scores = [], []
         try:
-            items, scores = beam_search(self, self.catalog, input_ids=input_ids, attention_mask=attention_mask,
-                                        num_beams=num_beams, top_k=k,
-                                        banned_items=None if banned_items is None else banned_items.to(self.device),
-                                        decoder_start_token_id=self.config.decoder_start_token_id)
+            for start in range(0, max(1, len(histories)), group):
+                end = start + group
+                input_ids, attention_mask = self.build_inputs(
+                    histories[start:end], candidates=None if candidates is None else candidates[start:end])
+                banned = None if banned_items is None else banned_items[start:end].to(self.device)
+                items, scores = beam_search(self, self.catalog, input_ids=input_ids, attention_mask=attention_mask,
+                                            num_beams=num_beams, top_k=found, banned_items=banned,
+                                            decoder_start_token_id=self.config.decoder_start_token_id)
+                all_items.append(items.cpu())
+                all_scores.append(scores.float().cpu())
         finally:
             self.train(was_training)
-        return items.cpu(), scores.float().cpu()
+        items, scores = torch.cat(all_items), torch.cat(all_scores)
+        if found < k:  # k beyond the catalog: the missing columns are "no item"
+            items = torch.cat([items, items.new_full((items.shape[0], k - found), -1)], 1)
+            scores = torch.cat([scores, scores.new_full((scores.shape[0], k - found), float("-inf"))], 1)
+        return items, scores
 
     def recommend(self, histories: Sequence[Sequence[str]], k: int = 10, *, num_beams: int | None = None,
-                  candidates: Sequence[Sequence[str]] | None = None) -> list[list[tuple[str, float]]]:
+                  candidates: Sequence[Sequence[str]] | None = None,
+                  exclude_history: bool = False) -> list[list[tuple[str, float]]]:
         """Recommend ``k`` catalog items per history.
 
         Args:
             histories: one list of catalog item ids per user, oldest first (at least one item each).
-            k: items per user.
-            num_beams: beam width (default ``max(k, config.num_beams)``).
+            k: items per user, ``1..num_items``.
+            num_beams: beam width (default ``max(k, config.num_beams)``, at most ``num_items``).
             candidates: optional per-user candidate item ids (direct recommendation: rank only those).
+            exclude_history: ban every item of the history inside the beam search (default False: generative
+                models rank the full catalog, as they are evaluated).
 
         Returns:
-            per history, up to ``k`` ``(item_id, score)`` pairs, best first (score = log-probability).
+            per history, up to ``k`` ``(item_id, score)`` pairs, best first (score = log-probability); fewer
+            when fewer than ``k`` items can be returned, never a placeholder.
 
         Raises:
-            ValueError: an empty history, an unknown item id, or a bad ``k``.
+            ValueError: an empty history, an unknown item id, or a ``k`` outside ``[1, num_items]``.
         """
         self._require_bound()
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= self.config.num_items:
+            raise ValueError(f"`k` ({k!r}) must be an integer in [1, {self.config.num_items}] (the catalog size)")
         rows = history_rows(histories, self._item_index)
         candidate_rows = None
         if candidates is not None:
             if len(candidates) != len(histories):
                 raise ValueError(f"`candidates` has {len(candidates)} lists; `histories` has {len(histories)}")
             candidate_rows = [self.item_rows(c, where=f"candidates[{i}]") for i, c in enumerate(candidates)]
-        items, scores = self.recommend_rows(rows, k, num_beams=num_beams, candidates=candidate_rows)
+        banned = None
+        if exclude_history:
+            banned = torch.zeros(len(rows), self.config.num_items, dtype=torch.bool)
+            for i, row in enumerate(rows):
+                banned[i, row] = True
+        items, scores = self.recommend_rows(rows, k, num_beams=num_beams, candidates=candidate_rows,
+                                            banned_items=banned)
         item_ids = self.item_tokenizer.item_ids
         return [[(item_ids[r], float(s)) for r, s in zip(row_items.tolist(), row_scores.tolist()) if r >= 0]
                 for row_items, row_scores in zip(items, scores)]
@@ -643,7 +680,10 @@ class GenerativeT5Model(T5ForConditionalGeneration):
     # ------------------------------------------------------------------ save / load
     def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs):
         """``PreTrainedModel.save_pretrained`` plus the tokenizer, ``item_tokenizer/``, ``catalog.safetensors`` and
-        a model card ``README.md``: the folder is complete for ``from_pretrained`` and the Hub."""
+        a model card ``README.md``: the folder is complete for ``from_pretrained`` and the Hub. config.json gets the
+        catalog's fingerprint (item ids + item token ids), which ``from_pretrained`` checks."""
+        if self.item_tokenizer is not None:
+            self.config.catalog_fingerprint = catalog_fingerprint(self.item_tokenizer.item_ids, self.item_token_table)
         result = super().save_pretrained(save_directory, *args, **kwargs)
         if not kwargs.get("is_main_process", True) or self.item_tokenizer is None:
             return result
@@ -662,7 +702,12 @@ class GenerativeT5Model(T5ForConditionalGeneration):
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
-        """``PreTrainedModel.from_pretrained`` that also restores the tokenizer, item tokenizer and catalog."""
+        """``PreTrainedModel.from_pretrained`` that also restores the tokenizer, item tokenizer and catalog.
+
+        Raises:
+            ValueError: ``catalog.safetensors`` disagrees with the item tokenizer and tokenizer, or those files are
+                not the ones the weights were saved with (config.json's ``catalog_fingerprint``).
+        """
         model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
         folder = _resolve_folder(pretrained_model_name_or_path, kwargs)
         if folder is not None and (folder / ITEM_TOKENIZER_DIR / "config.json").is_file():
@@ -680,6 +725,9 @@ class GenerativeT5Model(T5ForConditionalGeneration):
                 if not torch.equal(table, expected):
                     raise ValueError(f"{folder / CATALOG_FILE} does not match the item tokenizer and tokenizer there")
             model.bind_item_tokenizer(item_tokenizer, tokenizer, table)
+            check_catalog_fingerprint(
+                model.config, catalog_fingerprint(item_tokenizer.item_ids, model.item_token_table), folder,
+                f"{ITEM_TOKENIZER_DIR}/, {CATALOG_FILE} and the tokenizer files")
         return model
 
     def model_card(self) -> str:

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping, Sequence
+from typing import Any
 
+import numpy as np
 import torch
+from transformers.utils import logging
 
-__all__ = ["CatalogIdsMixin", "catalog_index", "history_rows", "left_padded_rows"]
+logger = logging.get_logger(__name__)
+
+__all__ = ["CatalogIdsMixin", "catalog_fingerprint", "catalog_index", "check_catalog_fingerprint", "history_rows",
+           "left_padded_rows", "seen_items_mask", "top_items"]
+
+# config.json key holding the fingerprint of the catalog files a checkpoint was saved with.
+FINGERPRINT_KEY = "catalog_fingerprint"
 
 
 def catalog_index(item_ids: Sequence[str], num_items: int) -> tuple[list[str], dict[str, int]]:
@@ -83,3 +94,84 @@ def left_padded_rows(rows: Sequence[Sequence[int]], *, offset: int = 1) -> torch
     for number, row in enumerate(rows):
         input_ids[number, width - len(row):] = torch.tensor(row, dtype=torch.long) + offset
     return input_ids
+
+
+def seen_items_mask(histories: Sequence[Sequence[str]], item_index: Mapping[str, int], num_items: int, *,
+                    device: torch.device | str | None = None) -> torch.Tensor:
+    """Bool ``(batch, num_items)``: True for every item anywhere in the history.
+
+    ``recommend(exclude_history=True)`` masks with this, not with the window fed to the model: a history longer
+    than the model's window still has its older items excluded.
+
+    Raises:
+        ValueError: as :func:`history_rows` (an empty history or an unknown id).
+    """
+    rows = history_rows(histories, item_index)
+    mask = torch.zeros(len(rows), num_items, dtype=torch.bool)
+    for number, row in enumerate(rows):
+        mask[number, row] = True
+    return mask.to(device) if device is not None else mask
+
+
+def top_items(scores: torch.Tensor, k: int, item_ids: Sequence[str]) -> list[list[tuple[str, float]]]:
+    """Per row, up to ``k`` ``(item_id, score)`` pairs, best first, leaving out ``-inf`` (excluded) items.
+
+    A row with fewer than ``k`` recommendable items (e.g. ``k`` near the catalog size with the history excluded)
+    returns fewer pairs -- never an excluded item padded in with a ``-inf`` score.
+
+    Args:
+        scores: ``(batch, num_items)`` float scores, ``-inf`` = never recommend.
+        k: items per row.
+        item_ids: catalog ids, column ``j`` = ``item_ids[j]``.
+    """
+    values, columns = scores.topk(min(k, scores.shape[1]), dim=1)  # (batch, k), best first
+    return [[(item_ids[c], v) for c, v in zip(cols, vals) if v != float("-inf")]
+            for cols, vals in zip(columns.tolist(), values.tolist())]
+
+
+def catalog_fingerprint(item_ids: Sequence[str], *codes: Any) -> str:
+    """A short hash of a catalog: the item ids in row order and integer code tables (item codes, token ids).
+
+    ``save_pretrained`` stores it in ``config.json`` (``catalog_fingerprint``) beside the weights, and
+    ``from_pretrained`` recomputes it from the catalog files it loads (``item_ids.json``, ``catalog.safetensors``,
+    ``item_tokenizer/``, the text tokenizer): files from different checkpoints would otherwise load silently and
+    recommend other items than the weights were trained for.
+
+    Args:
+        item_ids: catalog ids, row order. codes: integer arrays/tensors (any shape), or None (skipped).
+    """
+    digest = hashlib.sha256(json.dumps([str(item) for item in item_ids]).encode("utf-8"))
+    for table in codes:
+        if table is None:
+            continue
+        array = np.ascontiguousarray(table.detach().cpu().numpy() if isinstance(table, torch.Tensor) else table,
+                                     dtype=np.int64)
+        digest.update(repr(array.shape).encode("ascii"))
+        digest.update(array.tobytes())
+    return digest.hexdigest()[:16]
+
+
+def check_catalog_fingerprint(config: Any, fingerprint: str, where: Any, files: str) -> None:
+    """Compare a loaded catalog's fingerprint with the one ``config.json`` was saved with.
+
+    Args:
+        config: the loaded model config. fingerprint: :func:`catalog_fingerprint` of what was loaded.
+        where: the checkpoint (for messages). files: the catalog files that were compared (for messages).
+
+    Raises:
+        ValueError: the fingerprints differ (the files do not belong together). A checkpoint saved before
+            fingerprints existed (none in ``config.json``) only logs a warning.
+    """
+    saved = getattr(config, FINGERPRINT_KEY, None)
+    if saved is None:
+        logger.warning_once(
+            f"{where}: config.json has no {FINGERPRINT_KEY} (saved by an older genrec), so nothing checks that "
+            f"{files} belong to these weights; save the model again to add one"
+        )
+        return
+    if saved != fingerprint:
+        raise ValueError(
+            f"{where}: {files} do not belong to the weights: config.json was saved with {FINGERPRINT_KEY} "
+            f"{saved!r} but those files give {fingerprint!r}. Some files come from another checkpoint; copy the "
+            "whole checkpoint folder"
+        )

@@ -63,6 +63,11 @@ class DataArguments:
         default=None,
         metadata={"help": "Keep only the first N users (file order) for quick runs and tests; null = all users."},
     )
+    keep_duplicates: bool = field(
+        default=False,
+        metadata={"help": "Keep duplicate events (same user, item and timestamp). By default they are dropped, "
+                          "counted in metrics.json (data/duplicates_dropped) and logged."},
+    )
 
     def __post_init__(self):
         if not isinstance(self.dataset, str) or not self.dataset:
@@ -71,6 +76,8 @@ class DataArguments:
             isinstance(self.max_users, bool) or not isinstance(self.max_users, int) or self.max_users < 1
         ):
             raise ValueError(f"`data.max_users` ({self.max_users!r}) must be a positive integer or null")
+        if not isinstance(self.keep_duplicates, bool):
+            raise ValueError(f"`data.keep_duplicates` ({self.keep_duplicates!r}) must be true or false")
 
 
 @dataclass

@@ -94,15 +94,17 @@ def prepare_output(output: str | os.PathLike, *, overwrite: bool = False) -> Pat
     return output
 
 
-def load_split(dataset: str, max_users: int | None = None):
+def load_split(dataset: str, max_users: int | None = None, *, keep_duplicates: bool = False):
     """Load a dataset and its leave-one-out split, optionally keeping only the first ``max_users`` users.
+
+    ``keep_duplicates`` is ``load_dataset``'s: duplicate events are dropped (and counted) by default.
 
     Returns:
         ``(data, train_sequences, valid, test)``; the catalog is always the full one.
     """
     from genrec.data import leave_one_out, load_dataset
 
-    data = load_dataset(dataset)
+    data = load_dataset(dataset, keep_duplicates=keep_duplicates)
     split = leave_one_out(data)
     train_sequences, valid, test = split.train_sequences, split.valid, split.test
     if max_users is not None and max_users < data.num_users:
@@ -263,8 +265,10 @@ def _train_and_evaluate(run: RunConfig, staging: Path | None) -> dict[str, Any]:
     args = run.training
     set_seed(args.seed)
     logger.info(f"run config: {run.to_dict()}")
-    data, train_sequences, valid, test = load_split(run.data.dataset, run.data.max_users)
-    logger.info(f"data {data.name}: {len(train_sequences)} users, {data.num_items} items")
+    data, train_sequences, valid, test = load_split(run.data.dataset, run.data.max_users,
+                                                    keep_duplicates=run.data.keep_duplicates)
+    logger.info(f"data {data.name}: {len(train_sequences)} users, {data.num_items} items, "
+                f"{data.duplicates_dropped} duplicate events dropped")
 
     model = build_model(run.model_type, run.model_kwargs, data.item_ids, catalog=data.catalog,
                         train_sequences=train_sequences)
@@ -336,6 +340,7 @@ def _train_and_evaluate(run: RunConfig, staging: Path | None) -> dict[str, Any]:
         "data/name": data.name,
         "data/num_users": len(valid_set),
         "data/num_items": data.num_items,
+        "data/duplicates_dropped": data.duplicates_dropped,
         "model/type": run.model_type,
         "model/loss_type": getattr(model.config, "loss_type", None),
         "model/num_parameters": sum(parameter.numel() for parameter in model.parameters()),
@@ -395,6 +400,7 @@ def evaluate_checkpoint(
     exclude_history: bool = False,
     max_users: int | None = None,
     show_progress: bool = False,
+    keep_duplicates: bool = False,
 ) -> dict[str, Any]:
     """Leave-one-out full-ranking metrics of a saved model on a dataset.
 
@@ -402,6 +408,8 @@ def evaluate_checkpoint(
         checkpoint: a ``save_pretrained`` folder, or a run folder holding ``checkpoint/``.
         dataset: dataset name or folder (its catalog must contain the model's items).
         splits: any of "valid", "test".
+        keep_duplicates: ``load_dataset``'s (duplicate events are dropped by default, as in training); the count
+            dropped is ``data/duplicates_dropped`` in the result.
 
     Returns:
         flat metrics ``{"test/recall@10": ..., ...}``.
@@ -425,7 +433,7 @@ def evaluate_checkpoint(
     model = AutoModel.from_pretrained(path)
     if getattr(model, "item_ids", None) is None:
         raise ValueError(f"checkpoint {str(path)!r} has no item_ids.json; cannot map dataset ids to model rows")
-    data, _, valid, test = load_split(dataset, max_users)
+    data, _, valid, test = load_split(dataset, max_users, keep_duplicates=keep_duplicates)
     unknown = [item for item in data.item_ids if item not in model.item_index]
     if unknown:
         raise ValueError(
@@ -448,4 +456,5 @@ def evaluate_checkpoint(
         )
         metrics.update({f"{split_name}/{key}": value for key, value in values.items()})
         metrics[f"{split_name}/num_users"] = len(ranking)
+    metrics["data/duplicates_dropped"] = data.duplicates_dropped
     return metrics

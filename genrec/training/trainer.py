@@ -40,10 +40,13 @@ class RankingSet(Dataset):
     Args:
         histories: per example, item rows oldest first (already cut to the model's max length).
         targets: ``(n,)`` catalog rows (0-based) of the held-out items.
+        seen_items: per example, the catalog rows (0-based) of the *whole* history, for ``exclude_history``
+            (None: the rows in ``histories``).
     """
 
     histories: list[list[int]]
     targets: torch.LongTensor
+    seen_items: list[list[int]] | None = None
 
     @classmethod
     def from_split(cls, examples, item_index: Mapping[str, int], *, max_length: int) -> "RankingSet":
@@ -54,13 +57,15 @@ class RankingSet(Dataset):
         """
         histories_column = examples["history"] if not isinstance(examples, list) else [e["history"] for e in examples]
         targets_column = examples["target"] if not isinstance(examples, list) else [e["target"] for e in examples]
-        histories = []
+        histories, seen_items = [], []
         for number, history in enumerate(histories_column):
             if len(history) == 0:
                 raise ValueError(f"evaluation example {number} has an empty history")
-            histories.append(encode_rows(list(history)[-max_length:], item_index, where="evaluation history"))
+            rows = encode_rows(list(history), item_index, where="evaluation history")
+            histories.append(rows[-max_length:])
+            seen_items.append([row - 1 for row in rows])
         targets = [row - 1 for row in encode_rows(list(targets_column), item_index, where="evaluation target")]
-        return cls(histories=histories, targets=torch.tensor(targets, dtype=torch.long))
+        return cls(histories=histories, targets=torch.tensor(targets, dtype=torch.long), seen_items=seen_items)
 
     def __len__(self) -> int:
         return len(self.histories)
@@ -87,14 +92,15 @@ def full_ranking_metrics(
         ranking: the examples.
         ks: cut-offs.
         batch_size: histories scored at once (memory = batch_size x num_items floats).
-        exclude_history: set the scores of items already in the history to ``-inf`` first.
+        exclude_history: drop the items already in the history (the whole history, ``ranking.seen_items``, not
+            only the model's window) from the ranking; a target in the history then counts as a miss.
         show_progress: tqdm bar over batches.
 
     Returns:
         ``{"recall@k", "ndcg@k", "mrr@k", ...}`` averaged over all examples (as genrec.evaluation names them).
     """
     from genrec.evaluation import MetricAccumulator, evaluate_scores
-    from genrec.models.sasrec.modeling_sasrec import history_mask
+    from genrec.evaluation.metrics import history_mask
 
     if len(ranking) == 0:
         raise ValueError("cannot evaluate on an empty set of examples")
@@ -107,7 +113,11 @@ def full_ranking_metrics(
         ):
             input_ids = left_pad(ranking.histories[start : start + batch_size]).to(model.device)  # (batch, seq)
             scores = model.score(input_ids)  # (batch, num_items)
-            exclude = history_mask(input_ids, scores.shape[1]) if exclude_history else None  # (batch, num_items)
+            exclude = None
+            if exclude_history:  # (batch, num_items)
+                seen = ranking.seen_items if ranking.seen_items is not None else [
+                    [row - 1 for row in history] for history in ranking.histories]
+                exclude = history_mask(seen[start : start + batch_size], scores.shape[1], device=scores.device)
             targets = ranking.targets[start : start + batch_size].to(scores.device)  # (batch,)
             accumulator.update(evaluate_scores(scores, targets, ks=tuple(ks), exclude=exclude, reduce=False))
     finally:

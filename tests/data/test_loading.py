@@ -271,3 +271,106 @@ def test_cli_stats(capsys, tmp_path):
     assert re.search(r"density\s+1\.0000\n", table)  # 6 interactions / (2 users * 3 items)
     assert main(["data", "stats", str(tmp_path / "missing")]) == 2
     assert "no bundled dataset" in capsys.readouterr().err
+
+
+# ----- silent wrong results: duplicate events and missing-value cells -------------------------------------------
+def _write_log(path, rows, header="user_id,item_id,timestamp"):
+    path.write_text(header + "\n" + "".join(",".join(map(str, row)) + "\n" for row in rows))
+    return path
+
+
+def _synthetic_rows(num_users=60, num_items=40, length=6, seed=0):
+    import random
+
+    rng = random.Random(seed)
+    return [(f"u{u}", f"i{item}", t) for u in range(num_users)
+            for t, item in enumerate(rng.sample(range(num_items), length))]
+
+
+def _repeat_last_item_recall(data, k=10):
+    """Recall@k of a scorer that ranks the last history item first: it exploits any 'test item in history' leak."""
+    import torch
+
+    from genrec.data import leave_one_out
+    from genrec.evaluation import evaluate_scores
+
+    split = leave_one_out(data)
+    index = data.item_index
+    scores = torch.zeros(len(split.test), data.num_items)
+    for row, history in enumerate(split.test["history"]):
+        scores[row, index[history[-1]]] = 1.0
+    targets = torch.tensor([index[t] for t in split.test["target"]])
+    return evaluate_scores(scores, targets, ks=(k,))[f"recall@{k}"]
+
+
+def test_doubled_table_no_longer_leaks_the_test_item(tmp_path, caplog):
+    rows = _synthetic_rows()
+    single = load_dataset(_write_log(tmp_path / "single.csv", rows))
+    doubled_path = _write_log(tmp_path / "doubled.csv", [row for row in rows for _ in range(2)])
+    kept = load_dataset(doubled_path, keep_duplicates=True)
+    assert kept.duplicates_dropped == 0 and kept.num_interactions == 2 * len(rows)
+    assert _repeat_last_item_recall(kept) > 0.9  # the leak the option keeps: test item == last history item
+    with caplog.at_level("WARNING"):
+        data = load_dataset(doubled_path)
+    assert data.duplicates_dropped == len(rows) and data.stats()["duplicates_dropped"] == len(rows)
+    assert f"dropped {len(rows)} duplicate events" in caplog.text
+    assert "keep_duplicates=True" in caplog.text
+    assert data.sequences == single.sequences and data.timestamps == single.timestamps
+    assert _repeat_last_item_recall(data) == _repeat_last_item_recall(single) == 0.0
+    assert single.duplicates_dropped == 0
+
+
+def test_repeat_consumption_is_kept_and_duplicates_without_time(tmp_path):
+    # Same user, item and timestamp twice (even with another item between the ties) is one event; the same item
+    # at a later time is repeat consumption and stays.
+    log = _write_log(tmp_path / "log.csv", [("u", "a", 1), ("u", "b", 2), ("u", "a", 2), ("u", "b", 2),
+                                            ("u", "a", 3), ("v", "a", 1)])
+    data = load_dataset(log)
+    assert data.sequences == {"u": ["a", "b", "a", "a"], "v": ["a"]} and data.timestamps["u"] == [1, 2, 2, 3]
+    assert data.duplicates_dropped == 1
+    assert data.stats()["users_with_repeats"] == 1 and data.stats()["last_item_in_history_rate"] == 0.5
+    # Without a time column the file order is the time: an item right after itself is the duplicate.
+    plain = _write_log(tmp_path / "plain.csv", [("u", "a"), ("u", "a"), ("u", "b"), ("u", "a")], "user,item")
+    assert load_dataset(plain).sequences == {"u": ["a", "b", "a"]}
+    assert load_dataset(plain, keep_duplicates=True).sequences == {"u": ["a", "a", "b", "a"]}
+    # MovieLens and S3-Rec files follow the same rule.
+    ml = _write_movielens(tmp_path / "ml", ["1::10::5::7", "1::10::5::7", "1::20::4::8"])
+    assert load_dataset(ml).sequences == {"1": ["10", "20"]}
+    s3 = _write_s3rec(tmp_path / "s3", ["1 5 5 2 5"])
+    assert load_dataset(s3).sequences == {"1": ["5", "2", "5"]}
+
+
+def test_cli_stats_reports_dropped_duplicates(capsys, tmp_path):
+    from genrec.cli import main
+
+    rows = _synthetic_rows(num_users=4, length=4)
+    log = _write_log(tmp_path / "doubled.csv", rows + rows)
+    assert main(["data", "stats", str(log), "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["duplicates_dropped"] == len(rows) and stats["num_interactions"] == len(rows)
+    assert main(["data", "stats", str(log), "--json", "--keep-duplicates"]) == 0
+    assert json.loads(capsys.readouterr().out)["duplicates_dropped"] == 0
+    assert main(["data", "stats", str(log)]) == 0
+    assert re.search(rf"duplicates_dropped\s+{len(rows)}\n", capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("cell", ["NaN", "nan", "null", "NULL", "NA", "N/A", "None", "<NA>"])
+def test_missing_value_cells_are_not_item_ids(tmp_path, cell):
+    csv = tmp_path / "log.csv"
+    csv.write_text(f"user_id,item_id,timestamp\nu,a,1\nu,{cell},2\nv,a,1\n")
+    with pytest.raises(ValueError, match=rf"log.csv:3: missing value '{re.escape(cell)}' in id column 'item_id'"):
+        load_dataset(csv)
+    csv.write_text(f"user_id,item_id,timestamp\nu,a,1\n{cell},b,2\n")
+    with pytest.raises(ValueError, match=r"log.csv:3: missing value .* in id column 'user_id'"):
+        load_dataset(csv)
+    pd.DataFrame({"user_id": ["u", "u"], "item_id": ["a", cell], "timestamp": [1, 2]}).to_parquet(
+        tmp_path / "log.parquet")
+    with pytest.raises(ValueError, match=r"log.parquet row 1: missing value"):
+        load_dataset(tmp_path / "log.parquet")
+    ml = _write_movielens(tmp_path / "ml", ["1::10::5::7", f"1::{cell}::5::8"])
+    with pytest.raises(ValueError, match=r"ratings.dat:2: missing value"):
+        load_dataset(ml)
+    if " " not in cell:
+        s3 = _write_s3rec(tmp_path / "s3", ["1 5 2", f"2 5 {cell} 2"])
+        with pytest.raises(ValueError, match=rf"sequential_data.txt:2: missing value '{re.escape(cell)}'"):
+            load_dataset(s3)

@@ -120,6 +120,33 @@ def test_trained_model_recommends_by_grounding_and_by_constrained_titles(base_fo
     assert sorted(items[0].tolist()) == list(range(len(IDS)))
 
 
+def test_recommend_returns_fewer_items_instead_of_excluded_ones(base_folder):
+    model = _model(base_folder).eval()
+    history = IDS[:4]  # two items left to recommend
+    for method in ("embedding", "constrained"):
+        result = model.recommend([history], k=len(IDS), method=method)[0]
+        assert sorted(item for item, _ in result) == IDS[4:], method  # not 6 items, 4 of them with -inf
+        assert all(score > float("-inf") for _, score in result), method
+
+
+def test_constrained_recommend_caps_beams_at_the_catalog_and_bounds_beam_rows(base_folder, monkeypatch):
+    import genrec.models.bigrec.modeling_bigrec as modeling
+
+    model = _model(base_folder, num_beams=50).eval()  # more beams configured than the 6 items
+    calls = []
+    original = model.generate
+
+    def counting_generate(input_ids, mask, **kwargs):
+        calls.append((input_ids.shape[0], kwargs["num_beams"]))
+        return original(input_ids, mask, **kwargs)
+
+    monkeypatch.setattr(model, "generate", counting_generate)
+    monkeypatch.setattr(modeling, "MAX_BEAM_ROWS", 2 * len(IDS))  # two users per beam search
+    result = model.recommend([["i0"], ["i1"], ["i2"]], k=len(IDS), method="constrained", exclude_history=False)
+    assert calls == [(2, len(IDS)), (1, len(IDS))]
+    assert [sorted(item for item, _ in pairs) for pairs in result] == [IDS] * 3
+
+
 def test_save_load_with_base_id_and_merge_and_unload(base_folder, tmp_path):
     model = _model(base_folder)
     _train(model, steps=10)
@@ -135,6 +162,11 @@ def test_save_load_with_base_id_and_merge_and_unload(base_folder, tmp_path):
     merged = loaded.merge_and_unload()
     assert isinstance(merged, LlamaForCausalLM) and not any("lora_" in n for n, _ in merged.named_parameters())
     torch.testing.assert_close(merged(input_ids=input_ids, attention_mask=mask).logits, expected, atol=1e-5, rtol=1e-5)
+    catalog = json.loads((tmp_path / "bigrec" / "catalog.json").read_text())
+    catalog["titles"] = catalog["titles"][::-1]  # another checkpoint's catalog: same ids, other items
+    (tmp_path / "bigrec" / "catalog.json").write_text(json.dumps(catalog))
+    with pytest.raises(ValueError, match=r"catalog.json and tokenizer/ do not belong to the weights"):
+        AutoModelForCausalLM.from_pretrained(tmp_path / "bigrec")
     loaded.save_pretrained(tmp_path / "merged")
     reloaded = BIGRecForCausalLM.from_pretrained(tmp_path / "merged")
     assert not reloaded.config.use_lora

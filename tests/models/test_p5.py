@@ -165,6 +165,45 @@ def test_recommend_contract_and_score(item_tokenizer):
         model.recommend([["nope"]], k=3)
 
 
+def test_recommend_caps_k_at_the_catalog_and_bounds_the_beam_rows(item_tokenizer, monkeypatch):
+    import genrec.models.generative as generative
+
+    model = _model(item_tokenizer)
+    with pytest.raises(ValueError, match=r"`k` \(1000000\) must be an integer in \[1, 40\]"):
+        model.recommend([["i1"]], k=1_000_000)  # used to ask beam search for a million beams
+    histories = [["i1", "i2"], ["i3"], ["i4", "i5", "i6"]]
+    everything = model.recommend(histories, k=NUM_ITEMS)
+    assert [len(pairs) for pairs in everything] == [NUM_ITEMS] * 3
+    assert model.recommend(histories, k=5, num_beams=1_000_000) == model.recommend(histories, k=5, num_beams=NUM_ITEMS)
+    calls = []
+    original = beam_search
+
+    def counting_beam_search(*args, **kwargs):
+        calls.append((kwargs["input_ids"].shape[0], kwargs["num_beams"]))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr("genrec.decoding.beam_search", counting_beam_search)
+    monkeypatch.setattr(generative, "MAX_BEAM_ROWS", 2 * NUM_ITEMS)  # two users per beam-search call
+    items, scores = model.recommend_rows([[1]], 3 * NUM_ITEMS)  # rows API: columns past the catalog are "no item"
+    assert calls[-1] == (1, NUM_ITEMS) and items.shape == (1, 3 * NUM_ITEMS)
+    assert sorted(items[0, :NUM_ITEMS].tolist()) == list(range(NUM_ITEMS)) and (items[0, NUM_ITEMS:] == -1).all()
+    assert torch.isinf(scores[0, NUM_ITEMS:]).all()
+    calls.clear()
+    grouped = model.recommend(histories, k=NUM_ITEMS)
+    assert calls == [(2, NUM_ITEMS), (1, NUM_ITEMS)]
+    for got, want in zip(grouped, everything):  # same items; scores up to float noise of other batch shapes
+        assert [item for item, _ in got] == [item for item, _ in want]
+        assert [score for _, score in got] == pytest.approx([score for _, score in want], abs=1e-5)
+
+
+def test_recommend_can_exclude_the_history(item_tokenizer):
+    model = _model(item_tokenizer)
+    history = [f"i{n}" for n in range(NUM_ITEMS - 2)]
+    result = model.recommend([history], k=5, exclude_history=True)[0]
+    assert sorted(item for item, _ in result) == [f"i{NUM_ITEMS - 2}", f"i{NUM_ITEMS - 1}"]
+    assert len(model.recommend([history], k=5)[0]) == 5
+
+
 def test_direct_recommendation_ranks_only_candidates(item_tokenizer):
     model = _model(item_tokenizer, direct_task_ratio=1.0)
     example = model.example_encoder().training_example([1, 2], [7], random.Random(0))
@@ -201,6 +240,27 @@ def test_save_load_auto_classes(item_tokenizer, tmp_path):
     torch.testing.assert_close(loaded(input_ids=input_ids, decoder_input_ids=start).logits,
                                model(input_ids=input_ids, decoder_input_ids=start).logits)
     assert loaded.recommend([["i1", "i2"]], k=4) == model.recommend([["i1", "i2"]], k=4)
+
+
+def test_load_refuses_item_tokenizer_and_catalog_from_another_checkpoint(item_tokenizer, tmp_path):
+    import copy
+    import shutil
+
+    other_tokenizer = copy.deepcopy(item_tokenizer)  # same vocabulary, items i0 and i1 trade codes
+    codes = other_tokenizer.codes.copy()
+    codes[[0, 1]] = codes[[1, 0]]
+    other_tokenizer._set_codes(codes, other_tokenizer.codebook_sizes)
+    model = _model(item_tokenizer)
+    model.save_pretrained(tmp_path / "a")
+    model.bind_item_tokenizer(other_tokenizer, model.tokenizer)  # "another checkpoint": same text tokenizer
+    model.save_pretrained(tmp_path / "b")
+    # b's item tokenizer and catalog agree with each other and with the text tokenizer, not with a's weights
+    shutil.rmtree(tmp_path / "a" / "item_tokenizer")
+    shutil.copytree(tmp_path / "b" / "item_tokenizer", tmp_path / "a" / "item_tokenizer")
+    shutil.copy(tmp_path / "b" / "catalog.safetensors", tmp_path / "a" / "catalog.safetensors")
+    with pytest.raises(ValueError, match=r"item_tokenizer/, catalog.safetensors and the tokenizer files do not belong"):
+        AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "a")
+    assert AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "b").item_tokenizer.codes.tolist() == codes.tolist()
 
 
 def test_backbone_from_t5_folder(item_tokenizer, tmp_path):

@@ -223,6 +223,15 @@ def test_recommend_contract_and_exclusion():
         model.recommend([["nope"]], k=2)
 
 
+def test_recommend_excludes_the_whole_history_and_never_pads_with_excluded_items():
+    model = _model()  # max_position_embeddings 6: the model reads the last 6 items
+    history = [f"i{j}" for j in range(8)]
+    result = model.recommend([history], k=NUM_ITEMS)[0]
+    assert sorted(item for item, _ in result) == ["i8", "i9"]  # the 2 items left, not 10 with -inf scores
+    assert all(score > float("-inf") for _, score in result)
+    assert len(model.recommend([history], k=NUM_ITEMS, exclude_history=False)[0]) == NUM_ITEMS
+
+
 def test_collided_items_are_all_reachable_by_recommend():
     ids, codes, text = _catalog_arrays()
     codes[3] = codes[4]  # items i3 and i4 share every code
@@ -265,6 +274,19 @@ def test_save_load_with_tokenizer_and_catalog_via_auto_class(tmp_path, input_gra
     assert loaded.catalog_codes[1:].tolist() == tokenizer.encode_embeddings(new_text).tolist()
     recs = loaded.recommend([["n0", "n1"]], k=2)
     assert {item for item, _ in recs[0]} <= {"n2", "n3"}
+
+
+def test_load_refuses_catalog_files_from_another_checkpoint(tmp_path):
+    import shutil
+
+    _model().save_pretrained(tmp_path / "a")
+    ids, codes, text = _catalog_arrays(seed=1)
+    torch.manual_seed(0)
+    RecGPTForCausalLM(RecGPTConfig(**TINY), item_ids=ids, item_codes=(codes + 1) % 12,
+                      item_text_embeddings=text).save_pretrained(tmp_path / "b")
+    shutil.copy(tmp_path / "b" / "catalog.safetensors", tmp_path / "a" / "catalog.safetensors")
+    with pytest.raises(ValueError, match=r"catalog.safetensors .* do not belong to the weights"):
+        AutoModelForCausalLM.from_pretrained(tmp_path / "a")
 
 
 @pytest.mark.parametrize(

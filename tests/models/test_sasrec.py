@@ -148,6 +148,23 @@ def test_save_load_round_trip_with_auto_classes(tmp_path):
     assert model.recommend([["item1", "item2"]], k=5) == loaded.recommend([["item1", "item2"]], k=5)
 
 
+def test_load_refuses_a_catalog_from_another_checkpoint_and_warns_on_old_ones(tmp_path, caplog):
+    import shutil
+
+    tiny_model().save_pretrained(tmp_path / "a")
+    SASRecModel(tiny_config(), item_ids=ITEM_IDS[::-1]).save_pretrained(tmp_path / "b")
+    assert json.loads((tmp_path / "a" / "config.json").read_text())["catalog_fingerprint"]
+    shutil.copy(tmp_path / "b" / "item_ids.json", tmp_path / "a" / "item_ids.json")  # swapped: other columns
+    with pytest.raises(ValueError, match=r"item_ids.json do not belong to the weights.*catalog_fingerprint"):
+        AutoModel.from_pretrained(tmp_path / "a")
+    config = json.loads((tmp_path / "b" / "config.json").read_text())
+    del config["catalog_fingerprint"]  # a checkpoint saved before fingerprints: loads, with a warning
+    (tmp_path / "b" / "config.json").write_text(json.dumps(config))
+    with caplog.at_level("WARNING"):
+        assert AutoModel.from_pretrained(tmp_path / "b").item_ids == ITEM_IDS[::-1]
+    assert "no catalog_fingerprint" in caplog.text
+
+
 # ----- recommend ----------------------------------------------------------------------------------
 def test_recommend_returns_catalog_ids_best_first():
     model = tiny_model().eval()
@@ -165,12 +182,20 @@ def test_recommend_returns_catalog_ids_best_first():
         assert ids == [ITEM_IDS[column] for column in expected]
 
 
-def test_recommend_excludes_history():
+def test_recommend_excludes_the_whole_history_beyond_the_window():
     model = tiny_model().eval()
-    history = [f"item{j}" for j in range(NUM_ITEMS - 3)]  # longer than max_position_embeddings too
-    result = model.recommend([history], k=3, exclude_history=True)[0]
-    # Only the last 8 items are read (max_position_embeddings); those are never recommended.
-    assert not {item_id for item_id, _ in result} & set(history[-8:])
+    history = [f"item{j}" for j in range(NUM_ITEMS - 13)]  # 17 items; the model reads the last 8
+    result = model.recommend([history], k=10, exclude_history=True)[0]
+    assert len(result) == 10 and not {item_id for item_id, _ in result} & set(history)
+
+
+def test_recommend_returns_fewer_items_instead_of_excluded_ones():
+    model = tiny_model().eval()
+    history = [f"item{j}" for j in range(NUM_ITEMS - 3)]  # only item27..item29 are left to recommend
+    result = model.recommend([history, ["item0"]], k=10, exclude_history=True)
+    assert sorted(item_id for item_id, _ in result[0]) == ["item27", "item28", "item29"]
+    assert all(score > float("-inf") for _, score in result[0]) and len(result[1]) == 10
+    assert len(model.recommend([history], k=NUM_ITEMS, exclude_history=True)[0]) == 3
 
 
 def test_history_mask():

@@ -36,13 +36,17 @@ from genrec.models.bigrec.configuration_bigrec import (
 )
 from genrec.models.bigrec.grounding import grounding_scores, llm_text_embeddings
 from genrec.models.bigrec.prompts import build_prompt, clean_title, format_response
-from genrec.models.histories import history_rows
+from genrec.models.histories import catalog_fingerprint, check_catalog_fingerprint, history_rows, top_items
+from genrec.utils.threads import warn_if_threads_may_spin
 
 logger = logging.get_logger(__name__)
 
 __all__ = ["BIGRecForCausalLM", "load_base_model", "resolve_base_model"]
 
 ADAPTER_DIR, MERGED_DIR, TOKENIZER_DIR, CATALOG_FILE = "adapter", "model", "tokenizer", "catalog.json"
+# Beam rows (users x beams) one constrained beam search holds at most in recommend(): each row carries a
+# full-vocabulary log-softmax (49k floats for SmolLM2), so a large k decodes fewer users at a time.
+MAX_BEAM_ROWS = 2_048
 
 
 def resolve_base_model(name: str, gguf_file: str | None = None) -> tuple[str, str | None]:
@@ -308,7 +312,8 @@ class BIGRecForCausalLM(PreTrainedModel):
             histories: one list of catalog item ids per user, oldest first.
             k: items per user, ``1..num_items``.
             method: ``"embedding"`` (generate text, ground by L2 distance + options of the config) or
-                ``"constrained"`` (title-constrained beam search, ``max(k, num_beams)`` beams); default
+                ``"constrained"`` (title-constrained beam search, ``max(k, num_beams)`` beams, at most one per
+                item; histories are decoded in groups of at most ``MAX_BEAM_ROWS // beams``); default
                 ``config.grounding``.
             exclude_history: never recommend an item of the history.
             collaborative_scores: ``(len(histories), num_items)`` scores to fuse (embedding method,
@@ -316,7 +321,8 @@ class BIGRecForCausalLM(PreTrainedModel):
             batch_size: histories per generation batch.
 
         Returns:
-            per history, ``k`` ``(item_id, score)`` pairs, best first.
+            per history, ``k`` ``(item_id, score)`` pairs, best first; fewer when fewer than ``k`` items are left
+            after the exclusion (never an excluded item with a ``-inf`` score).
         """
         self._require_catalog()
         method = method or self.config.grounding
@@ -324,6 +330,11 @@ class BIGRecForCausalLM(PreTrainedModel):
             raise ValueError(f"`method` ({method!r}) must be one of ['embedding', 'constrained']")
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= len(self.item_ids):
             raise ValueError(f"`k` ({k!r}) must be an integer in [1, {len(self.item_ids)}]")
+        if next(self.llm.parameters()).device.type == "cpu":
+            warn_if_threads_may_spin()
+        beams = min(max(k, self.config.num_beams), len(self.item_ids))  # constrained: never more beams than items
+        if method == "constrained":
+            batch_size = max(1, min(batch_size, MAX_BEAM_ROWS // beams))
         was_training = self.training
         self.eval()
         results: list[list[tuple[str, float]]] = []
@@ -338,7 +349,6 @@ class BIGRecForCausalLM(PreTrainedModel):
                         seen[row, [self._item_index[str(i)] for i in history]] = True
                 if method == "constrained":
                     input_ids, mask = self.encode_prompts(prompts)
-                    beams = max(k, self.config.num_beams)
                     items, scores = self.generate(input_ids, mask, num_beams=beams, top_k=k,
                                                   banned_items=seen if exclude_history else None)
                     for row_items, row_scores in zip(items.tolist(), scores.tolist()):
@@ -350,10 +360,9 @@ class BIGRecForCausalLM(PreTrainedModel):
                 scores = grounding_scores(
                     generated, item_embeddings, popularity=self.item_popularity, gamma=self.config.popularity_gamma,
                     collaborative_scores=collab, collaborative_weight=self.config.collaborative_weight,
-                ).masked_fill(seen, float("-inf"))
-                values, columns = scores.topk(k, dim=1)
-                for cols, vals in zip(columns.tolist(), values.tolist()):
-                    results.append([(self.item_ids[c], v) for c, v in zip(cols, vals)])
+                )
+                scores = scores.masked_fill(seen.to(scores.device), float("-inf"))
+                results.extend(top_items(scores, k, self.item_ids))
         finally:
             self.train(was_training)
         return results
@@ -378,6 +387,8 @@ class BIGRecForCausalLM(PreTrainedModel):
 
         directory = Path(save_directory)
         directory.mkdir(parents=True, exist_ok=True)
+        if self.item_ids is not None:  # ties catalog.json and the tokenizer to these weights (from_pretrained checks)
+            self.config.catalog_fingerprint = self._catalog_fingerprint()
         self.config.save_pretrained(directory)
         with atomic_directory(directory / (ADAPTER_DIR if self.config.use_lora else MERGED_DIR)) as weights:
             self.llm.save_pretrained(weights)
@@ -395,6 +406,7 @@ class BIGRecForCausalLM(PreTrainedModel):
 
         Raises:
             FileNotFoundError: no config.json, or neither ``adapter/`` nor ``model/``.
+            ValueError: ``catalog.json`` or the tokenizer are not the ones the weights were saved with.
         """
         directory = Path(pretrained_model_name_or_path)
         if not directory.is_dir():
@@ -418,7 +430,15 @@ class BIGRecForCausalLM(PreTrainedModel):
         if (directory / CATALOG_FILE).is_file():
             catalog = json.loads((directory / CATALOG_FILE).read_text(encoding="utf-8"))
             model.set_catalog(catalog["item_ids"], catalog["titles"], catalog.get("popularity"))
+            check_catalog_fingerprint(model.config, model._catalog_fingerprint(), directory,
+                                      f"{CATALOG_FILE} and {TOKENIZER_DIR}/")
         return model
+
+    def _catalog_fingerprint(self) -> str:
+        """Fingerprint of the catalog (ids, titles) and of the text tokenizer's vocabulary."""
+        vocabulary = sorted(self.tokenizer.get_vocab().items(), key=lambda pair: pair[1])
+        return catalog_fingerprint([*self.item_ids, *self.item_titles, *(token for token, _ in vocabulary)],
+                                   [token_id for _, token_id in vocabulary])
 
     @classmethod
     def from_catalog(cls, config: BIGRecConfig, catalog: Any, popularity: Sequence[float] | None = None, **kwargs: Any):

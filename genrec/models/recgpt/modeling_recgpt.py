@@ -660,29 +660,33 @@ class RecGPTForCausalLM(RecGPTPreTrainedModel):
         Args:
             histories: one list of catalog item ids per user, oldest first.
             k: items per user, ``1..num_items``.
-            exclude_history: never recommend an item already in the history.
+            exclude_history: never recommend an item of the history (all of it, also items older than the
+                model's window).
             batch_size: histories per forward pass.
 
         Returns:
-            per history, ``k`` ``(item_id, log-probability)`` pairs, best first.
+            per history, ``k`` ``(item_id, log-probability)`` pairs, best first; fewer when fewer than ``k`` items
+            are left after the exclusion (never an excluded item with a ``-inf`` score).
         """
         self._require_catalog()
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= self.num_items:
             raise ValueError(f"`k` ({k!r}) must be an integer in [1, {self.num_items}]")
+        from genrec.models.histories import seen_items_mask, top_items
+        from genrec.utils.threads import warn_if_threads_may_spin
+
+        if self.text_proj.device.type == "cpu":
+            warn_if_threads_may_spin()
         was_training = self.training
         self.eval()
         results = []
         try:
             for start in range(0, len(histories), batch_size):
-                input_ids = self.encode_histories(histories[start:start + batch_size])
-                scores = self.score(input_ids)  # (B, N)
-                if exclude_history:
-                    seen = torch.zeros(scores.shape[0], self.num_items + 1, dtype=torch.bool, device=scores.device)
-                    seen.scatter_(1, input_ids, True)
-                    scores = scores.masked_fill(seen[:, 1:], float("-inf"))
-                values, columns = scores.topk(k, dim=1)
-                for cols, vals in zip(columns.tolist(), values.tolist()):
-                    results.append([(self.item_ids[c], v) for c, v in zip(cols, vals)])
+                chunk = histories[start:start + batch_size]
+                scores = self.score(self.encode_histories(chunk))  # (B, N)
+                if exclude_history:  # the whole history, not only the window the model reads
+                    seen = seen_items_mask(chunk, self._item_index, self.num_items, device=scores.device)
+                    scores = scores.masked_fill(seen, float("-inf"))
+                results.extend(top_items(scores, k, self.item_ids))
         finally:
             self.train(was_training)
         return results
@@ -695,6 +699,8 @@ class RecGPTForCausalLM(RecGPTPreTrainedModel):
 
         from genrec.utils.io import atomic_write_bytes, atomic_write_json
 
+        if self.item_ids is not None:  # ties the catalog files to these weights (checked by from_pretrained)
+            self.config.catalog_fingerprint = self._catalog_fingerprint()
         super().save_pretrained(save_directory, *args, **kwargs)
         if not kwargs.get("is_main_process", True):
             return
@@ -708,7 +714,11 @@ class RecGPTForCausalLM(RecGPTPreTrainedModel):
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *args, **kwargs):
-        """``PreTrainedModel.from_pretrained`` that also restores the catalog and the item tokenizer."""
+        """``PreTrainedModel.from_pretrained`` that also restores the catalog and the item tokenizer.
+
+        Raises:
+            ValueError: those files are not the ones the weights were saved with (config.json's fingerprint).
+        """
         from safetensors.torch import load_file
         from transformers.utils import cached_file
 
@@ -732,4 +742,18 @@ class RecGPTForCausalLM(RecGPTPreTrainedModel):
             from genrec.tokenization import AutoItemTokenizer
 
             model.item_tokenizer = AutoItemTokenizer.from_pretrained(str(Path(tokenizer_config).parent))
+        if model.item_ids is not None:
+            from genrec.models.histories import check_catalog_fingerprint
+
+            check_catalog_fingerprint(model.config, model._catalog_fingerprint(), pretrained_model_name_or_path,
+                                      f"{ITEM_IDS_FILE}, {CATALOG_FILE} and {ITEM_TOKENIZER_DIR}/")
         return model
+
+    def _catalog_fingerprint(self) -> str:
+        """Fingerprint of the catalog ids and codes, and of the item tokenizer's codes when one is attached."""
+        from genrec.models.histories import catalog_fingerprint
+
+        tokenizer = self.item_tokenizer
+        tokenizer_ids = [] if tokenizer is None else [f"tokenizer:{item}" for item in tokenizer.item_ids]
+        return catalog_fingerprint(list(self.item_ids) + tokenizer_ids, self.catalog_codes[1:],
+                                   None if tokenizer is None else tokenizer.codes)

@@ -32,8 +32,17 @@ from transformers import PreTrainedModel
 from transformers.activations import ACT2FN
 from transformers.utils import ModelOutput, cached_file, logging
 
-from genrec.models.histories import CatalogIdsMixin, history_rows, left_padded_rows
+from genrec.models.histories import (
+    CatalogIdsMixin,
+    catalog_fingerprint,
+    check_catalog_fingerprint,
+    history_rows,
+    left_padded_rows,
+    seen_items_mask,
+    top_items,
+)
 from genrec.models.sasrec.configuration_sasrec import SASRecConfig
+from genrec.utils.threads import warn_if_threads_may_spin
 
 __all__ = ["SASRecModel", "SASRecOutput", "SASRecPreTrainedModel", "ITEM_IDS_FILE", "history_mask"]
 
@@ -316,11 +325,13 @@ class SASRecModel(CatalogIdsMixin, SASRecPreTrainedModel):
         Args:
             histories: one list of catalog item ids per user, oldest first.
             k: how many items to return per user (1..num_items).
-            exclude_history: drop items already in the history (Beauty has no repeated purchases).
+            exclude_history: drop every item of the history, also those older than the model's window
+                (``max_position_embeddings``).
             batch_size: histories scored at once.
 
         Returns:
-            per history, ``k`` ``(item_id, score)`` pairs, best first.
+            per history, ``k`` ``(item_id, score)`` pairs, best first; fewer when fewer than ``k`` items are left
+            after the exclusion (never an excluded item with a ``-inf`` score).
 
         Raises:
             ValueError: ``k`` out of range, or a history is empty / holds an unknown id.
@@ -329,25 +340,29 @@ class SASRecModel(CatalogIdsMixin, SASRecPreTrainedModel):
             raise ValueError(f"`k` ({k!r}) must be an integer in [1, {self.config.num_items}]")
         if isinstance(histories, str):
             raise ValueError("`histories` must be a list of histories (lists of item ids), not a string")
+        if self.device.type == "cpu":
+            warn_if_threads_may_spin()
         was_training = self.training
         self.eval()
         results: list[list[tuple[str, float]]] = []
         try:
             for start in range(0, len(histories), batch_size):
-                input_ids = self.encode_histories(histories[start : start + batch_size])
-                scores = self.score(input_ids)  # (batch, num_items)
-                if exclude_history:
-                    scores = scores.masked_fill(history_mask(input_ids, self.config.num_items), float("-inf"))
-                top_scores, top_columns = scores.topk(k, dim=1)  # (batch, k), best first
-                for columns, values in zip(top_columns.tolist(), top_scores.tolist()):
-                    results.append([(self.item_ids[column], value) for column, value in zip(columns, values)])
+                chunk = histories[start : start + batch_size]
+                scores = self.score(self.encode_histories(chunk))  # (batch, num_items)
+                if exclude_history:  # the whole history, not only the window the model reads
+                    seen = seen_items_mask(chunk, self._item_index, self.config.num_items, device=scores.device)
+                    scores = scores.masked_fill(seen, float("-inf"))
+                results.extend(top_items(scores, k, self.item_ids))
         finally:
             self.train(was_training)
         return results
 
     # ----- persistence -----------------------------------------------------------------------------
     def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs) -> None:
-        """``PreTrainedModel.save_pretrained`` plus ``item_ids.json`` (the catalog, column order)."""
+        """``PreTrainedModel.save_pretrained`` plus ``item_ids.json`` (the catalog, column order); config.json gets
+        the catalog's fingerprint, which ``from_pretrained`` checks."""
+        if self.item_ids is not None:
+            self.config.catalog_fingerprint = catalog_fingerprint(self.item_ids)
         super().save_pretrained(save_directory, *args, **kwargs)
         if self.item_ids is not None:
             from genrec.utils.io import atomic_write_json
@@ -356,7 +371,11 @@ class SASRecModel(CatalogIdsMixin, SASRecPreTrainedModel):
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *args, **kwargs):
-        """``PreTrainedModel.from_pretrained`` that also restores ``item_ids.json`` when present."""
+        """``PreTrainedModel.from_pretrained`` that also restores ``item_ids.json`` when present.
+
+        Raises:
+            ValueError: ``item_ids.json`` is not the catalog the weights were saved with (config.json's fingerprint).
+        """
         model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
         lookup = {
             key: kwargs[key] for key in ("cache_dir", "revision", "token", "local_files_only", "subfolder") if key in kwargs
@@ -371,6 +390,8 @@ class SASRecModel(CatalogIdsMixin, SASRecPreTrainedModel):
         if path is not None:
             with open(path, encoding="utf-8") as handle:
                 model.set_item_ids(json.load(handle)["item_ids"])
+            check_catalog_fingerprint(model.config, catalog_fingerprint(model.item_ids), pretrained_model_name_or_path,
+                                      ITEM_IDS_FILE)
         else:
             logger.warning(f"{pretrained_model_name_or_path}: no {ITEM_IDS_FILE}; recommend() needs set_item_ids()")
         return model
