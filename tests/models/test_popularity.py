@@ -109,3 +109,13 @@ def test_genrec_train_and_evaluate_write_a_run_folder(tmp_path, toy_dataset, cap
     evaluated = json.loads(report.read_text())
     for key in ("test/recall@10", "test/ndcg@10", "valid/ndcg@5"):
         assert evaluated[key] == pytest.approx(metrics[key], abs=1e-12)
+
+
+def test_beauty_preset_parses():
+    from pathlib import Path
+
+    from genrec.training import load_run_config
+
+    run = load_run_config(Path(__file__).resolve().parents[2] / "scripts" / "configs" / "popularity-beauty.yaml")
+    assert run.model_type == "popularity" and run.data.dataset == "amazon-beauty" and run.data.max_users is None
+    assert run.training.exclude_history_items is False and 10 in run.training.eval_ks

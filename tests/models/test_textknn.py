@@ -145,3 +145,13 @@ def test_genrec_train_writes_a_run_folder(tmp_path, toy_dataset, monkeypatch):
     assert metrics["test/recall@1"] == 1.0 and metrics["valid/recall@1"] == 1.0
     assert metrics["curve/valid/ndcg@5"][0][1] == metrics["valid/ndcg@5"]
     assert (output / "checkpoint" / "model.safetensors").is_file()
+
+
+def test_beauty_preset_parses():
+    from pathlib import Path
+
+    from genrec.training import load_run_config
+
+    run = load_run_config(Path(__file__).resolve().parents[2] / "scripts" / "configs" / "textknn-beauty.yaml")
+    assert run.model_type == "textknn" and run.data.dataset == "amazon-beauty" and run.data.max_users is None
+    assert run.training.exclude_history_items is False and run.model_kwargs["last_items"] == 1
