@@ -148,13 +148,18 @@ def run_one(run: dict[str, Any], workdir: Path, budget_minutes: float, marks: li
     for override in [*run["extra"], *overrides]:
         command += ["--set", override]
     start = time.time()
-    with open(log_path, "w", encoding="utf-8") as log:
-        process = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, cwd=workdir, timeout=timeout_seconds,
-                                 check=False)
     row: dict[str, Any] = {key: run[key] for key in ("name", "config", "model_type", "role")}
-    row["wall_seconds"] = round(time.time() - start, 1)
     row["command"] = " ".join(command[1:])
     row["log"] = str(log_path)
+    with open(log_path, "w", encoding="utf-8") as log:
+        try:
+            process = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, cwd=workdir,
+                                     timeout=timeout_seconds, check=False)
+        except subprocess.TimeoutExpired:  # recorded as this run's error; the benchmark exits with status 1
+            row["wall_seconds"] = round(time.time() - start, 1)
+            row["error"] = f"killed after the run timeout of {timeout_seconds:.0f}s (--run-timeout-minutes); see {log_path}"
+            return row
+    row["wall_seconds"] = round(time.time() - start, 1)
     if process.returncode != 0:
         tail = log_path.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-15:]
         row["error"] = f"exit status {process.returncode}; last lines of {log_path}:\n" + "\n".join(tail)
@@ -200,7 +205,8 @@ def write_plot(rows: list[dict[str, Any]], path: Path, budget_minutes: float, ti
     axes.set_xlim(0, budget_minutes)
     axes.set_ylim(bottom=0)
     axes.grid(True, alpha=0.3)
-    axes.legend(fontsize=8)
+    if axes.get_legend_handles_labels()[0]:  # every run failed: an empty plot, no legend
+        axes.legend(fontsize=8)
     axes.set_title(title, fontsize=9)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

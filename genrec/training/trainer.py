@@ -301,6 +301,8 @@ class WallClockEvalCallback(TrainerCallback):
         return control
 
     def on_step_end(self, args, state, control, **kwargs):
+        if not self.marks:  # only recording: no per-step collective under DDP
+            return control
         elapsed = self.elapsed_minutes()
         passed = self._next_mark < len(self.marks) and elapsed >= self.marks[self._next_mark]
         if _broadcast_flag(passed):

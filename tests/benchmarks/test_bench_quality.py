@@ -70,3 +70,16 @@ def test_bench_quality_runs_models_one_after_another_and_writes_curves_and_plot(
     assert labels == sorted(labels, key=list(rows).index)
     assert saved["load_average"]["load_1m_mean"] is not None and plot.read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "runs" / "sasrec-toy" / "checkpoint" / "model.safetensors").is_file()
+
+
+@pytest.mark.slow
+def test_a_failing_run_is_reported_and_the_benchmark_exits_with_status_1(tmp_path, capsys):
+    bench = _bench_module()
+    config = tmp_path / "broken.yaml"
+    config.write_text(yaml.safe_dump({"model": {"type": "popularity"}, "data": {"dataset": str(tmp_path / "nothing")}}))
+    result = tmp_path / "bench.json"
+    code = bench.main(["--configs", str(config), "--no-baselines", "--budget-minutes", "1", "--result", str(result)])
+    assert code == 1
+    [row] = json.loads(result.read_text())["runs"]
+    assert row["name"] == "broken" and row["error"].startswith("exit status 2")
+    assert "FAILED" in capsys.readouterr().out

@@ -79,6 +79,9 @@ def test_bad_embeddings_are_refused():
     zero[2] = 0.0
     with pytest.raises(ValueError, match="1 all-zero rows"):
         TextKNNModel(config, item_ids=list(ANGLES), item_embeddings=zero)
+    catalog = ItemCatalog(list(ANGLES), [{"title": name} for name in ANGLES])
+    with pytest.raises(ValueError, match=r"`embedding_dim` \(5\) does not match the encoder's vectors \(3\)"):
+        TextKNNModel.from_catalog(catalog, embeddings=_vectors(), embedding_dim=5)
 
 
 def test_from_catalog_embeds_once_and_a_saved_model_needs_no_encoder(tmp_path, monkeypatch):

@@ -90,6 +90,9 @@ class TextKNNModel(NonParametricRecommenderMixin, TextKNNPreTrainedModel):
         embeddings = np.asarray(embeddings, dtype=np.float32)
         if embeddings.ndim != 2:
             raise ValueError(f"`embeddings` must be (num_items, dim), got shape {embeddings.shape}")
+        if config.embedding_dim not in (0, embeddings.shape[1]):
+            raise ValueError(f"`embedding_dim` ({config.embedding_dim}) does not match the encoder's vectors "
+                             f"({embeddings.shape[1]}); leave it out, it is set from the embeddings")
         config.embedding_dim = int(embeddings.shape[1])
         return cls(config, item_ids=catalog.item_ids, item_embeddings=embeddings)
 
