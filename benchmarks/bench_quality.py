@@ -278,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
         if not Path(config).is_file():
             raise FileNotFoundError(f"--configs: {config!r} does not exist")
     runs = plan_runs(args.configs, args.overrides, baselines=not args.no_baselines)
+    if not any(run["model_type"] == "sasrec" for run in runs):
+        print("note: no SASRec config among --configs; the curves have no SASRec yardstick", file=sys.stderr)
     timeout = (args.run_timeout_minutes or 2 * args.budget_minutes + 60) * 60
 
     sampler = LoadSampler(args.load_interval)
