@@ -47,6 +47,8 @@ AUTO_MODEL_TYPES: dict[str, str] = {
     "genrec-bigrec": "genrec.models",
     "genrec-p5": "genrec.models",
     "genrec-onerec": "genrec.models",
+    "genrec-popularity": "genrec.models",
+    "genrec-textknn": "genrec.models",
     "genrec-reward": "genrec.alignment.reward",
 }
 _OPTIONAL_MODULES = ("genrec.alignment.reward",)  # may be absent from a build; skipped then

@@ -53,11 +53,14 @@ def test_auto_model_types_table_matches_the_configs():
         BIGRecConfig,
         OneRecConfig,
         P5Config,
+        PopularityConfig,
         RecGPTConfig,
         SASRecConfig,
+        TextKNNConfig,
     )
 
-    config_types = {c.model_type for c in (BIGRecConfig, OneRecConfig, P5Config, RecGPTConfig, SASRecConfig)}
+    config_types = {c.model_type for c in (BIGRecConfig, OneRecConfig, P5Config, PopularityConfig, RecGPTConfig,
+                                           SASRecConfig, TextKNNConfig)}
     assert {t for t, module in genrec.AUTO_MODEL_TYPES.items() if module == "genrec.models"} == config_types
     if (ROOT / "alignment" / "reward.py").is_file():
         from genrec.alignment.reward import RewardModelConfig
@@ -101,15 +104,21 @@ def test_bare_import_genrec_registers_auto_classes_in_a_fresh_process(tmp_path):
 
     from genrec.models import (
         OneRecForConditionalGeneration,
+        PopularityModel,
         RecGPTConfig,
         RecGPTForCausalLM,
         SASRecConfig,
         SASRecModel,
+        TextKNNConfig,
+        TextKNNModel,
     )
 
     torch.manual_seed(0)
     SASRecModel(SASRecConfig(num_items=5, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
                              max_position_embeddings=4), item_ids=list("abcde")).save_pretrained(tmp_path / "sasrec")
+    PopularityModel.from_sequences([["a", "b"], ["b"]], list("abc")).save_pretrained(tmp_path / "popularity")
+    TextKNNModel(TextKNNConfig(num_items=3, embedding_dim=2), item_ids=list("abc"),
+                 item_embeddings=[[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]).save_pretrained(tmp_path / "textknn")
     item_ids = [f"i{n}" for n in range(6)]
     recgpt = RecGPTForCausalLM(
         RecGPTConfig(num_chunks=1, codebook_size=6, fsq_levels=[6], text_embedding_dim=4, hidden_size=8,
@@ -129,6 +138,9 @@ from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelF
 root = {str(tmp_path)!r}
 out = {{
     "sasrec": type(AutoModel.from_pretrained(root + "/sasrec")).__name__,
+    "popularity": AutoModel.from_pretrained(root + "/popularity").recommend([["a"]], k=1),
+    "textknn": [[item, round(score, 6)] for item, score in
+                AutoModel.from_pretrained(root + "/textknn").recommend([["a"]], k=1, exclude_history=False)[0]],
     "recgpt": type(AutoModelForCausalLM.from_pretrained(root + "/recgpt")).__name__,
     "onerec": type(AutoModelForSeq2SeqLM.from_pretrained(root + "/onerec")).__name__,
     "p5": type(AutoConfig.for_model("genrec-p5")).__name__,
@@ -143,7 +155,8 @@ print(json.dumps(out))
                             text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     loaded = json.loads(result.stdout.strip().splitlines()[-1])
-    expected = {"sasrec": "SASRecModel", "recgpt": "RecGPTForCausalLM", "onerec": "OneRecForConditionalGeneration",
+    expected = {"sasrec": "SASRecModel", "popularity": [[["b", 2.0]]], "textknn": [["c", round(2 ** -0.5, 6)]],
+                "recgpt": "RecGPTForCausalLM", "onerec": "OneRecForConditionalGeneration",
                 "p5": "P5Config", "bigrec": "BIGRecForCausalLM"}
     if "reward" in loaded:
         expected["reward"] = "RewardModelConfig"

@@ -21,6 +21,7 @@ from genrec.training.trainer import (
     RankingSet,
     RecommendationTrainer,
     TimeBudgetCallback,
+    WallClockEvalCallback,
     full_ranking_metrics,
 )
 
@@ -35,6 +36,7 @@ __all__ = [
     "RecommendationTrainer",
     "RunConfig",
     "TimeBudgetCallback",
+    "WallClockEvalCallback",
     "apply_overrides",
     "build_run_config",
     "evaluate_checkpoint",

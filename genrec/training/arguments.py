@@ -40,7 +40,7 @@ __all__ = [
 
 # Short model names accepted as `model.type` (YAML holds values only, never Python import paths).
 # Adding a model: extend this tuple, `_model_config_class` below and `pipeline.build_model`.
-MODEL_TYPES = ("sasrec", "recgpt", "bigrec", "p5", "onerec")
+MODEL_TYPES = ("sasrec", "recgpt", "bigrec", "p5", "onerec", "popularity", "textknn")
 
 _RUN_ONLY_TRAINING_KEYS = ("output_dir",)  # set from --output, never from the YAML
 
@@ -109,6 +109,14 @@ class GenRecTrainingArguments(TrainingArguments):
     max_train_seconds: float | None = field(
         default=None, metadata={"help": "Stop training (at the end of the current step) after this many seconds."}
     )
+    eval_at_minutes: list[float] | None = field(
+        default=None,
+        metadata={
+            "help": "Also validate when the training wall-clock time (validation included, as for "
+            "max_train_seconds) first passes each of these minutes, e.g. [1, 2, 5, 10]; the (minutes, value) "
+            "points of every validation are written to metrics.json as curve/valid/<metric>."
+        },
+    )
     exclude_history_items: bool = field(
         default=False,
         metadata={
@@ -145,6 +153,10 @@ class GenRecTrainingArguments(TrainingArguments):
             )
         if self.max_train_seconds is not None and self.max_train_seconds <= 0:
             raise ValueError(f"`training.max_train_seconds` ({self.max_train_seconds}) must be > 0 or null")
+        if self.eval_at_minutes is not None:
+            from genrec.training.trainer import check_marks
+
+            self.eval_at_minutes = check_marks(self.eval_at_minutes, "training.eval_at_minutes")
 
 
 @dataclass
@@ -185,6 +197,14 @@ def _model_config_class(model_type: str):
         from genrec.models.generative import generative_model_classes
 
         return generative_model_classes(model_type)[0]
+    if model_type == "popularity":
+        from genrec.models.popularity import PopularityConfig
+
+        return PopularityConfig
+    if model_type == "textknn":
+        from genrec.models.textknn import TextKNNConfig
+
+        return TextKNNConfig
     raise ValueError(f"`model.type` ({model_type!r}) must be one of {list(MODEL_TYPES)}")
 
 
@@ -260,7 +280,8 @@ def build_run_config(values: dict[str, Any], *, output_dir: str | os.PathLike | 
     if bad:
         raise ValueError(
             f"unknown `training` key(s) {bad}; allowed: any transformers.TrainingArguments field "
-            "plus eval_ks, metric_for_early_stopping, early_stopping_patience, max_train_seconds, exclude_history_items"
+            "plus eval_ks, metric_for_early_stopping, early_stopping_patience, max_train_seconds, eval_at_minutes, "
+            "exclude_history_items"
         )
     for key in _RUN_ONLY_TRAINING_KEYS:
         if key in training_values:

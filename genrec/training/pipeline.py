@@ -8,9 +8,15 @@ The run folder (built in a temporary sibling and swapped in only when the run su
       config.yaml            the run config as given (+ overrides); `genrec train --config` re-runs it
       resolved_config.json   every value actually used (full model config, data and training arguments)
       checkpoint/            save_pretrained folder: config.json, model.safetensors, item_ids.json
-      metrics.json           flat keys: "valid/ndcg@10", "test/recall@10", "train/seconds", "machine/cpu", ...
+      metrics.json           flat keys: "valid/ndcg@10", "test/recall@10", "train/seconds", "machine/cpu", ...,
+                             "curve/valid/ndcg@10": [[minutes, value], ...] of every validation during training
+                             (per epoch and at `training.eval_at_minutes`)
       log_history.json       the Trainer's log records (loss, learning rate, eval metrics per epoch)
       train.log              the run's log
+
+Models that declare ``requires_training = False`` (the popularity and text-kNN baselines) are fitted by
+:func:`build_model` and never see the ``Trainer``: same run folder, ``train/stopped_by`` = ``"fitted"``, zero
+steps, and a one-point curve at their fit time.
 
 A run that fails leaves ``OUTPUT`` as it was (nothing half-written); its log is kept beside it as
 ``OUTPUT.failed.log``.
@@ -42,6 +48,7 @@ from genrec.training.trainer import (
     RankingSet,
     RecommendationTrainer,
     TimeBudgetCallback,
+    WallClockEvalCallback,
     full_ranking_metrics,
 )
 from genrec.utils.io import atomic_directory, atomic_write_json, atomic_write_text, check_output_parent
@@ -119,7 +126,9 @@ def build_model(model_type: str, model_kwargs: dict[str, Any], item_ids: list[st
                 train_sequences=None):
     """Instantiate the configured model for a catalog.
 
-    P5 / OneRec first fit their item tokenizer on ``catalog`` and ``train_sequences`` (training part only).
+    P5 / OneRec first fit their item tokenizer on ``catalog`` and ``train_sequences`` (training part only);
+    the popularity baseline counts ``train_sequences`` and text-kNN embeds the ``catalog`` texts: both come
+    back fitted (``requires_training = False``).
 
     Raises:
         ValueError: unknown ``model_type`` or invalid architecture values.
@@ -149,7 +158,21 @@ def build_model(model_type: str, model_kwargs: dict[str, Any], item_ids: list[st
         from genrec.models.generative import build_generative_model
 
         return build_generative_model(model_type, model_kwargs, catalog, train_sequences)
-    raise ValueError(f"`model.type` ({model_type!r}) must be one of ['sasrec', 'recgpt', 'bigrec', 'p5', 'onerec']")
+    if model_type == "popularity":  # counts over the training sequences only (no valid/test target)
+        if train_sequences is None:
+            raise ValueError("`model.type` 'popularity' needs the training sequences")
+        from genrec.models.popularity import PopularityModel
+
+        return PopularityModel.from_sequences(train_sequences, item_ids, **model_kwargs)
+    if model_type == "textknn":  # embeds the item texts (cached)
+        if catalog is None:
+            raise ValueError("`model.type` 'textknn' needs the item catalog (item texts)")
+        from genrec.models.textknn import TextKNNModel
+
+        return TextKNNModel.from_catalog(catalog, **model_kwargs)
+    from genrec.training.arguments import MODEL_TYPES
+
+    raise ValueError(f"`model.type` ({model_type!r}) must be one of {list(MODEL_TYPES)}")
 
 
 @contextlib.contextmanager
@@ -261,28 +284,35 @@ def run_training(run: RunConfig, output: str | os.PathLike, *, overwrite: bool =
     return metrics
 
 
-def _train_and_evaluate(run: RunConfig, staging: Path | None) -> dict[str, Any]:
-    args = run.training
-    set_seed(args.seed)
-    logger.info(f"run config: {run.to_dict()}")
-    data, train_sequences, valid, test = load_split(run.data.dataset, run.data.max_users,
-                                                    keep_duplicates=run.data.keep_duplicates)
-    logger.info(f"data {data.name}: {len(train_sequences)} users, {data.num_items} items, "
-                f"{data.duplicates_dropped} duplicate events dropped")
+@dataclasses.dataclass
+class _Trained:
+    """What training produced, for ``metrics.json`` (the model holds the best-validation weights)."""
 
-    model = build_model(run.model_type, run.model_kwargs, data.item_ids, catalog=data.catalog,
-                        train_sequences=train_sequences)
-    max_length = getattr(model.config, "max_position_embeddings", None) or model.config.max_history_items
+    model: Any
+    seconds: float
+    epochs: float
+    global_step: int
+    final_loss: float | None
+    best_epoch: float | None
+    best_value: float | None
+    stopped_by: str  # "max_epochs" | "time_budget" | "early_stopping" | "fitted" (no Trainer)
+    num_examples: int
+    curve: list[list[float]]  # [[minutes, valid metric], ...] of every validation during training
+    log_history: list[dict[str, Any]]
+
+
+def _train(model, args, train_sequences, item_index, valid_set: RankingSet, max_length: int) -> _Trained:
+    """Train with :class:`RecommendationTrainer`, validating per ``eval_strategy`` and at ``eval_at_minutes``."""
     collator = NextItemCollator()
     if hasattr(model, "build_training_data"):  # BIGRec: instruction prompts instead of item-row sequences
         train_dataset, collator = model.build_training_data(train_sequences, seed=args.seed)
     else:
-        train_dataset = NextItemDataset(list(train_sequences.values()), data.item_index, max_length=max_length)
-    valid_set = RankingSet.from_split(valid, data.item_index, max_length=max_length)
-    test_set = RankingSet.from_split(test, data.item_index, max_length=max_length)
+        train_dataset = NextItemDataset(list(train_sequences.values()), item_index, max_length=max_length)
 
-    best = BestModelCallback(metric=f"eval_{args.metric_for_early_stopping}", patience=args.early_stopping_patience)
-    callbacks = [best, LogToFileCallback()]
+    metric = f"eval_{args.metric_for_early_stopping}"
+    best = BestModelCallback(metric=metric, patience=args.early_stopping_patience)
+    clock = WallClockEvalCallback(args.eval_at_minutes, metric=metric)
+    callbacks = [clock, best, LogToFileCallback()]
     budget = TimeBudgetCallback(args.max_train_seconds) if args.max_train_seconds else None
     if budget is not None:
         callbacks.append(budget)
@@ -301,15 +331,54 @@ def _train_and_evaluate(run: RunConfig, staging: Path | None) -> dict[str, Any]:
     start = time.time()
     train_output = trainer.train()
     train_seconds = time.time() - start
-    if best.best_state is None:  # eval_strategy "no": the final weights are the result
+    if best.best_state is None:  # eval_strategy "no" and no marks: the final weights are the result
         logger.info("no validation during training; keeping the final weights")
     stopped_by = "max_epochs"
     if budget is not None and budget.stopped_early:
         stopped_by = "time_budget"
     elif best.patience is not None and best.bad_evaluations >= best.patience:
         stopped_by = "early_stopping"
+    return _Trained(
+        model=trainer.model,
+        seconds=train_seconds,
+        epochs=float(trainer.state.epoch or 0.0),
+        global_step=int(trainer.state.global_step),
+        final_loss=float(train_output.training_loss),
+        best_epoch=float(best.best_epoch) if best.best_epoch is not None else None,
+        best_value=best.best_value,
+        stopped_by=stopped_by,
+        num_examples=len(train_dataset),
+        curve=clock.curve,
+        log_history=trainer.state.log_history,
+    )
 
-    model = trainer.model
+
+def _train_and_evaluate(run: RunConfig, staging: Path | None) -> dict[str, Any]:
+    args = run.training
+    set_seed(args.seed)
+    logger.info(f"run config: {run.to_dict()}")
+    data, train_sequences, valid, test = load_split(run.data.dataset, run.data.max_users,
+                                                    keep_duplicates=run.data.keep_duplicates)
+    logger.info(f"data {data.name}: {len(train_sequences)} users, {data.num_items} items, "
+                f"{data.duplicates_dropped} duplicate events dropped")
+
+    build_start = time.time()
+    model = build_model(run.model_type, run.model_kwargs, data.item_ids, catalog=data.catalog,
+                        train_sequences=train_sequences)
+    build_seconds = time.time() - build_start
+    max_length = getattr(model.config, "max_position_embeddings", None) or model.config.max_history_items
+    valid_set = RankingSet.from_split(valid, data.item_index, max_length=max_length)
+    test_set = RankingSet.from_split(test, data.item_index, max_length=max_length)
+    if getattr(model, "requires_training", True):
+        trained = _train(model, args, train_sequences, data.item_index, valid_set, max_length)
+    else:  # popularity / text-kNN: build_model fitted them; there is nothing for a Trainer to do
+        logger.info(f"model.type {run.model_type!r} was fitted in {build_seconds:.1f}s without gradient steps; the "
+                    "Trainer is skipped (num_train_epochs, learning_rate and the other optimiser values are unused)")
+        trained = _Trained(model=model, seconds=build_seconds, epochs=0.0, global_step=0, final_loss=None,
+                           best_epoch=None, best_value=None, stopped_by="fitted",
+                           num_examples=len(train_sequences), curve=[],
+                           log_history=[{"step": 0, "epoch": 0.0, "fit_seconds": round(build_seconds, 3)}])
+    model = trained.model
     evaluation = {}
     for name, ranking in (("valid", valid_set), ("test", test_set)):
         eval_start = time.time()
@@ -326,17 +395,24 @@ def _train_and_evaluate(run: RunConfig, staging: Path | None) -> dict[str, Any]:
         evaluation[f"{name}/num_users"] = len(ranking)
         evaluation[f"{name}/seconds"] = round(time.time() - eval_start, 3)
 
+    metric = args.metric_for_early_stopping
+    if trained.stopped_by == "fitted":  # one point: the fitted model's validation, when the fit ended
+        trained.best_value = evaluation[f"valid/{metric}"]
+        trained.curve = [[round(trained.seconds / 60.0, 4), trained.best_value]]
     metrics: dict[str, Any] = {
         **evaluation,
-        "train/seconds": round(train_seconds, 3),
-        "train/epochs": float(trainer.state.epoch or 0.0),
-        "train/global_step": int(trainer.state.global_step),
-        "train/final_loss": float(train_output.training_loss),
-        "train/best_epoch": float(best.best_epoch) if best.best_epoch is not None else None,
-        "train/best_valid_metric": best.best_value,
-        "train/stopped_by": stopped_by,
-        "train/num_examples": len(train_dataset),
+        f"curve/valid/{metric}": trained.curve,
+        "curve/eval_at_minutes": list(args.eval_at_minutes or []),
+        "train/seconds": round(trained.seconds, 3),
+        "train/epochs": trained.epochs,
+        "train/global_step": trained.global_step,
+        "train/final_loss": trained.final_loss,
+        "train/best_epoch": trained.best_epoch,
+        "train/best_valid_metric": trained.best_value,
+        "train/stopped_by": trained.stopped_by,
+        "train/num_examples": trained.num_examples,
         "train/world_size": int(args.world_size),
+        "model/build_seconds": round(build_seconds, 3),
         "data/name": data.name,
         "data/num_users": len(valid_set),
         "data/num_items": data.num_items,
@@ -362,7 +438,7 @@ def _train_and_evaluate(run: RunConfig, staging: Path | None) -> dict[str, Any]:
         model.card_metrics = {key: round(value, 5) for key, value in evaluation.items() if "@" in key}
     with atomic_directory(staging / CHECKPOINT_DIR) as checkpoint:
         model.save_pretrained(checkpoint)
-    atomic_write_json(staging / "log_history.json", trainer.state.log_history)
+    atomic_write_json(staging / "log_history.json", trained.log_history)
     atomic_write_json(staging / "metrics.json", metrics)
     logger.info(f"metrics: {metrics}")
     _finish_wandb()

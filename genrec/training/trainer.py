@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import torch
 from torch.utils.data import Dataset
@@ -26,7 +26,9 @@ __all__ = [
     "RecommendationTrainer",
     "BestModelCallback",
     "TimeBudgetCallback",
+    "WallClockEvalCallback",
     "LogToFileCallback",
+    "check_marks",
     "full_ranking_metrics",
 ]
 
@@ -245,6 +247,87 @@ class TimeBudgetCallback(TrainerCallback):
             control.should_training_stop = True
             if args.eval_strategy != "no":
                 control.should_evaluate = True
+        return control
+
+
+def check_marks(marks: Sequence[float], name: str = "marks_minutes") -> list[float]:
+    """Validate wall-clock marks: a list of positive, strictly increasing numbers (minutes).
+
+    Raises:
+        ValueError: naming ``name``, when the marks are not a non-empty list of increasing positive numbers.
+    """
+    if isinstance(marks, (str, bytes)) or not isinstance(marks, Sequence) or len(marks) == 0:
+        raise ValueError(f"`{name}` ({marks!r}) must be a non-empty list of minutes, e.g. [1, 2, 5, 10]")
+    for value in marks:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or value != value:
+            raise ValueError(f"`{name}` ({list(marks)!r}) must hold positive numbers of minutes; got {value!r}")
+    if any(later <= earlier for earlier, later in zip(marks, marks[1:])):
+        raise ValueError(f"`{name}` ({list(marks)!r}) must be strictly increasing")
+    return [float(value) for value in marks]
+
+
+class WallClockEvalCallback(TrainerCallback):
+    """Validate when the training wall-clock time first passes each mark, and record a time-to-quality curve.
+
+    The clock starts at ``on_train_begin`` and includes validation time, like :class:`TimeBudgetCallback`. At the
+    end of the first step after a mark the callback asks the Trainer for a validation (``should_evaluate``);
+    several marks passed within one step give one validation. Every validation -- the marks' and the Trainer's
+    own per-epoch or final ones -- adds a point ``[minutes, value]`` to :attr:`curve`, where ``minutes`` is when
+    that validation *started* (the weights it measured) and ``value`` is ``metric``. Put it before
+    :class:`BestModelCallback` or after, either way the mark validations count for the best state (and for
+    early-stopping patience).
+
+    Args:
+        marks_minutes: increasing positive minutes, e.g. ``[1, 2, 5, 10]``; ``None`` or empty = only record
+            the Trainer's own validations.
+        metric: evaluation key recorded in the curve, e.g. ``"eval_ndcg@10"``.
+        clock: seconds source (default ``time.monotonic``; tests pass a fake clock).
+
+    Attributes:
+        curve: ``[[minutes, value], ...]`` in the order the validations ran.
+        steps: the global step of each curve point.
+
+    Raises:
+        ValueError: invalid marks (see :func:`check_marks`).
+    """
+
+    def __init__(self, marks_minutes: Sequence[float] | None = None, metric: str = "eval_ndcg@10", *,
+                 clock: Callable[[], float] = time.monotonic):
+        self.marks = check_marks(marks_minutes) if marks_minutes else []
+        self.metric = metric
+        self.clock = clock
+        self.curve: list[list[float]] = []
+        self.steps: list[int] = []
+        self.start: float | None = None
+        self._next_mark = 0
+
+    def elapsed_minutes(self) -> float:
+        """Minutes since ``on_train_begin`` (0 before it)."""
+        return 0.0 if self.start is None else (self.clock() - self.start) / 60.0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start = self.clock()
+        self._next_mark = 0
+        return control
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if not self.marks:  # only recording: no per-step collective under DDP
+            return control
+        elapsed = self.elapsed_minutes()
+        passed = self._next_mark < len(self.marks) and elapsed >= self.marks[self._next_mark]
+        if _broadcast_flag(passed):
+            while self._next_mark < len(self.marks) and self.marks[self._next_mark] <= elapsed:
+                self._next_mark += 1
+            control.should_evaluate = True
+        return control
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        if not metrics or self.metric not in metrics:
+            raise ValueError(f"curve metric {self.metric!r} not in evaluation metrics {sorted(metrics or {})}")
+        # the validation started `runtime` seconds ago; its weights are those of that moment
+        runtime_minutes = float(metrics.get("eval_runtime", 0.0)) / 60.0
+        self.curve.append([round(max(self.elapsed_minutes() - runtime_minutes, 0.0), 4), float(metrics[self.metric])])
+        self.steps.append(int(state.global_step))
         return control
 
 

@@ -1,0 +1,159 @@
+"""Shared code of the non-parametric baselines (popularity, last-item text-kNN).
+
+These models are *fitted* from the training sequences or the item texts, never trained by gradient steps:
+their state lives in persistent buffers (saved in ``model.safetensors``) and ``requires_training = False``
+tells :func:`genrec.training.pipeline.run_training` to skip the ``Trainer``. They expose the same ranking
+interface as SASRec: ``score(input_ids) -> (batch, num_items)``, ``item_ids`` / ``item_index`` and
+``recommend(histories, k=10, exclude_history=True, batch_size=256)``; ``item_ids.json`` is saved beside the
+weights.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from transformers.utils import cached_file, logging
+
+from genrec.models.histories import catalog_index, history_rows, left_padded_rows
+
+__all__ = ["NonParametricRecommenderMixin", "ITEM_IDS_FILE", "check_positive_int"]
+
+logger = logging.get_logger(__name__)
+
+ITEM_IDS_FILE = "item_ids.json"
+
+
+def check_positive_int(config, *names: str, minimum: int = 1) -> None:
+    """Raise ``ValueError`` naming the first field of ``config`` that is not an integer >= ``minimum``."""
+    for name in names:
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ValueError(f"`{name}` ({value!r}) must be an integer >= {minimum}")
+
+
+class NonParametricRecommenderMixin:
+    """Catalog binding, ``recommend`` and ``item_ids.json`` persistence for models scored by ``score``.
+
+    The host class is a ``PreTrainedModel`` whose config has ``num_items`` and ``max_position_embeddings``
+    and which defines ``score(input_ids, attention_mask=None) -> (batch, num_items)``.
+    """
+
+    #: :func:`genrec.training.pipeline.run_training` skips the Trainer for models that set this to False.
+    requires_training = False
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the model's buffers (these models have no parameters, so ``PreTrainedModel.device`` fails)."""
+        for tensor in self.buffers():
+            return tensor.device
+        return torch.device("cpu")
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Dtype of the model's floating-point buffers (``save_pretrained`` reads it)."""
+        for tensor in self.buffers():
+            if tensor.is_floating_point():
+                return tensor.dtype
+        return torch.float32
+
+    def set_item_ids(self, item_ids: Sequence[str]) -> None:
+        """Bind the catalog: ``item_ids[j]`` is score column ``j``.
+
+        Raises:
+            ValueError: wrong length or duplicate ids.
+        """
+        self.item_ids, self._item_index = catalog_index(item_ids, self.config.num_items)
+
+    @property
+    def item_index(self) -> dict[str, int]:
+        """Catalog id -> score column (empty until ``item_ids`` are bound)."""
+        return self._item_index
+
+    def encode_histories(self, histories: Sequence[Sequence[str]]) -> torch.LongTensor:
+        """String histories (oldest first) -> left-padded ``(batch, seq_len)`` catalog rows + 1 (0 = padding).
+
+        Raises:
+            ValueError: no catalog bound, a string instead of a list, an empty history or an unknown id.
+        """
+        if self.item_ids is None:
+            raise ValueError(
+                f"this {type(self).__name__} has no `item_ids`; build it with from_sequences()/from_catalog() or "
+                "load a checkpoint saved with them"
+            )
+        rows = history_rows(histories, self._item_index, max_len=self.config.max_position_embeddings)
+        return left_padded_rows(rows).to(self.device)
+
+    @torch.no_grad()
+    def recommend(
+        self,
+        histories: Sequence[Sequence[str]],
+        k: int = 10,
+        *,
+        exclude_history: bool = True,
+        batch_size: int = 256,
+    ) -> list[list[tuple[str, float]]]:
+        """Top-``k`` next items for each history (same signature and defaults as ``SASRecModel.recommend``).
+
+        Args:
+            histories: one list of catalog item ids per user, oldest first.
+            k: how many items to return per user (1..num_items).
+            exclude_history: drop items already in the (last ``max_position_embeddings`` items of the) history.
+            batch_size: histories scored at once.
+
+        Returns:
+            per history, ``k`` ``(item_id, score)`` pairs, best first.
+
+        Raises:
+            ValueError: ``k`` or ``batch_size`` out of range, or a history is empty / holds an unknown id.
+        """
+        from genrec.models.sasrec.modeling_sasrec import history_mask
+
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= self.config.num_items:
+            raise ValueError(f"`k` ({k!r}) must be an integer in [1, {self.config.num_items}]")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"`batch_size` ({batch_size!r}) must be a positive integer")
+        if isinstance(histories, str):
+            raise ValueError("`histories` must be a list of histories (lists of item ids), not a string")
+        results: list[list[tuple[str, float]]] = []
+        for start in range(0, len(histories), batch_size):
+            input_ids = self.encode_histories(histories[start : start + batch_size])  # (batch, seq)
+            scores = self.score(input_ids)  # (batch, num_items)
+            if exclude_history:
+                scores = scores.masked_fill(history_mask(input_ids, self.config.num_items), float("-inf"))
+            top_scores, top_columns = scores.topk(k, dim=1)  # (batch, k), best first
+            for columns, values in zip(top_columns.tolist(), top_scores.tolist()):
+                results.append([(self.item_ids[column], value) for column, value in zip(columns, values)])
+        return results
+
+    def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs) -> None:
+        """``PreTrainedModel.save_pretrained`` (config + buffers as safetensors) plus ``item_ids.json``."""
+        super().save_pretrained(save_directory, *args, **kwargs)
+        if self.item_ids is not None and kwargs.get("is_main_process", True):
+            from genrec.utils.io import atomic_write_json
+
+            atomic_write_json(Path(save_directory) / ITEM_IDS_FILE, {"item_ids": self.item_ids}, indent=0)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *args, **kwargs):
+        """``PreTrainedModel.from_pretrained`` that also restores ``item_ids.json`` when present."""
+        model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        lookup = {
+            key: kwargs[key] for key in ("cache_dir", "revision", "token", "local_files_only", "subfolder") if key in kwargs
+        }
+        path = cached_file(
+            pretrained_model_name_or_path,
+            ITEM_IDS_FILE,
+            _raise_exceptions_for_missing_entries=False,
+            _raise_exceptions_for_connection_errors=False,
+            **lookup,
+        )
+        if path is not None:
+            with open(path, encoding="utf-8") as handle:
+                model.set_item_ids(json.load(handle)["item_ids"])
+        else:
+            logger.warning(f"{pretrained_model_name_or_path}: no {ITEM_IDS_FILE}; recommend() needs set_item_ids()")
+        return model
