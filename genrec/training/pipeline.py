@@ -175,7 +175,6 @@ def build_model(model_type: str, model_kwargs: dict[str, Any], item_ids: list[st
     raise ValueError(f"`model.type` ({model_type!r}) must be one of {list(MODEL_TYPES)}")
 
 
-@contextlib.contextmanager
 def _recgpt_item_vectors(catalog, tokenizer_kwargs: dict[str, Any], train_sequences):
     """RecGPT's item vectors: the text embedding, plus ``collaborative_dims`` spectral co-occurrence dimensions.
 
@@ -204,6 +203,7 @@ def _recgpt_item_vectors(catalog, tokenizer_kwargs: dict[str, Any], train_sequen
     return np.concatenate([np.asarray(text, dtype=np.float32), collaborative], axis=1)
 
 
+@contextlib.contextmanager
 def log_to_file(path: Path):
     """Send genrec INFO and transformers WARNING records to ``path`` for the duration of the block."""
     handler = std_logging.FileHandler(path, encoding="utf-8")
