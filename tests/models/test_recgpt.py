@@ -345,6 +345,31 @@ def test_pipeline_builds_recgpt_from_the_catalog(monkeypatch):
     assert isinstance(model, RecGPTForCausalLM) and model.item_ids == ids and model.config.codebook_size == 12
 
 
+def test_pipeline_adds_collaborative_dims_from_the_training_histories(monkeypatch):
+    from genrec.tokenization.collaborative import spectral_item_embeddings
+    from genrec.training.pipeline import build_model
+
+    ids, _, text = _catalog_arrays()
+    catalog = ItemCatalog(ids, [{"title": f"item {i}"} for i in ids])
+    monkeypatch.setattr("genrec.tokenization.embeddings.embed_catalog", lambda *args, **kwargs: text)
+    train = {"u1": ["i0", "i1", "i2"], "u2": ["i2", "i3", "i4"], "u3": ["i5", "i6", "i7"], "u4": ["i7", "i8", "i9"]}
+    kwargs = {**{k: v for k, v in TINY.items() if k not in ("num_chunks", "codebook_size", "fsq_levels",
+                                                           "text_embedding_dim")},
+              "input_granularity": "item",
+              "tokenizer": {"num_chunks": 2, "levels": [4, 3], "epochs": 1, "collaborative_dims": 2,
+                            "collaborative_window": 0}}
+    model = build_model("recgpt", kwargs, ids, catalog=catalog, train_sequences=train)
+    assert model.config.text_embedding_dim == 8 + 2
+    expected = spectral_item_embeddings(train.values(), ids, dim=2, window=0)
+    torch.testing.assert_close(model.catalog_text[1:], torch.from_numpy(np.concatenate([text, expected], 1)))
+    # a new catalog from text alone gets zeros where the collaborative part goes (it has no interactions yet)
+    model.add_catalog_from_texts(["n0", "n1"], embeddings=text[:2])
+    assert not model.catalog_text[1:, 8:].any() and model.num_items == 2
+    with pytest.raises(ValueError, match="collaborative_dims"):
+        build_model("recgpt", {**kwargs, "tokenizer": {"collaborative_dims": -1}}, ids, catalog=catalog,
+                    train_sequences=train)
+
+
 def test_genrec_evaluate_loads_a_saved_recgpt(tmp_path, toy_dataset):
     """`genrec evaluate` / evaluate_checkpoint maps the dataset's ids through the model's item_index."""
     from genrec.training.pipeline import evaluate_checkpoint
