@@ -23,7 +23,7 @@ from genrec.tokenization.config import ItemTokenizerConfig
 
 # Register every built-in scheme so TOKENIZER_METHODS is complete right after import.
 from genrec.tokenization import (  # noqa: E402,F401  isort: skip
-    sequential, random_ids, semantic, collaborative, title, hybrid, rq_kmeans, rqvae, fsq,
+    sequential, random_ids, semantic, collaborative, title, hybrid, rq_kmeans, rqvae, fsq, pq,
 )
 
 __all__ = [

@@ -285,8 +285,10 @@ class RecGPTForCausalLM(RecGPTPreTrainedModel):
         Args:
             catalog: :class:`genrec.data.ItemCatalog` (item texts are embedded unless ``embeddings`` is given).
             embeddings: optional ``(num_items, D)`` item text embeddings in catalog order.
-            item_tokenizer: an already fitted ``fsq`` tokenizer over this catalog (else one is fitted).
-            tokenizer_kwargs: :class:`genrec.tokenization.fsq.FSQConfig` fields for the fitted tokenizer.
+            item_tokenizer: an already fitted ``fsq`` or ``pq`` tokenizer over this catalog (else one is fitted).
+            tokenizer_kwargs: ``method`` (``"fsq"``, the default and RecGPT's, or ``"pq"``: product quantization,
+                RPG's long codes) and that tokenizer's config fields (:class:`genrec.tokenization.fsq.FSQConfig`,
+                :class:`genrec.tokenization.pq.PQConfig`).
             **config_kwargs: :class:`RecGPTConfig` fields (``num_chunks``/``codebook_size``/``fsq_levels``/
                 ``text_embedding_dim`` are taken from the tokenizer and embeddings).
 
@@ -299,17 +301,23 @@ class RecGPTForCausalLM(RecGPTPreTrainedModel):
         from genrec.tokenization.embeddings import embed_catalog
 
         tokenizer_kwargs = dict(tokenizer_kwargs or {})
+        method = tokenizer_kwargs.pop("method", "fsq")
+        if method not in ("fsq", "pq"):
+            raise ValueError(f"`tokenizer.method` ({method!r}) must be 'fsq' (RecGPT's) or 'pq' (product quantization)")
         if embeddings is None:
             embeddings = embed_catalog(catalog, tokenizer_kwargs.get("embedding_model"),
                                        tokenizer_kwargs.get("embedding_cache_dir"), tokenizer_kwargs.get("text_fields"),
                                        batch_size=tokenizer_kwargs.get("embedding_batch_size", 256))
         embeddings = np.asarray(embeddings, dtype=np.float32)
         if item_tokenizer is None:
-            item_tokenizer = get_tokenizer_class("fsq")(**tokenizer_kwargs)
+            item_tokenizer = get_tokenizer_class(method)(**tokenizer_kwargs)
             item_tokenizer.fit(catalog, embeddings=embeddings)
         if list(item_tokenizer.item_ids) != list(catalog.item_ids):
             raise ValueError("`item_tokenizer` was fitted on another catalog (its item_ids differ from the catalog's)")
-        levels = list(item_tokenizer.config.levels)
+        if hasattr(item_tokenizer.config, "levels"):  # fsq: a code is a mixed-radix number of FSQ digits
+            levels = list(item_tokenizer.config.levels)
+        else:  # pq: plain code indices; the "digits" embedding degenerates to one digit = the code itself
+            levels = [item_tokenizer.config.codebook_size]
         config = RecGPTConfig(
             **{**config_kwargs, "num_chunks": item_tokenizer.config.num_chunks, "codebook_size": math.prod(levels),
                "fsq_levels": levels, "text_embedding_dim": int(embeddings.shape[1])}
