@@ -121,6 +121,23 @@ def test_tied_cosine_code_logits_match_hand_computation():
     assert model.code_embeddings.table.weight.grad.abs().sum() > 0
 
 
+def test_items_loss_is_catalog_cross_entropy_of_mean_code_logits():
+    model = _model(input_granularity="item", loss_type="items").eval()
+    out = model(input_ids=torch.tensor([[0, 1, 2]]), labels=torch.tensor([[-100, 3, 4]]))
+    head = model.output_code_vectors()
+    codes = model.catalog_codes[1:]
+    expected = []
+    for position, row in ((1, 3), (2, 4)):
+        logits = torch.einsum("ch,ckh->ck", model.code_queries(out.hidden_states[0, position]), head) + model.head_bias
+        item_logits = (logits[0, codes[:, 0]] + logits[1, codes[:, 1]]) / 2  # (num_items,)
+        expected.append(torch.nn.functional.cross_entropy(item_logits[None], torch.tensor([row - 1])))
+    torch.testing.assert_close(out.loss, torch.stack(expected).mean())
+    # the ranking is still the exact sum of code log-probabilities, whatever the training loss
+    scores = model.score(torch.tensor([[0, 1, 2]]))
+    log_probs = out.logits.log_softmax(-1)
+    torch.testing.assert_close(scores, log_probs[:, 0, codes[:, 0]] + log_probs[:, 1, codes[:, 1]])
+
+
 def test_text_code_init_sets_output_vectors_to_projected_text_means():
     model = _model(code_init="text")
     codes, text = model.catalog_codes[1:], model.catalog_text[1:].view(NUM_ITEMS, 2, -1)
@@ -294,7 +311,8 @@ def test_load_refuses_catalog_files_from_another_checkpoint(tmp_path):
     [("num_attention_heads", 3, "divisible"), ("codebook_size", 13, "prod"), ("ffn_type", "sparse", "ffn_type"),
      ("code_embedding_type", "hash", "code_embedding_type"), ("num_experts_per_tok", 9, "num_experts"),
      ("text_embedding_dim", 9, "text_embedding_dim"), ("input_granularity", "chunk", "input_granularity"),
-     ("logit_temperature", 0, "logit_temperature"), ("code_init", "zeros", "code_init")],
+     ("logit_temperature", 0, "logit_temperature"), ("code_init", "zeros", "code_init"),
+     ("loss_type", "bpr", "loss_type")],
 )
 def test_config_validation(field, value, match):
     with pytest.raises(ValueError, match=match):

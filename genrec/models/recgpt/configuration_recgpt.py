@@ -13,6 +13,7 @@ RECGPT_CODE_EMBEDDING_TYPES = ("table", "digits", "both")
 RECGPT_FFN_TYPES = ("dense", "moe")
 RECGPT_INPUT_GRANULARITIES = ("token", "item")
 RECGPT_CODE_INITS = ("random", "text")
+RECGPT_LOSS_TYPES = ("codes", "items")
 
 
 class RecGPTConfig(PreTrainedConfig):
@@ -56,6 +57,10 @@ class RecGPTConfig(PreTrainedConfig):
             (one table, as SASRec ties its item embeddings and RPG its code embeddings) instead of a separate head.
         logit_temperature (float | None, defaults to None): ``None``: code logit = query · code vector; a number τ:
             ``cos(query, code vector) / τ`` (RPG uses 0.07), which bounds the logits and trains faster with tied codes.
+        loss_type (str, defaults to "codes"): ``"codes"``: the paper's cross-entropy of every code of the next item
+            (``C`` independent softmaxes over ``codebook_size``); ``"items"``: cross-entropy over the CATALOG with
+            the item's logit = the mean of its ``C`` code logits (the same additive score that ranks and decodes, so
+            training optimises the ranking directly, as SASRec-CE does with its item embeddings).
         ffn_type (str, defaults to "dense"): ``"dense"`` feed-forward or ``"moe"`` (genrec SparseMoeBlock).
         num_experts (int, defaults to 4), num_experts_per_tok (int, defaults to 2), router_aux_loss_coef
             (float, defaults to 0.01), router_z_loss_coef (float, defaults to 0.001): MoE only.
@@ -85,6 +90,7 @@ class RecGPTConfig(PreTrainedConfig):
     input_granularity: str = "token"
     code_init: str = "random"
     tie_code_embeddings: bool = False
+    loss_type: str = "codes"
     logit_temperature: float | None = None
     ffn_type: str = "dense"
     num_experts: int = 4
@@ -138,6 +144,8 @@ class RecGPTConfig(PreTrainedConfig):
             or not self.logit_temperature > 0
         ):
             raise ValueError(f"`logit_temperature` ({self.logit_temperature!r}) must be null or a number > 0")
+        if self.loss_type not in RECGPT_LOSS_TYPES:
+            raise ValueError(f"`loss_type` ({self.loss_type!r}) must be one of {list(RECGPT_LOSS_TYPES)}")
         if self.code_init not in RECGPT_CODE_INITS:
             raise ValueError(f"`code_init` ({self.code_init!r}) must be one of {list(RECGPT_CODE_INITS)}")
         if self.ffn_type not in RECGPT_FFN_TYPES:

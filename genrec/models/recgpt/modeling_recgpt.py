@@ -529,8 +529,13 @@ class RecGPTForCausalLM(RecGPTPreTrainedModel):
             valid = valid & item_mask
             chosen = self.code_queries(hidden[valid])  # (N, C, H): only real positions meet the codebooks
             position_logits = self.code_logits(chosen, head)  # (N, C, K)
-            targets = label_codes[valid]  # (N, C)
-            loss = F.cross_entropy(position_logits.reshape(-1, position_logits.shape[-1]).float(), targets.reshape(-1))
+            if self.config.loss_type == "items" and labels is not None:  # softmax over the catalog's items
+                item_logits = self.item_logits(position_logits) / self.config.num_chunks  # (N, num_items)
+                loss = F.cross_entropy(item_logits.float(), labels[valid] - 1)
+            else:
+                targets = label_codes[valid]  # (N, C)
+                loss = F.cross_entropy(position_logits.reshape(-1, position_logits.shape[-1]).float(),
+                                       targets.reshape(-1))
             loss = loss + aux_loss
         return RecGPTOutput(
             loss=loss, logits=logits, hidden_states=hidden, aux_loss=aux_loss,
@@ -546,6 +551,14 @@ class RecGPTForCausalLM(RecGPTPreTrainedModel):
         if self.chunk_heads is None:
             return states
         return torch.einsum("...h,chg->...cg", states, self.chunk_heads)
+
+    def item_logits(self, code_logits: torch.Tensor) -> torch.Tensor:
+        """Every catalog item's additive score: ``(N, C, K)`` code logits → ``(N, num_items)`` sums of its C entries."""
+        codes = self.catalog_codes[1:]  # (I, C)
+        scores = code_logits[:, 0, codes[:, 0]]
+        for c in range(1, self.config.num_chunks):
+            scores = scores + code_logits[:, c, codes[:, c]]
+        return scores
 
     @property
     def output_codes(self) -> RecGPTCodeTable:
@@ -579,11 +592,7 @@ class RecGPTForCausalLM(RecGPTPreTrainedModel):
             ``(B, num_items)`` float: ``sum_c log_softmax(logits_c)[code_c(item)]`` (items sharing all codes tie).
         """
         log_probs = self(input_ids=input_ids, attention_mask=attention_mask).logits.float().log_softmax(-1)
-        codes = self.catalog_codes[1:]  # (N, C)
-        scores = 0
-        for c in range(self.config.num_chunks):
-            scores = scores + log_probs[:, c, codes[:, c]]  # (B, N)
-        return scores
+        return self.item_logits(log_probs)  # (B, N)
 
     def decoding_catalog(self):
         """genrec :class:`~genrec.decoding.Catalog` over the items' code tokens (code ``k`` of chunk ``c`` = token ``c*K + k``)."""
