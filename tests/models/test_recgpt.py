@@ -121,8 +121,25 @@ def test_tied_cosine_code_logits_match_hand_computation():
     assert model.code_embeddings.table.weight.grad.abs().sum() > 0
 
 
+def test_sampled_items_loss_masks_accidental_hits():
+    torch.manual_seed(0)
+    model = _model(input_granularity="item", loss_type="items", num_negatives=NUM_ITEMS - 1).eval()
+    code_logits = torch.randn(2, 2, 12)
+    rows = torch.tensor([3, 4])
+    torch.manual_seed(1)
+    sampled = model._item_softmax_loss(code_logits, rows)
+    torch.manual_seed(1)
+    negatives = torch.randint(0, NUM_ITEMS, (NUM_ITEMS - 1,))
+    item = model.item_logits(code_logits) / 2  # (2, NUM_ITEMS)
+    expected = []
+    for n, row in enumerate(rows.tolist()):
+        others = item[n, negatives].masked_fill(negatives == row, float("-inf"))
+        expected.append(torch.logsumexp(torch.cat([item[n, row:row + 1], others]), 0) - item[n, row])
+    torch.testing.assert_close(sampled, torch.stack(expected).mean())
+
+
 def test_items_loss_is_catalog_cross_entropy_of_mean_code_logits():
-    model = _model(input_granularity="item", loss_type="items").eval()
+    model = _model(input_granularity="item", loss_type="items", num_negatives=0).eval()
     out = model(input_ids=torch.tensor([[0, 1, 2]]), labels=torch.tensor([[-100, 3, 4]]))
     head = model.output_code_vectors()
     codes = model.catalog_codes[1:]
@@ -312,7 +329,7 @@ def test_load_refuses_catalog_files_from_another_checkpoint(tmp_path):
      ("code_embedding_type", "hash", "code_embedding_type"), ("num_experts_per_tok", 9, "num_experts"),
      ("text_embedding_dim", 9, "text_embedding_dim"), ("input_granularity", "chunk", "input_granularity"),
      ("logit_temperature", 0, "logit_temperature"), ("code_init", "zeros", "code_init"),
-     ("loss_type", "bpr", "loss_type")],
+     ("loss_type", "bpr", "loss_type"), ("num_negatives", -1, "num_negatives")],
 )
 def test_config_validation(field, value, match):
     with pytest.raises(ValueError, match=match):

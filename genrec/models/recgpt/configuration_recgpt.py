@@ -61,6 +61,9 @@ class RecGPTConfig(PreTrainedConfig):
             (``C`` independent softmaxes over ``codebook_size``); ``"items"``: cross-entropy over the CATALOG with
             the item's logit = the mean of its ``C`` code logits (the same additive score that ranks and decodes, so
             training optimises the ranking directly, as SASRec-CE does with its item embeddings).
+        num_negatives (int, defaults to 1024): ``loss_type="items"`` only: the softmax runs over the target and this
+            many uniformly sampled catalog items shared by the batch (sampled softmax, as eSASRec; accidental hits
+            masked); 0 = every catalog item (exact, but ``positions x items x C`` gathers per step).
         ffn_type (str, defaults to "dense"): ``"dense"`` feed-forward or ``"moe"`` (genrec SparseMoeBlock).
         num_experts (int, defaults to 4), num_experts_per_tok (int, defaults to 2), router_aux_loss_coef
             (float, defaults to 0.01), router_z_loss_coef (float, defaults to 0.001): MoE only.
@@ -91,6 +94,7 @@ class RecGPTConfig(PreTrainedConfig):
     code_init: str = "random"
     tie_code_embeddings: bool = False
     loss_type: str = "codes"
+    num_negatives: int = 1024
     logit_temperature: float | None = None
     ffn_type: str = "dense"
     num_experts: int = 4
@@ -144,6 +148,8 @@ class RecGPTConfig(PreTrainedConfig):
             or not self.logit_temperature > 0
         ):
             raise ValueError(f"`logit_temperature` ({self.logit_temperature!r}) must be null or a number > 0")
+        if isinstance(self.num_negatives, bool) or not isinstance(self.num_negatives, int) or self.num_negatives < 0:
+            raise ValueError(f"`num_negatives` ({self.num_negatives!r}) must be an integer >= 0")
         if self.loss_type not in RECGPT_LOSS_TYPES:
             raise ValueError(f"`loss_type` ({self.loss_type!r}) must be one of {list(RECGPT_LOSS_TYPES)}")
         if self.code_init not in RECGPT_CODE_INITS:

@@ -530,8 +530,7 @@ class RecGPTForCausalLM(RecGPTPreTrainedModel):
             chosen = self.code_queries(hidden[valid])  # (N, C, H): only real positions meet the codebooks
             position_logits = self.code_logits(chosen, head)  # (N, C, K)
             if self.config.loss_type == "items" and labels is not None:  # softmax over the catalog's items
-                item_logits = self.item_logits(position_logits) / self.config.num_chunks  # (N, num_items)
-                loss = F.cross_entropy(item_logits.float(), labels[valid] - 1)
+                loss = self._item_softmax_loss(position_logits, labels[valid] - 1)
             else:
                 targets = label_codes[valid]  # (N, C)
                 loss = F.cross_entropy(position_logits.reshape(-1, position_logits.shape[-1]).float(),
@@ -551,6 +550,24 @@ class RecGPTForCausalLM(RecGPTPreTrainedModel):
         if self.chunk_heads is None:
             return states
         return torch.einsum("...h,chg->...cg", states, self.chunk_heads)
+
+    def _item_softmax_loss(self, code_logits: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of the target items among the catalog (or sampled items), item logit = mean code logit.
+
+        Args:
+            code_logits: ``(N, C, K)``. rows: ``(N,)`` catalog rows of the targets.
+        """
+        chunks = self.config.num_chunks
+        if self.config.num_negatives == 0 or self.config.num_negatives >= self.num_items:
+            return F.cross_entropy(self.item_logits(code_logits).float() / chunks, rows)
+        codes = self.catalog_codes[1:]  # (I, C)
+        negatives = torch.randint(0, self.num_items, (self.config.num_negatives,), device=rows.device)
+        candidates = torch.cat([rows[:, None], negatives[None].expand(rows.shape[0], -1)], 1)  # (N, 1 + S)
+        candidate_codes = codes[candidates]  # (N, 1 + S, C)
+        logits = code_logits.gather(2, candidate_codes.transpose(1, 2)).sum(1) / chunks  # (N, 1 + S)
+        hits = candidates[:, 1:] == rows[:, None]  # a sampled "negative" that is the target itself
+        logits = torch.cat([logits[:, :1], logits[:, 1:].masked_fill(hits, float("-inf"))], 1)
+        return F.cross_entropy(logits.float(), torch.zeros_like(rows))
 
     def item_logits(self, code_logits: torch.Tensor) -> torch.Tensor:
         """Every catalog item's additive score: ``(N, C, K)`` code logits → ``(N, num_items)`` sums of its C entries."""
