@@ -37,12 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     from genrec.cli.train import run_from_args
 
     args = parse_args(argv)
-    try:
-        return run_from_args(args)
-    except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, KeyError) as error:
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        print(f"scripts/train.py: error: {message}", file=sys.stderr)
-        return 2
+    from genrec.utils.errors import run_command
+
+    return run_command("scripts/train.py", lambda: run_from_args(args))
 
 
 if __name__ == "__main__":

@@ -53,14 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0 if args.command is None else 2
-    try:
-        return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, KeyError) as error:
-        # User-facing errors: one clear line, no traceback.
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        print(f"genrec {args.command}: error: {message}", file=sys.stderr)
-        return 2
+    from genrec.utils.errors import run_command
 
+    return run_command(f"genrec {args.command}", lambda: args.func(args))
 
 if __name__ == "__main__":
     sys.exit(main())

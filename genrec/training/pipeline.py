@@ -12,8 +12,10 @@ The run folder (built in a temporary sibling and swapped in only when the run su
       log_history.json       the Trainer's log records (loss, learning rate, eval metrics per epoch)
       train.log              the run's log
 
-A run that fails leaves ``OUTPUT`` as it was (nothing half-written); its log is kept beside it as
-``OUTPUT.failed.log``.
+A run holds a lock on ``OUTPUT`` (a second run with the same ``--output`` is refused while it lasts)
+and removes the staging folders that killed runs left. A run that fails or is interrupted leaves
+``OUTPUT`` as it was (nothing half-written) and appends its log and the error to ``OUTPUT.failed.log``
+beside it.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import os
 import platform
 import shutil
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +46,18 @@ from genrec.training.trainer import (
     TimeBudgetCallback,
     full_ranking_metrics,
 )
-from genrec.utils.io import atomic_directory, atomic_write_json, atomic_write_text, check_output_parent
+from genrec.utils.errors import UserInputError
+from genrec.utils.io import (
+    atomic_directory,
+    atomic_write_json,
+    atomic_write_text,
+    check_output_parent,
+    output_lock,
+    path_inside,
+    replace_directory,
+    stale_staging_folders,
+    staging_directory,
+)
 
 __all__ = ["run_training", "prepare_output", "machine_info", "build_model", "load_split", "evaluate_checkpoint",
            "log_to_file"]
@@ -76,15 +90,35 @@ def machine_info() -> dict[str, Any]:
     }
 
 
-def prepare_output(output: str | os.PathLike, *, overwrite: bool = False) -> Path:
+def prepare_output(output: str | os.PathLike, *, overwrite: bool = False,
+                   protect: dict[str, str | os.PathLike] | None = None) -> Path:
     """Check an output folder before any work starts.
+
+    Args:
+        output: the run folder.
+        overwrite: a non-empty ``output`` may be replaced.
+        protect: ``{what: path}`` of inputs that must not lie inside ``output`` (the dataset, the
+            config): replacing ``output`` would delete them. The working folder is always protected.
+
+    Returns:
+        ``output`` as an absolute path (``--output .`` becomes the folder's own name).
 
     Raises:
         FileNotFoundError: the parent folder does not exist.
         NotADirectoryError: ``output`` is a file.
         FileExistsError: ``output`` is a non-empty folder and ``overwrite`` is False.
+        UserInputError: ``output`` is or contains the working folder or a protected input.
     """
-    output = check_output_parent(output)
+    check_output_parent(output)
+    output = Path(os.path.abspath(output))
+    guarded = {"the current working folder": Path.cwd(), **(protect or {})}
+    if output.exists():
+        for what, path in guarded.items():
+            if path is not None and Path(path).exists() and path_inside(path, output):
+                raise UserInputError(
+                    f"--output {str(output)!r} contains {what} ({str(path)!r}), which replacing the folder "
+                    "would delete; choose an --output folder of its own"
+                )
     if output.is_dir() and any(output.iterdir()) and not overwrite:
         raise FileExistsError(
             f"output folder {str(output)!r} already exists and is not empty; choose another --output "
@@ -203,35 +237,71 @@ def run_training(run: RunConfig, output: str | os.PathLike, *, overwrite: bool =
         FileNotFoundError / FileExistsError / NotADirectoryError: see :func:`prepare_output`.
         ValueError: invalid data or config values.
     """
-    output = prepare_output(output, overwrite=overwrite)
+    output = prepare_output(output, overwrite=overwrite, protect=_protected_inputs(run))
     if "wandb" in (run.training.report_to or []):
         os.environ.setdefault("WANDB_MODE", "offline")  # never reach the network unless asked to
+    # Bad data is bad input: read it before anything is written (one line, nothing on disk).
+    loaded = load_split(run.data.dataset, run.data.max_users)
     if not _is_main_process():
         # Other ranks train in lockstep but write nothing (the Trainer only saves on process 0).
         run.training.output_dir = str(output)
-        return _train_and_evaluate(run, None)
+        return _train_and_evaluate(run, None, loaded)
 
-    with atomic_directory(output, overwrite=True) as staging:
+    with output_lock(output):
+        prepare_output(output, overwrite=overwrite)  # again, now that no other run can change it
+        for leftover in stale_staging_folders(output):  # a killed run's; a live one would hold the lock
+            logger.info(f"removing {str(leftover)!r}, left by an interrupted run")
+            shutil.rmtree(leftover, ignore_errors=True)
+        staging = staging_directory(output)
         log_path = staging / LOG_FILE
         try:
             with log_to_file(log_path):
                 run.training.output_dir = str(staging)
                 atomic_write_text(staging / "config.yaml", yaml.safe_dump(run.to_dict(), sort_keys=False))
                 with _wandb_dir(staging if "wandb" in (run.training.report_to or []) else None):
-                    metrics = _train_and_evaluate(run, staging)
-        except BaseException:
-            if log_path.exists():
-                failed_log = output.parent / f"{output.name}.failed.log"
-                shutil.copyfile(log_path, failed_log)
+                    metrics = _train_and_evaluate(run, staging, loaded)
+        except BaseException as error:
+            _append_failed_log(output, log_path, error)
+            shutil.rmtree(staging, ignore_errors=True)
             raise
+        if not overwrite and output.is_dir() and any(output.iterdir()):
+            # Only a writer that ignores the lock gets here; keep both its files and ours.
+            kept = output.parent / f"{output.name}.kept-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+            os.replace(staging, kept)
+            raise FileExistsError(
+                f"output folder {str(output)!r} was filled by something else while this run trained; "
+                f"this run's results are in {str(kept)!r}"
+            )
+        replace_directory(staging, output)
     return metrics
 
 
-def _train_and_evaluate(run: RunConfig, staging: Path | None) -> dict[str, Any]:
+def _protected_inputs(run: RunConfig) -> dict[str, Path]:
+    """The dataset a run reads (replacing an --output holding it would delete it)."""
+    from genrec.data.registry import resolve_dataset_path
+
+    try:
+        return {"the dataset": resolve_dataset_path(run.data.dataset)[1]}
+    except FileNotFoundError:  # reported by load_split with the full message
+        return {}
+
+
+def _append_failed_log(output: Path, log_path: Path, error: BaseException) -> None:
+    """Append the failed run's log and its error to ``OUTPUT.failed.log`` (earlier failures are kept)."""
+    failed_log = output.parent / f"{output.name}.failed.log"
+    log = log_path.read_text(encoding="utf-8", errors="replace") if log_path.exists() else ""
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
+    reason = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
+    with open(failed_log, "a", encoding="utf-8") as handle:
+        handle.write(f"===== run {reason} at {stamp} UTC (pid {os.getpid()}) =====\n{log}")
+        handle.write("".join(traceback.format_exception(type(error), error, error.__traceback__)))
+
+
+def _train_and_evaluate(run: RunConfig, staging: Path | None, loaded) -> dict[str, Any]:
     args = run.training
     set_seed(args.seed)
     logger.info(f"run config: {run.to_dict()}")
-    data, train_sequences, valid, test = load_split(run.data.dataset, run.data.max_users)
+    data, train_sequences, valid, test = loaded
     logger.info(f"data {data.name}: {len(train_sequences)} users, {data.num_items} items")
 
     model = build_model(run.model_type, run.model_kwargs, data.item_ids, catalog=data.catalog,

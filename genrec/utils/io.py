@@ -8,8 +8,10 @@ sibling folder and swapped in at the end.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -27,7 +29,17 @@ __all__ = [
     "atomic_write_json",
     "atomic_directory",
     "check_output_parent",
+    "staging_directory",
+    "replace_directory",
+    "stale_staging_folders",
+    "output_lock",
+    "path_inside",
 ]
+
+# Staging folders are ``.NAME.genrec-XXXXXXXX.tmp`` (being built) and ``.NAME.genrec-XXXXXXXX.old`` (the
+# previous folder, during the swap), next to ``NAME``; the tag lets a later run find and remove the ones
+# a killed run left behind without touching anything else.
+_STAGING_TAG = "genrec-"
 
 
 def check_output_parent(path: str | os.PathLike) -> Path:
@@ -79,6 +91,96 @@ def atomic_write_json(path: str | os.PathLike, obj: Any, *, indent: int = 2) -> 
     return atomic_write_text(path, json.dumps(obj, indent=indent, sort_keys=True, ensure_ascii=False) + "\n")
 
 
+def _absolute(path: str | os.PathLike) -> Path:
+    """Absolute and normalised (``.``, ``..`` resolved lexically), so ``--output .`` has a name and a parent."""
+    return Path(os.path.abspath(os.fspath(path)))
+
+
+def path_inside(inner: str | os.PathLike, outer: str | os.PathLike) -> bool:
+    """Whether ``inner`` is ``outer`` or lies somewhere below it (symlinks resolved)."""
+    inner_real, outer_real = Path(os.path.realpath(inner)), Path(os.path.realpath(outer))
+    return inner_real == outer_real or outer_real in inner_real.parents
+
+
+def staging_directory(path: str | os.PathLike) -> Path:
+    """A new, empty hidden sibling folder of ``path`` to build it in (``.NAME.genrec-XXXXXXXX.tmp``)."""
+    path = _absolute(path)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{_STAGING_TAG}", suffix=".tmp", dir=path.parent))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp creates 0700 folders
+    return tmp
+
+
+def replace_directory(staging: str | os.PathLike, path: str | os.PathLike) -> Path:
+    """Move the finished ``staging`` folder to ``path``, replacing what is there.
+
+    The old folder is first renamed aside and deleted only once the new one is in place, so a crash
+    mid-swap never loses both (a later run removes the leftover, see :func:`stale_staging_folders`).
+    """
+    path = _absolute(path)
+    old = None
+    if path.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{path.name}.{_STAGING_TAG}", suffix=".old", dir=path.parent))
+        os.rmdir(old)
+        os.replace(path, old)
+    os.replace(staging, path)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return path
+
+
+def stale_staging_folders(path: str | os.PathLike) -> list[Path]:
+    """The staging folders of ``path`` left by runs that were killed (only safe to delete under its lock)."""
+    path = _absolute(path)
+    if not path.parent.is_dir():
+        return []
+    pattern = re.compile(re.escape(f".{path.name}.{_STAGING_TAG}") + r"[a-z0-9_]+\.(?:tmp|old)")
+    return sorted(p for p in path.parent.iterdir() if pattern.fullmatch(p.name) and p.is_dir())
+
+
+@contextlib.contextmanager
+def output_lock(path: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive lock on the output folder ``path`` for the block (one run per folder).
+
+    The lock is ``flock`` on a hidden sibling file ``.NAME.genrec-lock`` that is removed on exit; the
+    kernel drops it when a process dies, even by ``kill -9``.
+
+    Raises:
+        OutputInUseError: another process holds it.
+    """
+    from genrec.utils.errors import OutputInUseError
+
+    path = _absolute(path)
+    lock_path = path.parent / f".{path.name}.{_STAGING_TAG}lock"
+    while True:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise OutputInUseError(
+                f"output folder {str(path)!r} is in use by another genrec run (pid {holder}); "
+                "wait for it to finish or choose another --output"
+            ) from None
+        # The holder before us may have removed the file between our open and flock: then we locked
+        # an orphan inode and must start again on the new file.
+        try:
+            current = os.stat(lock_path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            current = False
+        if current:
+            break
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode("ascii"))
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(lock_path)
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def atomic_directory(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[Path]:
     """Build a folder in a temporary sibling and move it to ``path`` only when the block succeeds.
@@ -94,22 +196,14 @@ def atomic_directory(path: str | os.PathLike, *, overwrite: bool = True) -> Iter
     Raises:
         FileExistsError: ``path`` exists and ``overwrite`` is False.
     """
-    path = Path(path)
+    path = _absolute(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{str(path)!r} already exists; pass overwrite=True to replace it")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp creates 0700 folders
+    tmp = staging_directory(path)
     try:
         yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    old = None
-    if path.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
-        os.rmdir(old)
-        os.replace(path, old)
-    os.replace(tmp, path)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    replace_directory(tmp, path)
