@@ -19,21 +19,36 @@ SPLIT_CHOICES = ("valid", "test", "both")
 
 
 def _dataset_from_run_folder(checkpoint: Path) -> str | None:
-    """The dataset a run folder was trained on (its config.yaml), if ``checkpoint`` is a run folder."""
-    import yaml
+    """The dataset a run folder was trained on (its config.yaml), if ``checkpoint`` is a run folder.
+
+    Raises:
+        ValueError: config.yaml is not a run config (malformed, empty, or `data.dataset` not a string)
+            or names a dataset that does not exist.
+    """
+    from genrec.data.registry import resolve_dataset_path
+    from genrec.training.arguments import read_yaml_config
 
     config = checkpoint / "config.yaml"
-    if config.is_file():
-        values = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
-        return (values.get("data") or {}).get("dataset", "amazon-beauty")
-    return None
+    if not config.is_file():
+        return None
+    data = read_yaml_config(config).get("data") or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{str(config)!r}: section `data` must be a mapping, got {data!r}; pass --dataset")
+    dataset = data.get("dataset", "amazon-beauty")
+    if not isinstance(dataset, str) or not dataset:
+        raise ValueError(f"{str(config)!r}: `data.dataset` ({dataset!r}) must be a dataset name or path; pass --dataset")
+    try:
+        resolve_dataset_path(dataset)
+    except FileNotFoundError as error:
+        raise FileNotFoundError(f"{str(config)!r}: {error}; pass --dataset") from None
+    return dataset
 
 
 def evaluate_from_args(args: argparse.Namespace) -> int:
     """Evaluate, print a table and one JSON line; optionally write the metrics to ``--output``."""
     from genrec.cli.train import format_metrics_table
     from genrec.training import evaluate_checkpoint
-    from genrec.utils.io import atomic_write_json, check_output_parent
+    from genrec.utils.io import atomic_write_json
 
     checkpoint = Path(args.checkpoint)
     if not checkpoint.exists():
@@ -42,7 +57,15 @@ def evaluate_from_args(args: argparse.Namespace) -> int:
     if dataset is None:
         raise ValueError(f"--dataset is required: {str(checkpoint)!r} is not a run folder with a config.yaml")
     if args.output:
-        check_output_parent(args.output)
+        output = Path(args.output)
+        if not output.absolute().parent.is_dir():
+            raise FileNotFoundError(
+                f"--output {str(output)!r}: its parent folder {str(output.absolute().parent)!r} does not exist"
+            )
+        if output.is_dir():
+            raise IsADirectoryError(f"--output {str(output)!r} is a folder; pass the path of a JSON file to write")
+        if output.exists() and not args.overwrite:
+            raise FileExistsError(f"--output {str(output)!r} already exists; pass --overwrite to replace it")
     splits = ("valid", "test") if args.split == "both" else (args.split,)
     metrics = evaluate_checkpoint(
         checkpoint,
@@ -88,4 +111,5 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--max-users", type=_positive_int, default=None, help="Only the first N users (quick checks).")
     parser.add_argument("--output", default=None, help="Also write the metrics to this JSON file (atomically).")
+    parser.add_argument("--overwrite", action="store_true", help="Replace an existing --output file.")
     parser.set_defaults(func=evaluate_from_args)

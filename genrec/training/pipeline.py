@@ -60,7 +60,7 @@ from genrec.utils.io import (
 )
 
 __all__ = ["run_training", "prepare_output", "machine_info", "build_model", "load_split", "evaluate_checkpoint",
-           "log_to_file"]
+           "check_checkpoint_files", "log_to_file"]
 
 logger = logging.get_logger(__name__)
 
@@ -423,6 +423,35 @@ def _finish_wandb() -> None:
         wandb.finish()
 
 
+def check_checkpoint_files(folder: str | os.PathLike) -> None:
+    """Read every ``*.json`` and ``*.safetensors`` header under a saved model folder before loading it.
+
+    transformers reports a corrupt config as a multi-line OSError and safetensors as a bare
+    ``SafetensorError`` without the file; checked here, each names its file.
+
+    Raises:
+        ValueError: a file that is not UTF-8 JSON, or not a complete safetensors file.
+    """
+    import json
+
+    from safetensors import SafetensorError, safe_open
+
+    for path in sorted(Path(folder).rglob("*")):
+        if path.suffix == ".json" and path.is_file():
+            try:
+                json.loads(path.read_text(encoding="utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError) as error:
+                raise ValueError(f"{str(path)!r} is not valid JSON ({error}); the checkpoint is damaged") from None
+        elif path.suffix == ".safetensors" and path.is_file():
+            try:
+                with safe_open(str(path), framework="pt") as handle:
+                    handle.keys()
+            except (SafetensorError, OSError, ValueError) as error:
+                raise ValueError(
+                    f"{str(path)!r} is not a complete safetensors file ({error}); the checkpoint is damaged"
+                ) from None
+
+
 def evaluate_checkpoint(
     checkpoint: str | os.PathLike,
     dataset: str,
@@ -460,6 +489,7 @@ def evaluate_checkpoint(
     for split_name in splits:
         if split_name not in ("valid", "test"):
             raise ValueError(f"`split` ({split_name!r}) must be one of ['valid', 'test']")
+    check_checkpoint_files(path)
     model = AutoModel.from_pretrained(path)
     if getattr(model, "item_ids", None) is None:
         raise ValueError(f"checkpoint {str(path)!r} has no item_ids.json; cannot map dataset ids to model rows")
