@@ -26,8 +26,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_align_arguments(parser)
     args = parser.parse_args(argv)
+    from genrec.cli import hide_wandb_offline_banner
     from genrec.utils.errors import run_command
 
+    hide_wandb_offline_banner()
     return run_command("scripts/align.py", lambda: align_from_args(args))
 
 

@@ -37,8 +37,10 @@ def main(argv: list[str] | None = None) -> int:
     from genrec.cli.train import run_from_args
 
     args = parse_args(argv)
+    from genrec.cli import hide_wandb_offline_banner
     from genrec.utils.errors import run_command
 
+    hide_wandb_offline_banner()
     return run_command("scripts/train.py", lambda: run_from_args(args))
 
 

@@ -27,6 +27,25 @@ _SUBCOMMAND_MODULES = [
 ]
 
 
+# Commands that load transformers' Trainer (and with it its W&B integration).
+_TRAINER_COMMANDS = ("train", "evaluate", "quickstart", "align")
+
+
+def hide_wandb_offline_banner() -> None:
+    """Import transformers' W&B integration with ``WANDB_MODE`` hidden.
+
+    transformers prints "[INFO] Running in WANDB offline mode" at import whenever ``WANDB_MODE=offline``
+    (CI sets it), even for a run with ``report_to: none``; with ``report_to: wandb`` W&B itself reports
+    its mode. Nothing else in that module reads the variable at import.
+    """
+    mode = os.environ.pop("WANDB_MODE", None)
+    try:
+        import transformers.integrations.integration_utils  # noqa: F401
+    finally:
+        if mode is not None:
+            os.environ["WANDB_MODE"] = mode
+
+
 def build_parser() -> argparse.ArgumentParser:
     from genrec import __version__
 
@@ -55,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if args.command is None else 2
     from genrec.utils.errors import run_command
 
+    if args.command in _TRAINER_COMMANDS:
+        hide_wandb_offline_banner()
     return run_command(f"genrec {args.command}", lambda: args.func(args))
 
 if __name__ == "__main__":

@@ -196,8 +196,19 @@ def _model_config_class(model_type: str):
 
 
 def _parse_value(text: str) -> Any:
-    """Parse a ``--set`` value with YAML rules (``0.1`` -> float, ``true`` -> bool, ``null`` -> None)."""
-    return yaml.safe_load(text) if text != "" else ""
+    """Parse a ``--set`` value with YAML rules (``0.1`` -> float, ``true`` -> bool, ``null`` -> None).
+
+    Raises:
+        ValueError: ``text`` is not valid YAML.
+    """
+    try:
+        return yaml.safe_load(text) if text != "" else ""
+    except yaml.YAMLError as error:
+        problem = getattr(error, "problem", None) or type(error).__name__
+        raise ValueError(
+            f"the value {text!r} is not valid YAML ({problem}); write a number, true/false, null, a quoted "
+            "'\"string\"', a [list] or a {mapping}"
+        ) from None
 
 
 def apply_overrides(values: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
@@ -218,7 +229,10 @@ def apply_overrides(values: dict[str, Any], overrides: Sequence[str]) -> dict[st
         values.setdefault(section, {})
         if not isinstance(values[section], dict):
             raise ValueError(f"--set {override!r}: section {section!r} is not a mapping in the config")
-        values[section][name] = _parse_value(text)
+        try:
+            values[section][name] = _parse_value(text)
+        except ValueError as error:
+            raise ValueError(f"--set {override!r}: {error}") from None
     return values
 
 
@@ -363,6 +377,10 @@ def build_run_config(values: dict[str, Any], *, output_dir: str | os.PathLike | 
     bad = sorted(set(model_values) - set(allowed))
     if bad:
         raise ValueError(f"unknown `model` key(s) {bad} for model type {model_type!r}; allowed: ['type'] + {allowed}")
+    if model_type == "recgpt" and not isinstance(model_values.get("tokenizer", {}), (dict, type(None))):
+        raise ValueError(
+            f"`model.tokenizer` ({model_values['tokenizer']!r}) must be a mapping of fsq item tokenizer fields or null"
+        )
     # Build once to validate the numbers now rather than after loading data.
     config_values = {key: value for key, value in model_values.items() if key != "tokenizer"}
     check_value_types("model", config_values, _model_config_class(model_type))
