@@ -205,6 +205,19 @@ def log_to_file(path: Path):
 
 
 @contextlib.contextmanager
+def _progress_bars(enabled: bool):
+    """``training.disable_tqdm`` also silences transformers' own bars (loading/writing weights) for the run."""
+    was_enabled = logging.is_progress_bar_enabled()
+    if not enabled:
+        logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled and not enabled:
+            logging.enable_progress_bar()
+
+
+@contextlib.contextmanager
 def _wandb_dir(folder: Path | None):
     """Point W&B's files into the run folder for this run only (unless WANDB_DIR is set by the user)."""
     if folder is None or "WANDB_DIR" in os.environ:
@@ -255,7 +268,7 @@ def run_training(run: RunConfig, output: str | os.PathLike, *, overwrite: bool =
         staging = staging_directory(output)
         log_path = staging / LOG_FILE
         try:
-            with log_to_file(log_path):
+            with log_to_file(log_path), _progress_bars(not run.training.disable_tqdm):
                 run.training.output_dir = str(staging)
                 atomic_write_text(staging / "config.yaml", yaml.safe_dump(run.to_dict(), sort_keys=False))
                 with _wandb_dir(staging if "wandb" in (run.training.report_to or []) else None):
