@@ -46,12 +46,11 @@ from genrec.training.trainer import (
     TimeBudgetCallback,
     full_ranking_metrics,
 )
-from genrec.utils.errors import UserInputError
 from genrec.utils.io import (
     atomic_directory,
     atomic_write_json,
     atomic_write_text,
-    check_output_parent,
+    check_output_folder,
     output_lock,
     path_inside,
     replace_directory,
@@ -92,39 +91,8 @@ def machine_info() -> dict[str, Any]:
 
 def prepare_output(output: str | os.PathLike, *, overwrite: bool = False,
                    protect: dict[str, str | os.PathLike] | None = None) -> Path:
-    """Check an output folder before any work starts.
-
-    Args:
-        output: the run folder.
-        overwrite: a non-empty ``output`` may be replaced.
-        protect: ``{what: path}`` of inputs that must not lie inside ``output`` (the dataset, the
-            config): replacing ``output`` would delete them. The working folder is always protected.
-
-    Returns:
-        ``output`` as an absolute path (``--output .`` becomes the folder's own name).
-
-    Raises:
-        FileNotFoundError: the parent folder does not exist.
-        NotADirectoryError: ``output`` is a file.
-        FileExistsError: ``output`` is a non-empty folder and ``overwrite`` is False.
-        UserInputError: ``output`` is or contains the working folder or a protected input.
-    """
-    check_output_parent(output)
-    output = Path(os.path.abspath(output))
-    guarded = {"the current working folder": Path.cwd(), **(protect or {})}
-    if output.exists():
-        for what, path in guarded.items():
-            if path is not None and Path(path).exists() and path_inside(path, output):
-                raise UserInputError(
-                    f"--output {str(output)!r} contains {what} ({str(path)!r}), which replacing the folder "
-                    "would delete; choose an --output folder of its own"
-                )
-    if output.is_dir() and any(output.iterdir()) and not overwrite:
-        raise FileExistsError(
-            f"output folder {str(output)!r} already exists and is not empty; choose another --output "
-            "or pass --overwrite (the old folder is replaced only when the new run succeeds)"
-        )
-    return output
+    """Check a run's output folder before any work starts (see :func:`genrec.utils.io.check_output_folder`)."""
+    return check_output_folder(output, overwrite=overwrite, protect=protect)
 
 
 def load_split(dataset: str, max_users: int | None = None):

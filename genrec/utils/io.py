@@ -29,6 +29,7 @@ __all__ = [
     "atomic_write_json",
     "atomic_directory",
     "check_output_parent",
+    "check_output_folder",
     "staging_directory",
     "replace_directory",
     "stale_staging_folders",
@@ -59,6 +60,45 @@ def check_output_parent(path: str | os.PathLike) -> Path:
     if path.exists() and not path.is_dir():
         raise NotADirectoryError(f"output {str(path)!r} exists and is a file, not a folder")
     return path
+
+
+def check_output_folder(output: str | os.PathLike, *, overwrite: bool = False,
+                        protect: dict[str, str | os.PathLike] | None = None) -> Path:
+    """Check an output folder that a command will build and then swap in, before any work starts.
+
+    Args:
+        output: the folder.
+        overwrite: a non-empty ``output`` may be replaced.
+        protect: ``{what: path}`` of inputs that must not lie inside ``output`` (the dataset, the
+            config): replacing ``output`` would delete them. The working folder is always protected.
+
+    Returns:
+        ``output`` as an absolute path (``--output .`` becomes the folder's own name).
+
+    Raises:
+        FileNotFoundError: the parent folder does not exist.
+        NotADirectoryError: ``output`` is a file.
+        FileExistsError: ``output`` is a non-empty folder and ``overwrite`` is False.
+        UserInputError: ``output`` is or contains the working folder or a protected input.
+    """
+    from genrec.utils.errors import UserInputError
+
+    check_output_parent(output)
+    output = _absolute(output)
+    guarded = {"the current working folder": Path.cwd(), **(protect or {})}
+    if output.exists():
+        for what, path in guarded.items():
+            if path is not None and Path(path).exists() and path_inside(path, output):
+                raise UserInputError(
+                    f"--output {str(output)!r} contains {what} ({str(path)!r}), which replacing the folder "
+                    "would delete; choose an --output folder of its own"
+                )
+    if output.is_dir() and any(output.iterdir()) and not overwrite:
+        raise FileExistsError(
+            f"output folder {str(output)!r} already exists and is not empty; choose another --output "
+            "or pass --overwrite (the old folder is replaced only when the new run succeeds)"
+        )
+    return output
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:

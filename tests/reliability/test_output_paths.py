@@ -42,7 +42,7 @@ def _layout(root: Path, mistake: str) -> tuple[str, Path, Path, Path]:
 
 
 @SETTINGS
-@given(mistake=st.sampled_from(MISTAKES), overwrite=st.booleans(), command=st.sampled_from(["train", "quickstart"]))
+@given(mistake=st.sampled_from(MISTAKES), overwrite=st.booleans(), command=st.sampled_from(["train", "quickstart", "tokenize"]))
 def test_a_wrong_output_is_refused_in_one_line_and_nothing_changes(mistake, overwrite, command):
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -50,8 +50,10 @@ def test_a_wrong_output_is_refused_in_one_line_and_nothing_changes(mistake, over
         if command == "train":
             argv = toy_train_argv(dataset, output)
             argv[argv.index("--config") + 1] = str(config)
-        else:
+        elif command == "quickstart":
             argv = ["quickstart", "--output", output, "--set", f"data.dataset={dataset}"]
+        else:
+            argv = ["tokenize", "--dataset", str(dataset), "--method", "random", "--output", output]
         argv += ["--overwrite"] if overwrite else []
         before = tree_digest(root)
         old_cwd = os.getcwd()
@@ -69,6 +71,15 @@ def test_train_into_a_folder_holding_the_dataset_keeps_the_dataset(tmp_path):
     dataset = Path(write_toy_dataset(tmp_path / "work" / "data"))
     before = tree_digest(tmp_path)
     status, _, err = cli(toy_train_argv(dataset, tmp_path / "work", "--overwrite"))
+    assert "contains the dataset" in assert_one_line_error(status, err, str(tmp_path / "work"))
+    assert tree_digest(tmp_path) == before
+
+
+def test_tokenize_into_a_folder_holding_the_dataset_keeps_the_dataset(tmp_path):
+    dataset = Path(write_toy_dataset(tmp_path / "work" / "data"))
+    before = tree_digest(tmp_path)
+    status, _, err = cli(["tokenize", "--dataset", str(dataset), "--method", "random", "--output",
+                          str(tmp_path / "work"), "--overwrite"])
     assert "contains the dataset" in assert_one_line_error(status, err, str(tmp_path / "work"))
     assert tree_digest(tmp_path) == before
 
