@@ -76,6 +76,7 @@ def evaluate_from_args(args: argparse.Namespace) -> int:
         exclude_history=args.exclude_history,
         max_users=args.max_users,
         show_progress=True,
+        dataset_source=None if args.dataset else f"{str(checkpoint / 'config.yaml')!r}",
     )
     metrics["eval/exclude_history_items"] = bool(args.exclude_history)
     metrics["data/name"] = dataset

@@ -21,6 +21,7 @@ import copy
 import dataclasses
 import enum
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -226,9 +227,12 @@ def apply_overrides(values: dict[str, Any], overrides: Sequence[str]) -> dict[st
                 f"--set {override!r}: expected 'section.key=value' with section in ['model', 'data', 'training'], "
                 "e.g. training.learning_rate=0.002"
             )
-        values.setdefault(section, {})
+        if values.get(section) is None:  # absent, or `section:` with nothing under it
+            values[section] = {}
         if not isinstance(values[section], dict):
-            raise ValueError(f"--set {override!r}: section {section!r} is not a mapping in the config")
+            raise ValueError(
+                f"--set {override!r}: config section `{section}` is {values[section]!r}, not a mapping of keys to values"
+            )
         try:
             values[section][name] = _parse_value(text)
         except ValueError as error:
@@ -369,7 +373,7 @@ def build_run_config(values: dict[str, Any], *, output_dir: str | os.PathLike | 
         if raw[section] is None:
             raw[section] = {}
         if not isinstance(raw[section], dict):
-            raise ValueError(f"config section {section!r} must be a mapping, got {raw[section]!r}")
+            raise ValueError(f"config section `{section}` must be a mapping of keys to values, got {raw[section]!r}")
 
     model_values = dict(raw["model"])
     model_type = model_values.pop("type", "sasrec")
@@ -384,7 +388,11 @@ def build_run_config(values: dict[str, Any], *, output_dir: str | os.PathLike | 
     # Build once to validate the numbers now rather than after loading data.
     config_values = {key: value for key, value in model_values.items() if key != "tokenizer"}
     check_value_types("model", config_values, _model_config_class(model_type))
-    _model_config_class(model_type)(**({"num_items": 1} if model_type == "sasrec" else {}), **config_values)
+    try:
+        _model_config_class(model_type)(**({"num_items": 1} if model_type == "sasrec" else {}), **config_values)
+    except (ValueError, TypeError) as error:  # the config classes name the bare field: say which section
+        message = re.sub(r"`(\w+)`", lambda m: f"`model.{m[1]}`" if m[1] in allowed else m[0], str(error))
+        raise ValueError(message if "`model." in message else f"invalid `model` value: {message}") from None
 
     data_fields = [f.name for f in dataclasses.fields(DataArguments)]
     bad = sorted(set(raw["data"]) - set(data_fields))

@@ -216,20 +216,23 @@ def run_training(run: RunConfig, output: str | os.PathLike, *, overwrite: bool =
 
     Raises:
         FileNotFoundError / FileExistsError / NotADirectoryError: see :func:`prepare_output`.
+        OutputInUseError: another run holds ``output``.
+        FileExistsError: something other than a genrec run filled ``output`` (without ``overwrite``)
+            while this run trained; this run's folder is kept as ``OUTPUT.kept-<time>-<pid>``.
         ValueError: invalid data or config values.
     """
     output = prepare_output(output, overwrite=overwrite, protect=_protected_inputs(run))
     if "wandb" in (run.training.report_to or []):
         os.environ.setdefault("WANDB_MODE", "offline")  # never reach the network unless asked to
-    # Bad data is bad input: read it before anything is written (one line, nothing on disk).
-    loaded = load_split(run.data.dataset, run.data.max_users)
     if not _is_main_process():
         # Other ranks train in lockstep but write nothing (the Trainer only saves on process 0).
         run.training.output_dir = str(output)
-        return _train_and_evaluate(run, None, loaded)
+        return _train_and_evaluate(run, None, load_split(run.data.dataset, run.data.max_users))
 
     with output_lock(output):
         prepare_output(output, overwrite=overwrite)  # again, now that no other run can change it
+        # Bad data is bad input: read it before anything is written (one line, nothing on disk).
+        loaded = load_split(run.data.dataset, run.data.max_users)
         for leftover in stale_staging_folders(output):  # a killed run's; a live one would hold the lock
             logger.info(f"removing {str(leftover)!r}, left by an interrupted run")
             shutil.rmtree(leftover, ignore_errors=True)
@@ -404,6 +407,47 @@ def _finish_wandb() -> None:
         wandb.finish()
 
 
+class _Records(std_logging.Handler):
+    def __init__(self):
+        super().__init__(std_logging.WARNING)
+        self.records: list[std_logging.LogRecord] = []
+
+    def emit(self, record: std_logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def _load_checkpoint_model(auto_class, path: Path):
+    """``auto_class.from_pretrained(path)``; a config that does not fit the weights is one ``ValueError``.
+
+    transformers prints a multi-line load report and then raises a bare ``RuntimeError`` when, e.g., a
+    damaged config.json gives other shapes than the weights; the report's rows go into the message
+    instead. On success the held-back warnings are logged as usual.
+    """
+    captured = _Records()
+    hf_logger = std_logging.getLogger("transformers")
+    logging.disable_default_handler()
+    hf_logger.addHandler(captured)
+    try:
+        with _progress_bars(False):  # a recommender loads in a blink; the bar would only precede an error line
+            model = auto_class.from_pretrained(path)
+    except (OSError, RuntimeError, ValueError) as error:
+        rows = [" ".join(line.replace("|", " ").split()) for record in captured.records
+                for line in record.getMessage().splitlines()
+                if "|" in line and any(word in line for word in ("MISMATCH", "MISSING", "UNEXPECTED"))]
+        if isinstance(error, RuntimeError) and not rows:
+            raise  # not a load-report failure: a bug keeps its traceback
+        detail = "; ".join(rows)[:400] or " ".join(str(error).split())[:400]
+        raise ValueError(
+            f"cannot load the model in {str(path)!r}: its config.json does not fit its weights ({detail})"
+        ) from None
+    finally:
+        hf_logger.removeHandler(captured)
+        logging.enable_default_handler()
+    for record in captured.records:
+        hf_logger.handle(record)
+    return model
+
+
 def check_checkpoint_files(folder: str | os.PathLike) -> None:
     """Read every ``*.json`` and ``*.safetensors`` header under a saved model folder before loading it.
 
@@ -443,6 +487,7 @@ def evaluate_checkpoint(
     exclude_history: bool = False,
     max_users: int | None = None,
     show_progress: bool = False,
+    dataset_source: str | None = None,
 ) -> dict[str, Any]:
     """Leave-one-out full-ranking metrics of a saved model on a dataset.
 
@@ -450,6 +495,8 @@ def evaluate_checkpoint(
         checkpoint: a ``save_pretrained`` folder, or a run folder holding ``checkpoint/``.
         dataset: dataset name or folder (its catalog must contain the model's items).
         splits: any of "valid", "test".
+        show_progress: progress bars of the ranking.
+        dataset_source: where ``dataset`` came from (e.g. the run folder's config.yaml), for error messages.
 
     Returns:
         flat metrics ``{"test/recall@10": ..., ...}``.
@@ -471,15 +518,23 @@ def evaluate_checkpoint(
         if split_name not in ("valid", "test"):
             raise ValueError(f"`split` ({split_name!r}) must be one of ['valid', 'test']")
     check_checkpoint_files(path)
-    model = AutoModel.from_pretrained(path)
+    model = _load_checkpoint_model(AutoModel, path)
     if getattr(model, "item_ids", None) is None:
         raise ValueError(f"checkpoint {str(path)!r} has no item_ids.json; cannot map dataset ids to model rows")
-    data, _, valid, test = load_split(dataset, max_users)
+    try:
+        data, _, valid, test = load_split(dataset, max_users)
+    except (ValueError, FileNotFoundError) as error:
+        if dataset_source is None:
+            raise
+        kind = ValueError if isinstance(error, ValueError) else FileNotFoundError
+        raise kind(f"{error} (the dataset named by {dataset_source}; pass --dataset)") from None
     unknown = [item for item in data.item_ids if item not in model.item_index]
     if unknown:
+        source = f" (named by {dataset_source})" if dataset_source else ""
+        catalog = path / "item_ids.json" if (path / "item_ids.json").is_file() else path
         raise ValueError(
-            f"dataset {dataset!r} has {len(unknown)} items not in the model's catalog (e.g. {unknown[:3]}); "
-            "evaluate on the dataset the model was trained on"
+            f"dataset {dataset!r}{source} has {len(unknown)} items not in the model's catalog {str(catalog)!r} "
+            f"(e.g. {unknown[:3]}); evaluate on the dataset the model was trained on"
         )
     max_length = getattr(model.config, "max_position_embeddings", None) or model.config.max_history_items
     metrics: dict[str, Any] = {}

@@ -80,4 +80,4 @@ def run_command(prog: str, func: Callable[[], int | None]) -> int:
     except KeyboardInterrupt as error:
         name = error.signal_name if isinstance(error, RunInterrupted) else "Ctrl-C"
         print(f"{prog}: interrupted by {name}; the output folder was left as it was", file=sys.stderr)
-        return 143 if name == "SIGTERM" else 130
+        return {"SIGTERM": 143, "SIGHUP": 129}.get(name, 130)  # 128 + signal number, as a shell reports it

@@ -11,6 +11,12 @@ from pathlib import Path
 from genrec.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def max_examples(default: int) -> int:
+    """Examples per property: small by default (the suite stays fast); set GENREC_RELIABILITY_EXAMPLES for a
+    deep search, e.g. ``GENREC_RELIABILITY_EXAMPLES=500 pytest tests/reliability``."""
+    return int(os.environ.get("GENREC_RELIABILITY_EXAMPLES", default))
 CONFIGS = REPO / "scripts" / "configs"
 SMOKE = CONFIGS / "sasrec-beauty-smoke.yaml"
 

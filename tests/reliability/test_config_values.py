@@ -6,7 +6,6 @@ and the checks cost milliseconds.
 
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
 
@@ -14,9 +13,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.reliability.helpers import CONFIGS, assert_one_line_error, cli, tree_digest
+from tests.reliability.helpers import max_examples, CONFIGS, assert_one_line_error, cli, tree_digest
 
-SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=max_examples(40), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 PRESETS = sorted(path for path in CONFIGS.glob("*-beauty*.yaml") if "align" not in path.name)
 
 
@@ -67,10 +66,20 @@ def test_every_preset_parses():
         load_run_config(preset)
 
 
+def _yaml(value) -> str:
+    """``value`` as `--set` text that YAML reads back as exactly ``value`` (JSON's ``1e-06`` would be a string)."""
+    text = yaml.safe_dump([value], default_flow_style=True, width=10**6).strip()[1:-1]
+    assert yaml.safe_load(text) == value, (value, text)
+    return text
+
+
 def _train(preset: Path, *overrides: str) -> tuple[int, str, dict, dict]:
+    """`genrec train` with ``overrides``; a missing dataset goes first, so that a value the checks let
+    through ends in a data error (failing the test) instead of a training run on the real data."""
     with tempfile.TemporaryDirectory() as tmp:
         before = tree_digest(tmp)
         argv = ["train", "--config", str(preset), "--output", str(Path(tmp) / "run")]
+        overrides = (f"data.dataset={Path(tmp) / 'no-such-dataset'}", *overrides)
         argv += [f"--set={override}" for override in overrides]  # "=" form: text may start with "-"
         status, _, err = cli(argv)
         return status, err, before, tree_digest(tmp)
@@ -81,7 +90,7 @@ def _train(preset: Path, *overrides: str) -> tuple[int, str, dict, dict]:
 def test_a_wrong_type_for_any_preset_key_is_one_line_naming_it(data):
     preset, section, key, value = data.draw(st.sampled_from(PRESET_KEYS))
     wrong = data.draw(wrong_type_for(value))
-    status, err, before, after = _train(preset, f"{section}.{key}={json.dumps(wrong)}")
+    status, err, before, after = _train(preset, f"{section}.{key}={_yaml(wrong)}")
     assert_one_line_error(status, err, f"`{section}.{key}`")
     assert after == before
 
@@ -93,7 +102,7 @@ def test_a_wrong_type_for_any_preset_key_is_one_line_naming_it(data):
 )
 def test_non_positive_epochs_and_batch_sizes_are_refused_before_the_data_loads(key, value):
     preset = CONFIGS / "sasrec-beauty-smoke.yaml"
-    status, err, before, after = _train(preset, f"training.{key}={json.dumps(value)}")
+    status, err, before, after = _train(preset, f"training.{key}={_yaml(value)}")
     assert_one_line_error(status, err, f"`training.{key}`")
     assert after == before
 
@@ -103,7 +112,7 @@ def test_non_positive_epochs_and_batch_sizes_are_refused_before_the_data_loads(k
 def test_any_set_text_is_parsed_or_refused_in_one_line(text):
     """Arbitrary `--set` text: a bad form, bad YAML, an unknown key or a bad value, never a traceback."""
     preset = CONFIGS / "sasrec-beauty-smoke.yaml"
-    status, err, before, after = _train(preset, text, "training.num_train_epochs=0")
+    status, err, before, after = _train(preset, text, "training.num_train_epochs=0", "data.dataset=/no/such/data")
     assert_one_line_error(status, err, "--set", "`model", "`data", "`training", "section")
     assert after == before
 
