@@ -173,7 +173,9 @@ def stale_staging_folders(path: str | os.PathLike) -> list[Path]:
     path = _absolute(path)
     if not path.parent.is_dir():
         return []
-    pattern = re.compile(re.escape(f".{path.name}.{_STAGING_TAG}") + r"[a-z0-9_]+\.(?:tmp|old)")
+    # Also the untagged ``.NAME.XXXXXXXX.tmp`` (8 mkdtemp characters) of genrec versions before the tag.
+    pattern = re.compile(re.escape(f".{path.name}.") + r"(?:" + re.escape(_STAGING_TAG) + r"[a-z0-9_]+|[a-z0-9_]{8})"
+                         r"\.(?:tmp|old)")
     return sorted(p for p in path.parent.iterdir() if pattern.fullmatch(p.name) and p.is_dir())
 
 

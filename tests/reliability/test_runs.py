@@ -95,7 +95,7 @@ def test_a_writer_that_ignores_the_lock_loses_nothing(trained_run, tmp_path, mon
 
 def test_leftovers_of_killed_runs_are_removed_by_the_next_run(trained_run, tmp_path):
     dataset, _ = trained_run
-    for name in (".run.genrec-abc123_x.tmp", ".run.genrec-zz9.old"):
+    for name in (".run.genrec-abc123_x.tmp", ".run.genrec-zz9.old", ".run.k3j_x9q2.tmp"):  # the last: untagged, older genrec
         (tmp_path / name).mkdir()
         (tmp_path / name / "model.safetensors").write_bytes(b"half")
     (tmp_path / ".run.genrec-lock").write_text("4242")  # a dead holder's lock file: flock is free
@@ -103,6 +103,7 @@ def test_leftovers_of_killed_runs_are_removed_by_the_next_run(trained_run, tmp_p
     (tmp_path / ".run.genrec-notes").write_text("not a staging folder")
     assert cli(toy_train_argv(dataset, tmp_path / "run"))[0] == 0
     assert staging_leftovers(tmp_path) == [".run.genrec-notes", ".run2.genrec-abc123_x.tmp"]
+    assert not (tmp_path / ".run.k3j_x9q2.tmp").exists()
     assert (tmp_path / "run" / "metrics.json").is_file()
 
 
