@@ -78,5 +78,6 @@ def main(argv: list[str] | None = None) -> int:
         hide_wandb_offline_banner()
     return run_command(f"genrec {args.command}", lambda: args.func(args))
 
+
 if __name__ == "__main__":
     sys.exit(main())

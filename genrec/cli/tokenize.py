@@ -123,8 +123,8 @@ def run_tokenize(args: argparse.Namespace) -> int:
     import numpy as np
 
     from genrec.data import leave_one_out, load_dataset
-    from genrec.tokenization import get_tokenizer_class
     from genrec.data.registry import resolve_dataset_path
+    from genrec.tokenization import get_tokenizer_class
     from genrec.utils.io import atomic_directory, check_output_folder
 
     try:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import enum
+import math
 import os
 import re
 import types
@@ -253,9 +254,9 @@ def _field_types(cls) -> dict[str, Any]:
         for name, annotation in getattr(klass, "__annotations__", {}).items():
             if isinstance(annotation, str):
                 try:
-                    annotation = eval(annotation, namespace)  # noqa: S307 - annotations of our own classes
-                except Exception:  # e.g. a type only imported under TYPE_CHECKING
-                    continue
+                    annotation = eval(annotation, namespace)  # what typing.get_type_hints does, per field
+                except (NameError, AttributeError, TypeError, SyntaxError):  # e.g. a TYPE_CHECKING-only name
+                    continue  # such a field is left to the class's own checks
             inherited = typing.get_args(hints.get(name))
             if annotation is str and any(_is_enum(arm) for arm in inherited):
                 continue  # our `eval_strategy: str` narrows transformers' `IntervalStrategy | str`: keep the choices
@@ -346,7 +347,7 @@ def check_value_types(section: str, values: dict[str, Any], cls) -> None:
                 number = float(value)
             except ValueError:
                 number = None
-            if number is not None and number == number and abs(number) != float("inf"):
+            if number is not None and math.isfinite(number):
                 values[key] = number
                 continue
         raise ValueError(f"`{section}.{key}` ({value!r}) is not allowed: it must be {_describe(hints[key])}")

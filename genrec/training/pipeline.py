@@ -52,7 +52,6 @@ from genrec.utils.io import (
     atomic_write_text,
     check_output_folder,
     output_lock,
-    path_inside,
     replace_directory,
     stale_staging_folders,
     staging_directory,

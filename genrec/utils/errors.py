@@ -12,9 +12,9 @@ from __future__ import annotations
 import contextlib
 import signal
 import sys
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
-__all__ = ["UserInputError", "OutputInUseError", "RunInterrupted", "USER_ERRORS", "one_line", "run_command"]
+__all__ = ["USER_ERRORS", "OutputInUseError", "RunInterrupted", "UserInputError", "one_line", "run_command"]
 
 
 class UserInputError(ValueError):

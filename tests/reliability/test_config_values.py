@@ -13,7 +13,13 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.reliability.helpers import max_examples, CONFIGS, assert_one_line_error, cli, tree_digest
+from tests.reliability.helpers import (
+    CONFIGS,
+    assert_one_line_error,
+    cli,
+    max_examples,
+    tree_digest,
+)
 
 SETTINGS = settings(max_examples=max_examples(40), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 PRESETS = sorted(path for path in CONFIGS.glob("*-beauty*.yaml") if "align" not in path.name)

@@ -22,7 +22,14 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.reliability.helpers import max_examples, SMOKE, assert_one_line_error, cli, toy_train_argv, tree_digest
+from tests.reliability.helpers import (
+    SMOKE,
+    assert_one_line_error,
+    cli,
+    max_examples,
+    toy_train_argv,
+    tree_digest,
+)
 
 SETTINGS = settings(max_examples=max_examples(30), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -15,7 +15,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import write_toy_dataset
-from tests.reliability.helpers import max_examples, SMOKE, assert_one_line_error, cli, toy_train_argv, tree_digest
+from tests.reliability.helpers import (
+    SMOKE,
+    assert_one_line_error,
+    cli,
+    max_examples,
+    toy_train_argv,
+    tree_digest,
+)
 
 SETTINGS = settings(max_examples=max_examples(25), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 MISTAKES = ["file", "dataset-itself", "holds-dataset", "holds-config", "cwd", "cwd-ancestor", "missing-parent"]

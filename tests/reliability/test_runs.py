@@ -20,7 +20,6 @@ import pytest
 from genrec.training.trainer import RecommendationTrainer
 from genrec.utils.io import output_lock
 from tests.reliability.helpers import (
-    SMOKE,
     assert_one_line_error,
     cli,
     staging_leftovers,
