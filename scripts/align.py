@@ -29,8 +29,11 @@ def main(argv: list[str] | None = None) -> int:
     from genrec.cli import hide_wandb_offline_banner
     from genrec.utils.errors import run_command
 
-    hide_wandb_offline_banner()
-    return run_command("scripts/align.py", lambda: align_from_args(args))
+    def body() -> int:
+        hide_wandb_offline_banner()
+        return align_from_args(args)
+
+    return run_command("scripts/align.py", body)
 
 
 if __name__ == "__main__":

@@ -40,8 +40,11 @@ def main(argv: list[str] | None = None) -> int:
     from genrec.cli import hide_wandb_offline_banner
     from genrec.utils.errors import run_command
 
-    hide_wandb_offline_banner()
-    return run_command("scripts/train.py", lambda: run_from_args(args))
+    def body() -> int:
+        hide_wandb_offline_banner()
+        return run_from_args(args)
+
+    return run_command("scripts/train.py", body)
 
 
 if __name__ == "__main__":

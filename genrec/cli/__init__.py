@@ -74,9 +74,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if args.command is None else 2
     from genrec.utils.errors import run_command
 
-    if args.command in _TRAINER_COMMANDS:
-        hide_wandb_offline_banner()
-    return run_command(f"genrec {args.command}", lambda: args.func(args))
+    def body() -> int:
+        if args.command in _TRAINER_COMMANDS:  # inside run_command: Ctrl-C during this slow import is one line too
+            hide_wandb_offline_banner()
+        return args.func(args)
+
+    return run_command(f"genrec {args.command}", body)
 
 
 if __name__ == "__main__":
