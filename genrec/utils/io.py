@@ -2,7 +2,9 @@
 
 Every artifact genrec writes goes through these helpers: files are written to a temporary sibling
 and renamed into place (``os.replace`` is atomic on POSIX), folders are built in a temporary
-sibling folder and swapped in at the end.
+sibling folder and swapped in at the end. A command that replaces a whole output folder checks it
+first (:func:`check_output_folder`), holds :func:`output_lock` on it while it works, and removes what
+killed runs left (:func:`stale_staging_folders`).
 """
 
 from __future__ import annotations
