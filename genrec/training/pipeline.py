@@ -51,9 +51,9 @@ from genrec.utils.io import (
     atomic_write_json,
     atomic_write_text,
     check_output_folder,
+    clean_stale_staging,
     output_lock,
     replace_directory,
-    stale_staging_folders,
     staging_directory,
 )
 
@@ -229,12 +229,11 @@ def run_training(run: RunConfig, output: str | os.PathLike, *, overwrite: bool =
         return _train_and_evaluate(run, None, load_split(run.data.dataset, run.data.max_users))
 
     with output_lock(output):
+        for leftover in clean_stale_staging(output):  # a killed run's; a live one would hold the lock
+            logger.info(f"cleaned up {str(leftover)!r}, left by an interrupted run")
         prepare_output(output, overwrite=overwrite)  # again, now that no other run can change it
         # Bad data is bad input: read it before anything is written (one line, nothing on disk).
         loaded = load_split(run.data.dataset, run.data.max_users)
-        for leftover in stale_staging_folders(output):  # a killed run's; a live one would hold the lock
-            logger.info(f"removing {str(leftover)!r}, left by an interrupted run")
-            shutil.rmtree(leftover, ignore_errors=True)
         staging = staging_directory(output)
         log_path = staging / LOG_FILE
         try:

@@ -10,11 +10,11 @@ killed runs left (:func:`stale_staging_folders`).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import re
 import shutil
+import signal
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -35,6 +35,7 @@ __all__ = [
     "staging_directory",
     "replace_directory",
     "stale_staging_folders",
+    "clean_stale_staging",
     "output_lock",
     "path_inside",
 ]
@@ -156,18 +157,44 @@ def replace_directory(staging: str | os.PathLike, path: str | os.PathLike) -> Pa
     """Move the finished ``staging`` folder to ``path``, replacing what is there.
 
     The old folder is first renamed aside and deleted only once the new one is in place, so a crash
-    mid-swap never loses both (a later run removes the leftover, see :func:`stale_staging_folders`).
+    mid-swap never loses both (:func:`clean_stale_staging` puts a lone ``.old`` back). Ctrl-C and
+    SIGTERM wait until both renames are done.
     """
     path = _absolute(path)
     old = None
-    if path.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{path.name}.{_STAGING_TAG}", suffix=".old", dir=path.parent))
-        os.rmdir(old)
-        os.replace(path, old)
-    os.replace(staging, path)
+    blocked = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, blocked) if hasattr(signal, "pthread_sigmask") else None
+    try:
+        if path.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.{_STAGING_TAG}", suffix=".old", dir=path.parent))
+            os.rmdir(old)
+            os.replace(path, old)
+        os.replace(staging, path)
+    finally:
+        if previous is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
     return path
+
+
+def clean_stale_staging(path: str | os.PathLike) -> list[Path]:
+    """Remove what killed runs left next to ``path`` (call it only while holding :func:`output_lock`).
+
+    A ``.old`` folder with no ``path`` beside it is a previous result whose swap was cut short: it is
+    moved back to ``path`` instead of being deleted.
+
+    Returns:
+        the leftovers removed or restored.
+    """
+    path = _absolute(path)
+    leftovers = stale_staging_folders(path)
+    for leftover in leftovers:
+        if leftover.suffix == ".old" and not path.exists():
+            os.replace(leftover, path)
+        else:
+            shutil.rmtree(leftover, ignore_errors=True)
+    return leftovers
 
 
 def stale_staging_folders(path: str | os.PathLike) -> list[Path]:
@@ -191,6 +218,8 @@ def output_lock(path: str | os.PathLike) -> Iterator[None]:
     Raises:
         OutputInUseError: another process holds it.
     """
+    import fcntl  # POSIX only, like the rest of genrec's process handling
+
     from genrec.utils.errors import OutputInUseError
 
     path = _absolute(path)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -100,10 +101,23 @@ def test_leftovers_of_killed_runs_are_removed_by_the_next_run(trained_run, tmp_p
     (tmp_path / ".run.genrec-lock").write_text("4242")  # a dead holder's lock file: flock is free
     (tmp_path / ".run2.genrec-abc123_x.tmp").mkdir()  # another output's staging: not ours to remove
     (tmp_path / ".run.genrec-notes").write_text("not a staging folder")
-    assert cli(toy_train_argv(dataset, tmp_path / "run"))[0] == 0
+    (tmp_path / "run").mkdir()  # OUTPUT exists, so the .old is a swap's garbage, not the only copy
+    (tmp_path / "run" / "old.txt").write_text("previous run")
+    assert cli(toy_train_argv(dataset, tmp_path / "run", "--overwrite"))[0] == 0
     assert staging_leftovers(tmp_path) == [".run.genrec-notes", ".run2.genrec-abc123_x.tmp"]
     assert not (tmp_path / ".run.k3j_x9q2.tmp").exists()
     assert (tmp_path / "run" / "metrics.json").is_file()
+
+
+def test_a_swap_cut_short_gets_the_previous_results_back(trained_run, tmp_path):
+    """Killed between the two renames of the swap: the old folder is aside (.old), OUTPUT is missing.
+    The next run puts it back instead of deleting it, and then needs --overwrite like any non-empty output."""
+    dataset, run = trained_run
+    shutil.copytree(run, tmp_path / ".run.genrec-k3j9x0aa.old")
+    before = tree_digest(tmp_path / ".run.genrec-k3j9x0aa.old")
+    status, _, err = cli(toy_train_argv(dataset, tmp_path / "run"))
+    assert "--overwrite" in assert_one_line_error(status, err, str(tmp_path / "run"))
+    assert tree_digest(tmp_path / "run") == before and staging_leftovers(tmp_path) == []
 
 
 # ---------------------------------------------------------------------------------- real processes
