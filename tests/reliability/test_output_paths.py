@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import write_toy_dataset
 from tests.reliability.helpers import (
+    CONFIGS,
     SMOKE,
     assert_one_line_error,
     cli,
@@ -87,6 +88,16 @@ def test_tokenize_into_a_folder_holding_the_dataset_keeps_the_dataset(tmp_path):
     before = tree_digest(tmp_path)
     status, _, err = cli(["tokenize", "--dataset", str(dataset), "--method", "random", "--output",
                           str(tmp_path / "work"), "--overwrite"])
+    assert "contains the dataset" in assert_one_line_error(status, err, str(tmp_path / "work"))
+    assert tree_digest(tmp_path) == before
+
+
+def test_align_overwrite_never_deletes_a_folder_holding_the_dataset(tmp_path):
+    """`genrec align --overwrite` deletes a non-alignment --output before it starts: never the dataset's."""
+    dataset = Path(write_toy_dataset(tmp_path / "work" / "data"))
+    before = tree_digest(tmp_path)
+    status, _, err = cli(["align", "--config", str(CONFIGS / "onerec-beauty-align-smoke.yaml"), "--output",
+                          str(tmp_path / "work"), "--set", f"data.dataset={dataset}", "--overwrite"])
     assert "contains the dataset" in assert_one_line_error(status, err, str(tmp_path / "work"))
     assert tree_digest(tmp_path) == before
 
