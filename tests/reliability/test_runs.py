@@ -29,6 +29,16 @@ from tests.reliability.helpers import (
 )
 
 
+def test_a_successful_run_writes_only_its_output(trained_run, tmp_path):
+    dataset, _ = trained_run
+    (tmp_path / "notes.txt").write_text("mine")
+    before, data_before = tree_digest(tmp_path), tree_digest(dataset)
+    assert cli(toy_train_argv(dataset, tmp_path / "run"))[0] == 0
+    after = {key: value for key, value in tree_digest(tmp_path).items() if key.split("/")[0] != "run"}
+    assert after == before and tree_digest(dataset) == data_before
+    assert (tmp_path / "run" / "metrics.json").is_file()
+
+
 def test_a_held_output_is_refused_and_left_alone(run_copy, tmp_path):
     dataset, run = run_copy
     before = tree_digest(tmp_path)
