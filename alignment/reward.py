@@ -25,7 +25,6 @@ one forward pass trains every prefix of a sequence, as in SASRec.
 from __future__ import annotations
 
 import copy
-import json
 import math
 import os
 import random
@@ -417,8 +416,9 @@ class RewardModel(CatalogIdsMixin, PreTrainedModel):
         path = cached_file(pretrained_model_name_or_path, ITEM_IDS_FILE, _raise_exceptions_for_missing_entries=False,
                            _raise_exceptions_for_connection_errors=False, **lookup)
         if path is not None:
-            with open(path, encoding="utf-8") as handle:
-                model.set_item_ids(json.load(handle)["item_ids"])
+            from genrec.models.histories import read_item_ids_file
+
+            model.set_item_ids(read_item_ids_file(path))
         else:
             logger.warning(f"{pretrained_model_name_or_path}: no {ITEM_IDS_FILE}; score() needs set_item_ids()")
         return model

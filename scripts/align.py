@@ -26,12 +26,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_align_arguments(parser)
     args = parser.parse_args(argv)
-    try:
+    from genrec.cli import hide_wandb_offline_banner
+    from genrec.utils.errors import run_command
+
+    def body() -> int:
+        hide_wandb_offline_banner()
         return align_from_args(args)
-    except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, KeyError) as error:
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        print(f"scripts/align.py: error: {message}", file=sys.stderr)
-        return 2
+
+    return run_command("scripts/align.py", body)
 
 
 if __name__ == "__main__":

@@ -37,12 +37,14 @@ def main(argv: list[str] | None = None) -> int:
     from genrec.cli.train import run_from_args
 
     args = parse_args(argv)
-    try:
+    from genrec.cli import hide_wandb_offline_banner
+    from genrec.utils.errors import run_command
+
+    def body() -> int:
+        hide_wandb_offline_banner()
         return run_from_args(args)
-    except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, KeyError) as error:
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        print(f"scripts/train.py: error: {message}", file=sys.stderr)
-        return 2
+
+    return run_command("scripts/train.py", body)
 
 
 if __name__ == "__main__":

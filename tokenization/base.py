@@ -36,7 +36,9 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import pkgutil
+import shutil
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -48,7 +50,13 @@ from transformers.utils import logging
 
 from genrec.tokenization.collisions import append_disambiguation_level, codes_are_unique, collision_stats
 from genrec.tokenization.config import ItemTokenizerConfig
-from genrec.utils.io import atomic_directory, atomic_write_json, check_output_parent
+from genrec.utils.io import (
+    atomic_directory,
+    atomic_write_json,
+    check_output_parent,
+    replace_directory,
+    staging_directory,
+)
 
 logger = logging.get_logger(__name__)
 
@@ -705,6 +713,9 @@ class ItemTokenizer:
     def save_pretrained(self, save_directory: str | Path) -> Path:
         """Save to a folder (``config.json`` + ``codes.safetensors`` + extra files), atomically.
 
+        A new folder is written whole; into an existing folder only these files are added or replaced
+        (each atomically), everything else in it is kept.
+
         Raises:
             FileNotFoundError: the parent folder of ``save_directory`` does not exist.
         """
@@ -724,10 +735,26 @@ class ItemTokenizer:
         tensors = {"codes": torch.from_numpy(np.array(self._codes, dtype=np.int64))}
         for name, tensor in self._state_tensors().items():
             tensors[_STATE_PREFIX + name] = tensor.detach().cpu().contiguous()
-        with atomic_directory(path) as tmp:
-            atomic_write_json(tmp / CONFIG_NAME, payload)
-            save_file(tensors, str(tmp / CODES_NAME), metadata={"format": FORMAT_NAME, "method": self.method})
-            self._save_extra_files(tmp)
+        if not path.exists():
+            with atomic_directory(path) as tmp:  # a new folder appears whole or not at all
+                atomic_write_json(tmp / CONFIG_NAME, payload)
+                save_file(tensors, str(tmp / CODES_NAME), metadata={"format": FORMAT_NAME, "method": self.method})
+                self._save_extra_files(tmp)
+            return path
+        # An existing folder (e.g. a model's checkpoint) keeps every file that is not ours: like Hugging
+        # Face's save_pretrained we add and replace our own files, one atomic rename each, config.json last.
+        staging = staging_directory(path)
+        try:
+            save_file(tensors, str(staging / CODES_NAME), metadata={"format": FORMAT_NAME, "method": self.method})
+            self._save_extra_files(staging)
+            atomic_write_json(staging / CONFIG_NAME, payload)
+            for entry in sorted(staging.iterdir(), key=lambda entry: entry.name == CONFIG_NAME):
+                if entry.is_dir():
+                    replace_directory(entry, path / entry.name)
+                else:
+                    os.replace(entry, path / entry.name)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
         return path
 
     @classmethod

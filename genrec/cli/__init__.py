@@ -27,6 +27,25 @@ _SUBCOMMAND_MODULES = [
 ]
 
 
+# Commands that load transformers' Trainer (and with it its W&B integration).
+_TRAINER_COMMANDS = ("train", "evaluate", "quickstart", "align")
+
+
+def hide_wandb_offline_banner() -> None:
+    """Import transformers' W&B integration with ``WANDB_MODE`` hidden.
+
+    transformers prints "[INFO] Running in WANDB offline mode" at import whenever ``WANDB_MODE=offline``
+    (CI sets it), even for a run with ``report_to: none``; with ``report_to: wandb`` W&B itself reports
+    its mode. Nothing else in that module reads the variable at import.
+    """
+    mode = os.environ.pop("WANDB_MODE", None)
+    try:
+        import transformers.integrations.integration_utils  # noqa: F401
+    finally:
+        if mode is not None:
+            os.environ["WANDB_MODE"] = mode
+
+
 def build_parser() -> argparse.ArgumentParser:
     from genrec import __version__
 
@@ -53,13 +72,14 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0 if args.command is None else 2
-    try:
-        return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, KeyError) as error:
-        # User-facing errors: one clear line, no traceback.
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        print(f"genrec {args.command}: error: {message}", file=sys.stderr)
-        return 2
+    from genrec.utils.errors import run_command
+
+    def body() -> int:
+        if args.command in _TRAINER_COMMANDS:  # inside run_command: Ctrl-C during this slow import is one line too
+            hide_wandb_offline_banner()
+        return args.func(args)
+
+    return run_command(f"genrec {args.command}", body)
 
 
 if __name__ == "__main__":

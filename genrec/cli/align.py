@@ -58,8 +58,9 @@ def format_rounds_table(metrics: dict) -> str:
 
 
 def align_from_args(args: argparse.Namespace) -> int:
-    from genrec.alignment.ipa import load_align_config, run_alignment
-    from genrec.utils.io import check_output_parent
+    from genrec.alignment.ipa import ALIGN_CONFIG_FILE, load_align_config, run_alignment
+    from genrec.data.registry import resolve_dataset_path
+    from genrec.utils.io import check_output_folder, check_output_parent
 
     if args.output:
         output = Path(args.output)
@@ -71,6 +72,15 @@ def align_from_args(args: argparse.Namespace) -> int:
     if args.report_to:
         overrides.append(f"dpo.report_to={args.report_to}")
     config = load_align_config(args.config, overrides)
+    if args.overwrite:  # --overwrite may delete the folder: never one holding the dataset, config or cwd
+        protect = {"the config file": Path(args.config)}
+        try:
+            protect["the dataset"] = resolve_dataset_path(config.data.dataset)[1]
+        except FileNotFoundError:  # reported when the data loads
+            pass
+        if Path(args.config).name == ALIGN_CONFIG_FILE and Path(args.config).parent.resolve() == output.resolve():
+            del protect["the config file"]  # the run folder's own config re-runs it in place
+        check_output_folder(output, overwrite=True, protect=protect)
     metrics = run_alignment(config, output, overwrite=args.overwrite)
     if int(os.environ.get("RANK", "0")) == 0:
         print(format_rounds_table(metrics))

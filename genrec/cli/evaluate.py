@@ -19,14 +19,30 @@ SPLIT_CHOICES = ("valid", "test", "both")
 
 
 def _run_folder_data(checkpoint: Path) -> dict | None:
-    """The ``data`` section a run folder was trained with (its config.yaml), if ``checkpoint`` is a run folder."""
-    import yaml
+    """The ``data`` section a run folder was trained with (its config.yaml), if ``checkpoint`` is a run folder.
+
+    Raises:
+        ValueError: config.yaml is not a run config (malformed, empty, or `data.dataset` not a string)
+            or names a dataset that does not exist.
+    """
+    from genrec.data.registry import resolve_dataset_path
+    from genrec.training.arguments import read_yaml_config
 
     config = checkpoint / "config.yaml"
-    if config.is_file():
-        values = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
-        return {"dataset": "amazon-beauty", **(values.get("data") or {})}
-    return None
+    if not config.is_file():
+        return None
+    data = read_yaml_config(config).get("data") or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{str(config)!r}: section `data` must be a mapping, got {data!r}; pass --dataset")
+    data = {"dataset": "amazon-beauty", **data}
+    dataset = data["dataset"]
+    if not isinstance(dataset, str) or not dataset:
+        raise ValueError(f"{str(config)!r}: `data.dataset` ({dataset!r}) must be a dataset name or path; pass --dataset")
+    try:
+        resolve_dataset_path(dataset)
+    except FileNotFoundError as error:
+        raise FileNotFoundError(f"{str(config)!r}: {error}; pass --dataset") from None
+    return data
 
 
 def _dataset_from_run_folder(checkpoint: Path) -> str | None:
@@ -39,7 +55,7 @@ def evaluate_from_args(args: argparse.Namespace) -> int:
     """Evaluate, print a table and one JSON line; optionally write the metrics to ``--output``."""
     from genrec.cli.train import format_metrics_table
     from genrec.training import evaluate_checkpoint
-    from genrec.utils.io import atomic_write_json, check_output_parent
+    from genrec.utils.io import atomic_write_json
 
     checkpoint = Path(args.checkpoint)
     if not checkpoint.exists():
@@ -48,7 +64,15 @@ def evaluate_from_args(args: argparse.Namespace) -> int:
     if dataset is None:
         raise ValueError(f"--dataset is required: {str(checkpoint)!r} is not a run folder with a config.yaml")
     if args.output:
-        check_output_parent(args.output)
+        output = Path(args.output)
+        if not output.absolute().parent.is_dir():
+            raise FileNotFoundError(
+                f"--output {str(output)!r}: its parent folder {str(output.absolute().parent)!r} does not exist"
+            )
+        if output.is_dir():
+            raise IsADirectoryError(f"--output {str(output)!r} is a folder; pass the path of a JSON file to write")
+        if output.exists() and not args.overwrite:
+            raise FileExistsError(f"--output {str(output)!r} already exists; pass --overwrite to replace it")
     splits = ("valid", "test") if args.split == "both" else (args.split,)
     metrics = evaluate_checkpoint(
         checkpoint,
@@ -61,6 +85,7 @@ def evaluate_from_args(args: argparse.Namespace) -> int:
         show_progress=True,
         # as the run was trained, unless asked: a run with data.keep_duplicates is evaluated with them too
         keep_duplicates=args.keep_duplicates or bool((_run_folder_data(checkpoint) or {}).get("keep_duplicates")),
+        dataset_source=None if args.dataset else f"{str(checkpoint / 'config.yaml')!r}",
     )
     metrics["eval/exclude_history_items"] = bool(args.exclude_history)
     metrics["data/name"] = dataset
@@ -99,4 +124,5 @@ def register(subparsers) -> None:
                         help="Keep duplicate events (same user, item, timestamp); default: as the run folder was "
                              "trained (dropped unless its config has data.keep_duplicates).")
     parser.add_argument("--output", default=None, help="Also write the metrics to this JSON file (atomically).")
+    parser.add_argument("--overwrite", action="store_true", help="Replace an existing --output file.")
     parser.set_defaults(func=evaluate_from_args)

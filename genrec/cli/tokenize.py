@@ -123,12 +123,15 @@ def run_tokenize(args: argparse.Namespace) -> int:
     import numpy as np
 
     from genrec.data import leave_one_out, load_dataset
+    from genrec.data.registry import resolve_dataset_path
     from genrec.tokenization import get_tokenizer_class
-    from genrec.utils.io import check_output_parent
+    from genrec.utils.io import atomic_directory, check_output_folder
 
-    output = check_output_parent(args.output)
-    if output.exists() and any(output.iterdir()) and not args.overwrite:
-        raise FileExistsError(f"--output {str(output)!r} exists and is not empty; pass --overwrite to replace it")
+    try:
+        dataset_path = {"the dataset": resolve_dataset_path(args.dataset)[1]}
+    except FileNotFoundError:  # reported with the full message by load_dataset below
+        dataset_path = {}
+    output = check_output_folder(args.output, overwrite=args.overwrite, protect=dataset_path)
     cls = get_tokenizer_class(args.method)
     overrides = parse_overrides(args.overrides)
     if args.seed is not None:
@@ -163,7 +166,8 @@ def run_tokenize(args: argparse.Namespace) -> int:
         embed_seconds = time.perf_counter() - begin
 
     tokenizer.fit(data.catalog, sequences=split.train_sequences, embeddings=embeddings)
-    tokenizer.save_pretrained(output)
+    with atomic_directory(output) as staging:  # --overwrite replaces the folder, and only on success
+        tokenizer.save_pretrained(staging)
     stats = tokenizer.stats
     stats["dataset"] = data.name
     stats["load_seconds"] = load_seconds

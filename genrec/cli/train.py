@@ -81,7 +81,13 @@ def run_from_args(args: argparse.Namespace) -> int:
     from genrec.training import load_run_config, prepare_output, run_training
 
     output = Path(args.output) if args.output else default_output(args.config)
-    prepare_output(output, overwrite=args.overwrite)  # fail before loading data
+    # A run folder's own config.yaml may re-run it in place (it is read first, then rewritten);
+    # any other config file inside --output would be deleted with the old folder.
+    config = Path(args.config)
+    rerun_in_place = config.name == "config.yaml" and config.parent.exists() and output.exists() \
+        and os.path.samefile(config.parent, output)
+    protect = {} if rerun_in_place else {"the config file": config}
+    output = prepare_output(output, overwrite=args.overwrite, protect=protect)  # fail before loading data
     overrides = list(args.overrides)
     if getattr(args, "report_to", None):
         overrides.append(f"training.report_to={args.report_to}")

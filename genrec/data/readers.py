@@ -17,10 +17,12 @@ Errors name the file and the 1-based line number (``path:line``) of malformed in
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import json
 import os
+import zlib
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -63,13 +65,34 @@ def open_text(path: str | os.PathLike, encoding: str = "utf-8") -> io.TextIOBase
     return open(path, encoding=encoding, newline=None)
 
 
+@contextlib.contextmanager
+def _reading(path: Path, encoding: str = "utf-8", what: str = "file") -> Iterator[None]:
+    """Turn a truncated/corrupt compressed file or undecodable bytes into a ValueError naming ``path``."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise
+    except UnicodeDecodeError as error:
+        raise ValueError(
+            f"{path}: cannot decode byte {error.start} as {encoding}; expected a {encoding} text {what}"
+        ) from None
+    except (EOFError, gzip.BadGzipFile, zlib.error) as error:
+        raise ValueError(
+            f"{path}: truncated or corrupt gzip data ({error}); expected a complete .gz {what}"
+        ) from None
+    except OSError as error:  # e.g. a read error inside gzip
+        raise ValueError(f"{path}: cannot read the {what} ({error})") from None
+
+
+def _snippet(text: str, limit: int = 60) -> str:
+    """``repr`` of a line, shortened so an error message stays one readable line."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"... ({len(text)} characters)"
+
+
 def _numbered_lines(path: Path, encoding: str = "utf-8") -> Iterator[tuple[int, str]]:
-    with open_text(path, encoding) as handle:
-        try:
-            for line_number, line in enumerate(handle, start=1):
-                yield line_number, line
-        except UnicodeDecodeError as error:
-            raise ValueError(f"{path}: cannot decode as {encoding}: {error}") from None
+    with open_text(path, encoding) as handle, _reading(path, encoding):
+        for line_number, line in enumerate(handle, start=1):
+            yield line_number, line
 
 
 def read_sequence_file(
@@ -97,7 +120,7 @@ def read_sequence_file(
             continue  # blank line (e.g. a trailing newline)
         if len(parts) < 2:
             raise ValueError(
-                f"{path}:{line_number}: malformed line {line.strip()!r}: expected "
+                f"{path}:{line_number}: malformed line {_snippet(line.strip())}: expected "
                 "'user_id item_id_1 item_id_2 ...' with at least one item"
             )
         user, items = parts[0], parts[1:]
@@ -241,7 +264,10 @@ def read_table(
     suffixes = [s.lower() for s in path.suffixes]
     is_parquet = suffixes[-1:] == [".parquet"]
     if is_parquet:
-        frame = pd.read_parquet(path)
+        try:
+            frame = pd.read_parquet(path)
+        except (OSError, ValueError) as error:  # pyarrow's ArrowInvalid is a ValueError
+            raise ValueError(f"{path}: not a readable Parquet file ({error})") from None
         first_data_line = 0  # report parquet rows 0-based as "row"
     else:
         plain = suffixes[:-1] if suffixes[-1:] == [".gz"] else suffixes  # "x.csv.gz" -> [".csv"]
@@ -250,15 +276,17 @@ def read_table(
         try:
             # Ids must stay strings ("007" is not 7); other columns are parsed by pandas (fast
             # numeric timestamps). Read the header first to know which columns are ids.
-            header = [str(c) for c in pd.read_csv(path, sep=separator, nrows=0).columns]
+            with _reading(path, what="table"):
+                header = [str(c) for c in pd.read_csv(path, sep=separator, nrows=0).columns]
             id_columns = {
                 _pick_column(header, user_col, USER_COLUMNS, "user", path),
                 _pick_column(header, item_col, ITEM_COLUMNS, "item", path),
             }
-            frame = pd.read_csv(path, sep=separator, dtype={c: str for c in id_columns},
-                                keep_default_na=False, na_values=[""], skip_blank_lines=False)
+            with _reading(path, what="table"):
+                frame = pd.read_csv(path, sep=separator, dtype={c: str for c in id_columns},
+                                    keep_default_na=False, na_values=[""], skip_blank_lines=False)
         except pd.errors.ParserError as error:
-            raise ValueError(f"{path}: malformed table: {error}") from None
+            raise ValueError(f"{path}: malformed table: {str(error).strip()}") from None
         except pd.errors.EmptyDataError:
             raise ValueError(f"{path}: empty file (no header)") from None
         first_data_line = 2  # header is line 1
@@ -363,7 +391,7 @@ def _scan_double_colon(path: Path, num_fields: int, encoding: str, numeric_field
         parts = text.split("::")
         if len(parts) != num_fields or any(not p.strip() for p in parts):
             raise ValueError(
-                f"{path}:{line_number}: malformed line {text!r}: expected {num_fields} fields "
+                f"{path}:{line_number}: malformed line {_snippet(text)}: expected {num_fields} fields "
                 f"separated by '::'"
             )
         for field_index in numeric_fields:
@@ -391,7 +419,7 @@ def read_movielens_ratings(
     import pandas as pd
 
     path = Path(path)
-    with open_text(path, "latin-1") as handle:
+    with open_text(path, "latin-1") as handle, _reading(path, "latin-1"):
         text = handle.read()
     # Fast path: C parser on tabs; any irregularity falls back to a line scan that names the line.
     try:
@@ -439,7 +467,7 @@ def read_movielens_movies(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
         title, sep_2, genres = rest.rpartition("::")
         if not sep_1 or not sep_2 or not head.strip():
             raise ValueError(
-                f"{path}:{line_number}: malformed line {text!r}: expected 'MovieID::Title::Genres'"
+                f"{path}:{line_number}: malformed line {_snippet(text)}: expected 'MovieID::Title::Genres'"
             )
         movie_id = head.strip()
         if movie_id in movies:

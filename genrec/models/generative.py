@@ -148,6 +148,15 @@ class GenerativeT5Config(T5Config):
         _check_float("dropout_rate", self.dropout_rate, 0.0, 1.0)
         _check_float("router_aux_loss_coef", self.router_aux_loss_coef, 0.0)
         _check_float("router_z_loss_coef", self.router_z_loss_coef, 0.0)
+        from transformers.activations import ACT2FN
+
+        parts = self.feed_forward_proj.split("-") if isinstance(self.feed_forward_proj, str) else []
+        if not (len(parts) == 1 or (len(parts) == 2 and parts[0] == "gated")) or self.dense_act_fn not in ACT2FN:
+            # T5Config accepts any string here; the model would fail only when built, after the data loaded.
+            raise ValueError(
+                f"`feed_forward_proj` ({self.feed_forward_proj!r}) must be 'ACT' or 'gated-ACT' with ACT one of "
+                f"{sorted(ACT2FN)}"
+            )
         if self.ffn_type not in FFN_TYPES:
             raise ValueError(f"`ffn_type` ({self.ffn_type!r}) must be one of {list(FFN_TYPES)}")
         if self.moe_layers not in MOE_LAYERS:

@@ -14,10 +14,29 @@ from transformers.utils import logging
 logger = logging.get_logger(__name__)
 
 __all__ = ["CatalogIdsMixin", "catalog_fingerprint", "catalog_index", "check_catalog_fingerprint", "history_rows",
-           "left_padded_rows", "seen_items_mask", "top_items"]
+           "left_padded_rows", "read_item_ids_file", "seen_items_mask", "top_items"]
 
 # config.json key holding the fingerprint of the catalog files a checkpoint was saved with.
 FINGERPRINT_KEY = "catalog_fingerprint"
+
+
+def read_item_ids_file(path) -> list[str]:
+    """The ``item_ids`` list of a saved ``item_ids.json`` (``{"item_ids": ["1", "2", ...]}``).
+
+    Raises:
+        ValueError: the file is not UTF-8 JSON of that shape (the message names the file).
+    """
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            payload = json.load(handle)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{str(path)!r} is not valid JSON ({error}); expected {{\"item_ids\": [...]}}") from None
+    item_ids = payload.get("item_ids") if isinstance(payload, dict) else None
+    if not isinstance(item_ids, list) or not all(isinstance(item, (str, int)) for item in item_ids):
+        raise ValueError(f"{str(path)!r} must hold {{\"item_ids\": [...]}} with a list of item ids")
+    return [str(item) for item in item_ids]
 
 
 def catalog_index(item_ids: Sequence[str], num_items: int) -> tuple[list[str], dict[str, int]]:

@@ -19,7 +19,12 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import enum
+import math
 import os
+import re
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -136,6 +141,17 @@ class GenRecTrainingArguments(TrainingArguments):
             # Without `use_cpu`, accelerate starts a process group under `accelerate launch --multi_gpu`
             # but reports "not distributed", so each CPU process would train alone on all the data.
             self.use_cpu = True
+        for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"`training.{name}` ({value!r}) must be an integer >= 1")
+        if (self.max_steps is None or self.max_steps <= 0) and not self.num_train_epochs > 0:
+            raise ValueError(
+                f"`training.num_train_epochs` ({self.num_train_epochs!r}) must be > 0 (or set `max_steps` > 0); "
+                "0 would save an untrained model"
+            )
+        if not self.learning_rate >= 0:
+            raise ValueError(f"`training.learning_rate` ({self.learning_rate!r}) must be >= 0")
         super().__post_init__()
         if isinstance(self.eval_ks, int):
             self.eval_ks = [self.eval_ks]
@@ -209,8 +225,19 @@ def _model_config_class(model_type: str):
 
 
 def _parse_value(text: str) -> Any:
-    """Parse a ``--set`` value with YAML rules (``0.1`` -> float, ``true`` -> bool, ``null`` -> None)."""
-    return yaml.safe_load(text) if text != "" else ""
+    """Parse a ``--set`` value with YAML rules (``0.1`` -> float, ``true`` -> bool, ``null`` -> None).
+
+    Raises:
+        ValueError: ``text`` is not valid YAML.
+    """
+    try:
+        return yaml.safe_load(text) if text != "" else ""
+    except yaml.YAMLError as error:
+        problem = getattr(error, "problem", None) or type(error).__name__
+        raise ValueError(
+            f"the value {text!r} is not valid YAML ({problem}); write a number, true/false, null, a quoted "
+            "'\"string\"', a [list] or a {mapping}"
+        ) from None
 
 
 def apply_overrides(values: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
@@ -228,11 +255,129 @@ def apply_overrides(values: dict[str, Any], overrides: Sequence[str]) -> dict[st
                 f"--set {override!r}: expected 'section.key=value' with section in ['model', 'data', 'training'], "
                 "e.g. training.learning_rate=0.002"
             )
-        values.setdefault(section, {})
+        if values.get(section) is None:  # absent, or `section:` with nothing under it
+            values[section] = {}
         if not isinstance(values[section], dict):
-            raise ValueError(f"--set {override!r}: section {section!r} is not a mapping in the config")
-        values[section][name] = _parse_value(text)
+            raise ValueError(
+                f"--set {override!r}: config section `{section}` is {values[section]!r}, not a mapping of keys to values"
+            )
+        try:
+            values[section][name] = _parse_value(text)
+        except ValueError as error:
+            raise ValueError(f"--set {override!r}: {error}") from None
     return values
+
+
+def _field_types(cls) -> dict[str, Any]:
+    """Resolved annotations of a dataclass's fields (forward references that do not resolve are skipped)."""
+    import torch
+
+    hints: dict[str, Any] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        module = __import__(klass.__module__, fromlist=["_"])
+        namespace = {**vars(typing), "torch": torch, **vars(module)}
+        for name, annotation in getattr(klass, "__annotations__", {}).items():
+            if isinstance(annotation, str):
+                try:
+                    annotation = eval(annotation, namespace)  # what typing.get_type_hints does, per field
+                except (NameError, AttributeError, TypeError, SyntaxError):  # e.g. a TYPE_CHECKING-only name
+                    continue  # such a field is left to the class's own checks
+            inherited = typing.get_args(hints.get(name))
+            if annotation is str and any(_is_enum(arm) for arm in inherited):
+                continue  # our `eval_strategy: str` narrows transformers' `IntervalStrategy | str`: keep the choices
+            hints[name] = annotation
+    return hints
+
+
+def _is_enum(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, enum.Enum)
+
+
+def _accepts_float(annotation: Any) -> bool:
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return any(_accepts_float(arm) for arm in typing.get_args(annotation))
+    return annotation is float
+
+
+def _describe(annotation: Any) -> str:
+    """Plain words for what a type annotation allows ("an integer", "a list of integers or null")."""
+    origin, arguments = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        if any(_is_enum(arm) for arm in arguments):  # `SchedulerType | str`: the str arm is for convenience
+            arguments = tuple(arm for arm in arguments if arm is not str)
+        words = list(dict.fromkeys(_describe(arm) for arm in arguments))
+        if "a number" in words and "an integer" in words:
+            words.remove("an integer")
+        return " or ".join(words)
+    if origin is typing.Literal:
+        return f"one of {list(arguments)}"
+    if origin is list or annotation is list:
+        return f"a list of {_describe(arguments[0]).removeprefix('a ').removeprefix('an ')}s" if arguments else "a list"
+    if origin is dict or annotation is dict:
+        return "a mapping"
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        return f"one of {[member.value for member in annotation]}"
+    names = {type(None): "null", bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+    return names.get(annotation, getattr(annotation, "__name__", str(annotation)))
+
+
+def _matches(value: Any, annotation: Any) -> bool | None:
+    """Whether ``value`` (from YAML) fits ``annotation``; None when the annotation is not one we check."""
+    origin, arguments = typing.get_origin(annotation), typing.get_args(annotation)
+    if annotation is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        enums = [arm for arm in arguments if _is_enum(arm)]
+        if enums and isinstance(value, str):
+            return any(_matches(value, arm) for arm in enums)
+        verdicts = [_matches(value, arm) for arm in arguments]
+        return True if any(verdicts) else (None if None in verdicts else False)
+    if origin is typing.Literal:
+        return value in arguments
+    if origin is list or annotation is list:
+        return isinstance(value, list) and all(_matches(item, arguments[0]) is not False for item in value[:1000]) \
+            if arguments else isinstance(value, list)
+    if origin is dict or annotation is dict:
+        return isinstance(value, dict)
+    if annotation is type(None) or annotation is None:
+        return value is None
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is str:
+        return isinstance(value, str)
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        return isinstance(value, annotation) or value in [member.value for member in annotation]
+    return None  # torch.dtype, accelerate objects, ...: left to the class's own checks
+
+
+def check_value_types(section: str, values: dict[str, Any], cls) -> None:
+    """Check each ``values[key]`` against the annotation of field ``key`` of dataclass ``cls``.
+
+    Numeric strings (YAML's ``1e-3``) given for a float field are converted in ``values``.
+
+    Raises:
+        ValueError: naming ``section.key``, the value and the allowed type(s).
+    """
+    hints = _field_types(cls)
+    for key, value in values.items():
+        if key not in hints or _matches(value, hints[key]) is not False:
+            continue
+        if isinstance(value, str) and _accepts_float(hints[key]):
+            # YAML 1.1 reads `1e-3` (no dot) as a string; take it as the number it spells.
+            try:
+                number = float(value)
+            except ValueError:
+                number = None
+            if number is not None and math.isfinite(number):
+                values[key] = number
+                continue
+        raise ValueError(f"`{section}.{key}` ({value!r}) is not allowed: it must be {_describe(hints[key])}")
 
 
 def build_run_config(values: dict[str, Any], *, output_dir: str | os.PathLike | None = None) -> RunConfig:
@@ -256,7 +401,7 @@ def build_run_config(values: dict[str, Any], *, output_dir: str | os.PathLike | 
         if raw[section] is None:
             raw[section] = {}
         if not isinstance(raw[section], dict):
-            raise ValueError(f"config section {section!r} must be a mapping, got {raw[section]!r}")
+            raise ValueError(f"config section `{section}` must be a mapping of keys to values, got {raw[section]!r}")
 
     model_values = dict(raw["model"])
     model_type = model_values.pop("type", "sasrec")
@@ -264,14 +409,24 @@ def build_run_config(values: dict[str, Any], *, output_dir: str | os.PathLike | 
     bad = sorted(set(model_values) - set(allowed))
     if bad:
         raise ValueError(f"unknown `model` key(s) {bad} for model type {model_type!r}; allowed: ['type'] + {allowed}")
+    if model_type == "recgpt" and not isinstance(model_values.get("tokenizer", {}), (dict, type(None))):
+        raise ValueError(
+            f"`model.tokenizer` ({model_values['tokenizer']!r}) must be a mapping of fsq item tokenizer fields or null"
+        )
     # Build once to validate the numbers now rather than after loading data.
     config_values = {key: value for key, value in model_values.items() if key != "tokenizer"}
-    _model_config_class(model_type)(**({"num_items": 1} if model_type == "sasrec" else {}), **config_values)
+    check_value_types("model", config_values, _model_config_class(model_type))
+    try:
+        _model_config_class(model_type)(**({"num_items": 1} if model_type == "sasrec" else {}), **config_values)
+    except (ValueError, TypeError) as error:  # the config classes name the bare field: say which section
+        message = re.sub(r"`(\w+)`", lambda m: f"`model.{m[1]}`" if m[1] in allowed else m[0], str(error))
+        raise ValueError(message if "`model." in message else f"invalid `model` value: {message}") from None
 
     data_fields = [f.name for f in dataclasses.fields(DataArguments)]
     bad = sorted(set(raw["data"]) - set(data_fields))
     if bad:
         raise ValueError(f"unknown `data` key(s) {bad}; allowed: {sorted(data_fields)}")
+    check_value_types("data", raw["data"], DataArguments)
     data = DataArguments(**raw["data"])
 
     training_values = dict(raw["training"])
@@ -286,11 +441,15 @@ def build_run_config(values: dict[str, Any], *, output_dir: str | os.PathLike | 
     for key in _RUN_ONLY_TRAINING_KEYS:
         if key in training_values:
             raise ValueError(f"`training.{key}` cannot be set in the config; pass --output instead")
+    check_value_types("training", training_values, GenRecTrainingArguments)
     training_values["output_dir"] = str(output_dir) if output_dir is not None else None
     try:
         training = GenRecTrainingArguments(**training_values)
     except TypeError as error:  # wrong value types surface as TypeError inside TrainingArguments
         raise ValueError(f"invalid `training` value: {error}") from None
+    except ValueError as error:  # transformers' own checks do not always name the section
+        message = str(error)
+        raise ValueError(message if "`training." in message else f"invalid `training` value: {message}") from None
     return RunConfig(model_type=model_type, model_kwargs=model_values, data=data, training=training, raw=raw)
 
 
@@ -307,16 +466,34 @@ def load_run_config(
 
 
 def read_yaml_config(path: str | os.PathLike) -> dict[str, Any]:
-    """The values of a YAML config file (``{}`` for an empty one).
+    """The values of a YAML config file.
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ValueError: the YAML is malformed.
+        ValueError: the YAML is malformed, empty or not a mapping.
     """
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"config file {str(path)!r} is a folder; expected a YAML file")
     if not path.is_file():
         raise FileNotFoundError(f"config file {str(path)!r} does not exist")
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        values = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as error:
+        raise ValueError(f"config file {str(path)!r} is not UTF-8 text (byte {error.start}); expected YAML") from None
     except yaml.YAMLError as error:
-        raise ValueError(f"config file {str(path)!r} is not valid YAML: {error}") from None
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or str(error)
+        raise ValueError(f"config file {str(path)!r} is not valid YAML{where}: {problem}") from None
+    if values is None or values == {}:
+        raise ValueError(
+            f"config file {str(path)!r} is empty; a run config needs the sections model/data/training "
+            "(see scripts/configs/*.yaml)"
+        )
+    if not isinstance(values, dict):
+        raise ValueError(
+            f"config file {str(path)!r} holds a {type(values).__name__}, not a mapping with the sections "
+            "model/data/training"
+        )
+    return values

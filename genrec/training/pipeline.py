@@ -18,8 +18,10 @@ Models that declare ``requires_training = False`` (the popularity and text-kNN b
 :func:`build_model` and never see the ``Trainer``: same run folder, ``train/stopped_by`` = ``"fitted"``, zero
 steps, and a one-point curve at their fit time.
 
-A run that fails leaves ``OUTPUT`` as it was (nothing half-written); its log is kept beside it as
-``OUTPUT.failed.log``.
+A run holds a lock on ``OUTPUT`` (a second run with the same ``--output`` is refused while it lasts)
+and removes the staging folders that killed runs left. A run that fails or is interrupted leaves
+``OUTPUT`` as it was (nothing half-written) and appends its log and the error to ``OUTPUT.failed.log``
+beside it.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import os
 import platform
 import shutil
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -51,10 +54,19 @@ from genrec.training.trainer import (
     WallClockEvalCallback,
     full_ranking_metrics,
 )
-from genrec.utils.io import atomic_directory, atomic_write_json, atomic_write_text, check_output_parent
+from genrec.utils.io import (
+    atomic_directory,
+    atomic_write_json,
+    atomic_write_text,
+    check_output_folder,
+    clean_stale_staging,
+    output_lock,
+    replace_directory,
+    staging_directory,
+)
 
 __all__ = ["run_training", "prepare_output", "machine_info", "build_model", "load_split", "evaluate_checkpoint",
-           "log_to_file"]
+           "check_checkpoint_files", "log_to_file"]
 
 logger = logging.get_logger(__name__)
 
@@ -84,21 +96,10 @@ def machine_info() -> dict[str, Any]:
     }
 
 
-def prepare_output(output: str | os.PathLike, *, overwrite: bool = False) -> Path:
-    """Check an output folder before any work starts.
-
-    Raises:
-        FileNotFoundError: the parent folder does not exist.
-        NotADirectoryError: ``output`` is a file.
-        FileExistsError: ``output`` is a non-empty folder and ``overwrite`` is False.
-    """
-    output = check_output_parent(output)
-    if output.is_dir() and any(output.iterdir()) and not overwrite:
-        raise FileExistsError(
-            f"output folder {str(output)!r} already exists and is not empty; choose another --output "
-            "or pass --overwrite (the old folder is replaced only when the new run succeeds)"
-        )
-    return output
+def prepare_output(output: str | os.PathLike, *, overwrite: bool = False,
+                   protect: dict[str, str | os.PathLike] | None = None) -> Path:
+    """Check a run's output folder before any work starts (see :func:`genrec.utils.io.check_output_folder`)."""
+    return check_output_folder(output, overwrite=overwrite, protect=protect)
 
 
 def load_split(dataset: str, max_users: int | None = None, *, keep_duplicates: bool = False):
@@ -228,6 +229,19 @@ def log_to_file(path: Path):
 
 
 @contextlib.contextmanager
+def _progress_bars(enabled: bool):
+    """``training.disable_tqdm`` also silences transformers' own bars (loading/writing weights) for the run."""
+    was_enabled = logging.is_progress_bar_enabled()
+    if not enabled:
+        logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled and not enabled:
+            logging.enable_progress_bar()
+
+
+@contextlib.contextmanager
 def _wandb_dir(folder: Path | None):
     """Point W&B's files into the run folder for this run only (unless WANDB_DIR is set by the user)."""
     if folder is None or "WANDB_DIR" in os.environ:
@@ -258,30 +272,69 @@ def run_training(run: RunConfig, output: str | os.PathLike, *, overwrite: bool =
 
     Raises:
         FileNotFoundError / FileExistsError / NotADirectoryError: see :func:`prepare_output`.
+        OutputInUseError: another run holds ``output``.
+        FileExistsError: something other than a genrec run filled ``output`` (without ``overwrite``)
+            while this run trained; this run's folder is kept as ``OUTPUT.kept-<time>-<pid>``.
         ValueError: invalid data or config values.
     """
-    output = prepare_output(output, overwrite=overwrite)
+    output = prepare_output(output, overwrite=overwrite, protect=_protected_inputs(run))
     if "wandb" in (run.training.report_to or []):
         os.environ.setdefault("WANDB_MODE", "offline")  # never reach the network unless asked to
     if not _is_main_process():
         # Other ranks train in lockstep but write nothing (the Trainer only saves on process 0).
         run.training.output_dir = str(output)
-        return _train_and_evaluate(run, None)
+        loaded = load_split(run.data.dataset, run.data.max_users, keep_duplicates=run.data.keep_duplicates)
+        return _train_and_evaluate(run, None, loaded)
 
-    with atomic_directory(output, overwrite=True) as staging:
+    with output_lock(output):
+        for leftover in clean_stale_staging(output):  # a killed run's; a live one would hold the lock
+            logger.info(f"cleaned up {str(leftover)!r}, left by an interrupted run")
+        prepare_output(output, overwrite=overwrite)  # again, now that no other run can change it
+        # Bad data is bad input: read it before anything is written (one line, nothing on disk).
+        loaded = load_split(run.data.dataset, run.data.max_users, keep_duplicates=run.data.keep_duplicates)
+        staging = staging_directory(output)
         log_path = staging / LOG_FILE
         try:
-            with log_to_file(log_path):
+            with log_to_file(log_path), _progress_bars(not run.training.disable_tqdm):
                 run.training.output_dir = str(staging)
                 atomic_write_text(staging / "config.yaml", yaml.safe_dump(run.to_dict(), sort_keys=False))
                 with _wandb_dir(staging if "wandb" in (run.training.report_to or []) else None):
-                    metrics = _train_and_evaluate(run, staging)
-        except BaseException:
-            if log_path.exists():
-                failed_log = output.parent / f"{output.name}.failed.log"
-                shutil.copyfile(log_path, failed_log)
+                    metrics = _train_and_evaluate(run, staging, loaded)
+        except BaseException as error:
+            _append_failed_log(output, log_path, error)
+            shutil.rmtree(staging, ignore_errors=True)
             raise
+        if not overwrite and output.is_dir() and any(output.iterdir()):
+            # Only a writer that ignores the lock gets here; keep both its files and ours.
+            kept = output.parent / f"{output.name}.kept-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+            os.replace(staging, kept)
+            raise FileExistsError(
+                f"output folder {str(output)!r} was filled by something else while this run trained; "
+                f"this run's results are in {str(kept)!r}"
+            )
+        replace_directory(staging, output)
     return metrics
+
+
+def _protected_inputs(run: RunConfig) -> dict[str, Path]:
+    """The dataset a run reads (replacing an --output holding it would delete it)."""
+    from genrec.data.registry import resolve_dataset_path
+
+    try:
+        return {"the dataset": resolve_dataset_path(run.data.dataset)[1]}
+    except FileNotFoundError:  # reported by load_split with the full message
+        return {}
+
+
+def _append_failed_log(output: Path, log_path: Path, error: BaseException) -> None:
+    """Append the failed run's log and its error to ``OUTPUT.failed.log`` (earlier failures are kept)."""
+    failed_log = output.parent / f"{output.name}.failed.log"
+    log = log_path.read_text(encoding="utf-8", errors="replace") if log_path.exists() else ""
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
+    reason = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
+    with open(failed_log, "a", encoding="utf-8") as handle:
+        handle.write(f"===== run {reason} at {stamp} UTC (pid {os.getpid()}) =====\n{log}")
+        handle.write("".join(traceback.format_exception(type(error), error, error.__traceback__)))
 
 
 @dataclasses.dataclass
@@ -353,12 +406,11 @@ def _train(model, args, train_sequences, item_index, valid_set: RankingSet, max_
     )
 
 
-def _train_and_evaluate(run: RunConfig, staging: Path | None) -> dict[str, Any]:
+def _train_and_evaluate(run: RunConfig, staging: Path | None, loaded) -> dict[str, Any]:
     args = run.training
     set_seed(args.seed)
     logger.info(f"run config: {run.to_dict()}")
-    data, train_sequences, valid, test = load_split(run.data.dataset, run.data.max_users,
-                                                    keep_duplicates=run.data.keep_duplicates)
+    data, train_sequences, valid, test = loaded
     logger.info(f"data {data.name}: {len(train_sequences)} users, {data.num_items} items, "
                 f"{data.duplicates_dropped} duplicate events dropped")
 
@@ -466,6 +518,76 @@ def _finish_wandb() -> None:
         wandb.finish()
 
 
+class _Records(std_logging.Handler):
+    def __init__(self):
+        super().__init__(std_logging.WARNING)
+        self.records: list[std_logging.LogRecord] = []
+
+    def emit(self, record: std_logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def _load_checkpoint_model(auto_class, path: Path):
+    """``auto_class.from_pretrained(path)``; a config that does not fit the weights is one ``ValueError``.
+
+    transformers prints a multi-line load report and then raises a bare ``RuntimeError`` when, e.g., a
+    damaged config.json gives other shapes than the weights; the report's rows go into the message
+    instead. On success the held-back warnings are logged as usual.
+    """
+    captured = _Records()
+    hf_logger = std_logging.getLogger("transformers")
+    logging.disable_default_handler()
+    hf_logger.addHandler(captured)
+    try:
+        with _progress_bars(False):  # a recommender loads in a blink; the bar would only precede an error line
+            model = auto_class.from_pretrained(path)
+    except (OSError, RuntimeError, ValueError) as error:
+        rows = [" ".join(line.replace("|", " ").split()) for record in captured.records
+                for line in record.getMessage().splitlines()
+                if "|" in line and any(word in line for word in ("MISMATCH", "MISSING", "UNEXPECTED"))]
+        if isinstance(error, RuntimeError) and not rows:
+            raise  # not a load-report failure: a bug keeps its traceback
+        detail = "; ".join(rows)[:400] or " ".join(str(error).split())[:400]
+        raise ValueError(
+            f"cannot load the model in {str(path)!r}: its config.json does not fit its weights ({detail})"
+        ) from None
+    finally:
+        hf_logger.removeHandler(captured)
+        logging.enable_default_handler()
+    for record in captured.records:
+        hf_logger.handle(record)
+    return model
+
+
+def check_checkpoint_files(folder: str | os.PathLike) -> None:
+    """Read every ``*.json`` and ``*.safetensors`` header under a saved model folder before loading it.
+
+    transformers reports a corrupt config as a multi-line OSError and safetensors as a bare
+    ``SafetensorError`` without the file; checked here, each names its file.
+
+    Raises:
+        ValueError: a file that is not UTF-8 JSON, or not a complete safetensors file.
+    """
+    import json
+
+    from safetensors import SafetensorError, safe_open
+
+    for path in sorted(Path(folder).rglob("*")):
+        if path.suffix == ".json" and path.is_file():
+            try:
+                json.loads(path.read_text(encoding="utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError) as error:
+                raise ValueError(f"{str(path)!r} is not valid JSON ({error}); the checkpoint is damaged") from None
+        elif path.suffix == ".safetensors" and path.is_file():
+            try:
+                with safe_open(str(path), framework="pt") as handle:
+                    handle.keys()
+            except (SafetensorError, OSError, ValueError) as error:
+                raise ValueError(
+                    f"{str(path)!r} is not a complete safetensors file ({error}); the checkpoint is damaged"
+                ) from None
+
+
 def evaluate_checkpoint(
     checkpoint: str | os.PathLike,
     dataset: str,
@@ -477,6 +599,7 @@ def evaluate_checkpoint(
     max_users: int | None = None,
     show_progress: bool = False,
     keep_duplicates: bool = False,
+    dataset_source: str | None = None,
 ) -> dict[str, Any]:
     """Leave-one-out full-ranking metrics of a saved model on a dataset.
 
@@ -486,6 +609,8 @@ def evaluate_checkpoint(
         splits: any of "valid", "test".
         keep_duplicates: ``load_dataset``'s (duplicate events are dropped by default, as in training); the count
             dropped is ``data/duplicates_dropped`` in the result.
+        show_progress: progress bars of the ranking.
+        dataset_source: where ``dataset`` came from (e.g. the run folder's config.yaml), for error messages.
 
     Returns:
         flat metrics ``{"test/recall@10": ..., ...}``.
@@ -506,15 +631,24 @@ def evaluate_checkpoint(
     for split_name in splits:
         if split_name not in ("valid", "test"):
             raise ValueError(f"`split` ({split_name!r}) must be one of ['valid', 'test']")
-    model = AutoModel.from_pretrained(path)
+    check_checkpoint_files(path)
+    model = _load_checkpoint_model(AutoModel, path)
     if getattr(model, "item_ids", None) is None:
         raise ValueError(f"checkpoint {str(path)!r} has no item_ids.json; cannot map dataset ids to model rows")
-    data, _, valid, test = load_split(dataset, max_users, keep_duplicates=keep_duplicates)
+    try:
+        data, _, valid, test = load_split(dataset, max_users, keep_duplicates=keep_duplicates)
+    except (ValueError, FileNotFoundError) as error:
+        if dataset_source is None:
+            raise
+        kind = ValueError if isinstance(error, ValueError) else FileNotFoundError
+        raise kind(f"{error} (the dataset named by {dataset_source}; pass --dataset)") from None
     unknown = [item for item in data.item_ids if item not in model.item_index]
     if unknown:
+        source = f" (named by {dataset_source})" if dataset_source else ""
+        catalog = path / "item_ids.json" if (path / "item_ids.json").is_file() else path
         raise ValueError(
-            f"dataset {dataset!r} has {len(unknown)} items not in the model's catalog (e.g. {unknown[:3]}); "
-            "evaluate on the dataset the model was trained on"
+            f"dataset {dataset!r}{source} has {len(unknown)} items not in the model's catalog {str(catalog)!r} "
+            f"(e.g. {unknown[:3]}); evaluate on the dataset the model was trained on"
         )
     max_length = getattr(model.config, "max_position_embeddings", None) or model.config.max_history_items
     metrics: dict[str, Any] = {}

@@ -215,6 +215,21 @@ def test_save_load_round_trip(colliding, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tok"]
 
 
+def test_save_into_an_existing_folder_keeps_other_files(colliding, tmp_path):
+    """Hugging Face convention: save_pretrained adds/replaces its own files and deletes nothing else."""
+    folder = tmp_path / "model"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "model.safetensors").write_bytes(b"weights")
+    (folder / "sub" / "notes.txt").write_text("keep me")
+    (folder / "config.json").write_text("{}")  # ours: replaced
+    colliding.save_pretrained(folder)
+    assert (folder / "model.safetensors").read_bytes() == b"weights"
+    assert (folder / "sub" / "notes.txt").read_text() == "keep me"
+    assert sorted(p.name for p in folder.iterdir()) == ["codes.safetensors", "config.json", "model.safetensors", "sub"]
+    assert AutoItemTokenizer.from_pretrained(folder).item_ids == colliding.item_ids
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # no staging folder left
+
+
 def test_save_needs_existing_parent(colliding, tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         colliding.save_pretrained(tmp_path / "missing" / "tok")

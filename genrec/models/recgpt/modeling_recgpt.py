@@ -17,7 +17,6 @@ the model expands them to codes and text chunks from the catalog it holds (:meth
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -765,8 +764,9 @@ class RecGPTForCausalLM(RecGPTPreTrainedModel):
 
         ids_path, catalog_path = find(ITEM_IDS_FILE), find(CATALOG_FILE)
         if ids_path is not None and catalog_path is not None:
-            with open(ids_path, encoding="utf-8") as handle:
-                item_ids = json.load(handle)["item_ids"]
+            from genrec.models.histories import read_item_ids_file
+
+            item_ids = read_item_ids_file(ids_path)
             tensors = load_file(catalog_path)
             model.set_catalog(item_ids, tensors["codes"], tensors["text_embeddings"].numpy())
         else:

@@ -18,7 +18,6 @@ Design choices (documented because reruns of SASRec differ on them):
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass
@@ -388,8 +387,9 @@ class SASRecModel(CatalogIdsMixin, SASRecPreTrainedModel):
             **lookup,
         )
         if path is not None:
-            with open(path, encoding="utf-8") as handle:
-                model.set_item_ids(json.load(handle)["item_ids"])
+            from genrec.models.histories import read_item_ids_file
+
+            model.set_item_ids(read_item_ids_file(path))
             check_catalog_fingerprint(model.config, catalog_fingerprint(model.item_ids), pretrained_model_name_or_path,
                                       ITEM_IDS_FILE)
         else:
