@@ -411,8 +411,10 @@ def _train_and_evaluate(run: RunConfig, staging: Path | None, loaded) -> dict[st
     set_seed(args.seed)
     logger.info(f"run config: {run.to_dict()}")
     data, train_sequences, valid, test = loaded
-    logger.info(f"data {data.name}: {len(train_sequences)} users, {data.num_items} items, "
-                f"{data.duplicates_dropped} duplicate events dropped")
+    logger.info(f"data {data.name}: {len(train_sequences)} users, {data.num_items} items")
+    if data.duplicates_dropped:  # the loader warned before this log file existed: say it here too
+        logger.warning(f"data {data.name}: dropped {data.duplicates_dropped} duplicate events (same user, item and "
+                       "timestamp) before splitting; `data.keep_duplicates: true` keeps them")
 
     build_start = time.time()
     model = build_model(run.model_type, run.model_kwargs, data.item_ids, catalog=data.catalog,

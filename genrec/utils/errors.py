@@ -35,7 +35,8 @@ class RunInterrupted(KeyboardInterrupt):
 
 # The errors that mean "bad input" (one line, exit 2). Not KeyError: a missing dict key inside genrec
 # is a bug, and every lookup of a user-given id is wrapped into a ValueError naming it.
-USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError)
+# PermissionError: an output or input path the user cannot write or read (its message names the path).
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError)
 
 
 def one_line(error: BaseException) -> str:

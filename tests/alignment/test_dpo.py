@@ -297,7 +297,10 @@ def test_save_model_writes_a_complete_folder_that_from_pretrained_restores(tmp_p
     history = ["i3", "i4"]
     assert _logp(restored, history, ["i0"]) == pytest.approx(_logp(model, history, ["i0"]), abs=1e-5)
     assert _logp(restored, history, ["i0"]) != pytest.approx(_logp(trainer.ref_model, history, ["i0"]), abs=1e-5)
-    assert restored.recommend([history], k=3)[0] == model.recommend([history], k=3)[0]
+    # same items in the same order; scores equal up to float summation order (a reload may reorder the MoE sums)
+    restored_recs, model_recs = restored.recommend([history], k=3)[0], model.recommend([history], k=3)[0]
+    assert [item for item, _ in restored_recs] == [item for item, _ in model_recs]
+    assert [score for _, score in restored_recs] == pytest.approx([score for _, score in model_recs], abs=1e-5)
     if kind == "onerec":
         assert "item_tokenizer" in files and restored.item_ids == model.item_ids
     # the trained model object carries no patched forward: a deep copy runs its own weights

@@ -141,3 +141,16 @@ def test_evaluate_output_folder_existing_file_and_overwrite(run_copy, tmp_path):
     assert cli(base + ["--output", str(report), "--overwrite"])[0] == 0
     assert report.read_text().startswith("{")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "metrics.json", "run"]
+
+
+def test_a_path_the_user_may_not_write_is_one_line(capsys):
+    """Root ignores file modes, so the OS error is raised directly: what the CLI makes of it is what matters."""
+    from genrec.utils.errors import run_command
+
+    def body():
+        raise PermissionError(13, "Permission denied", "/srv/readonly/run")
+
+    assert run_command("genrec train", body) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Permission denied" in err and "/srv/readonly/run" in err
+    assert "Traceback" not in err
