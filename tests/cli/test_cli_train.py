@@ -85,18 +85,27 @@ def test_evaluate_errors(tmp_path, capsys):
     assert "config.json" in capsys.readouterr().err
 
 
-def test_quickstart_runs_with_overrides(tmp_path, capsys):
+def test_quickstart_runs_with_overrides(tmp_path, capsys, monkeypatch):
+    import numpy as np
+
     output = tmp_path / "qs"
+    # the quickstart's generative model (RecGPT) reads item-text embeddings: random ones instead of MiniLM here
+    monkeypatch.setattr("genrec.tokenization.embeddings.embed_catalog",
+                        lambda catalog, *args, **kwargs: np.random.default_rng(0).normal(
+                            size=(len(catalog.item_ids), 16)).astype(np.float32))
     argv = ["quickstart", "--output", str(output), "--set", "data.max_users=30", "--set", "training.num_train_epochs=1"]
-    argv += ["--set", "training.disable_tqdm=true", "--set", "model.d_model=16", "--set", "model.num_layers=1"]
-    # the quickstart's generative model (OneRec) with a tiny item tokenizer that needs no text embeddings
-    argv += ["--set", "model.item_tokenizer_method=random", "--set", "model.item_tokenizer_config={codebook_size: 32}"]
+    argv += ["--set", "training.disable_tqdm=true", "--set", "model.hidden_size=16", "--set", "model.num_hidden_layers=1"]
+    argv += ["--set", "model.tokenizer={collaborative_dims: 16, num_chunks: 4, levels: [4, 4], epochs: 1}"]
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert "recall@10" in out and "onerec" in out and "AutoModelForSeq2SeqLM" in out
+    assert "recall@10" in out and "recgpt" in out and "popularity (this split)" in out
     assert (output / "checkpoint" / "model.safetensors").is_file()
     assert (output / "checkpoint" / "item_tokenizer" / "config.json").is_file()
-    assert json.loads((output / "metrics.json").read_text())["model/type"] == "onerec"
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert metrics["model/type"] == "recgpt"
+    # the popularity row is computed on the same (30-user) test split, not copied
+    popularity_line = next(line for line in out.splitlines() if line.startswith("popularity (this split)"))
+    assert 0.0 <= float(popularity_line.split()[-2]) <= 1.0
 
 
 def test_scripts_train_runs_as_a_script(tmp_path, toy_dataset):
