@@ -18,7 +18,7 @@ from typing import Sequence
 import torch
 from transformers.utils import cached_file, logging
 
-from genrec.models.histories import catalog_index, history_rows, left_padded_rows
+from genrec.models.histories import catalog_index, history_rows, left_padded_rows, seen_items_mask, top_items
 
 __all__ = ["NonParametricRecommenderMixin", "ITEM_IDS_FILE", "check_positive_int"]
 
@@ -101,17 +101,16 @@ class NonParametricRecommenderMixin:
         Args:
             histories: one list of catalog item ids per user, oldest first.
             k: how many items to return per user (1..num_items).
-            exclude_history: drop items already in the (last ``max_position_embeddings`` items of the) history.
+            exclude_history: drop every item of the history (also those older than ``max_position_embeddings``).
             batch_size: histories scored at once.
 
         Returns:
-            per history, ``k`` ``(item_id, score)`` pairs, best first.
+            per history, ``k`` ``(item_id, score)`` pairs, best first; fewer when fewer than ``k`` items are left
+            after the exclusion (never an excluded item with a ``-inf`` score).
 
         Raises:
             ValueError: ``k`` or ``batch_size`` out of range, or a history is empty / holds an unknown id.
         """
-        from genrec.models.sasrec.modeling_sasrec import history_mask
-
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= self.config.num_items:
             raise ValueError(f"`k` ({k!r}) must be an integer in [1, {self.config.num_items}]")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -120,13 +119,12 @@ class NonParametricRecommenderMixin:
             raise ValueError("`histories` must be a list of histories (lists of item ids), not a string")
         results: list[list[tuple[str, float]]] = []
         for start in range(0, len(histories), batch_size):
-            input_ids = self.encode_histories(histories[start : start + batch_size])  # (batch, seq)
-            scores = self.score(input_ids)  # (batch, num_items)
-            if exclude_history:
-                scores = scores.masked_fill(history_mask(input_ids, self.config.num_items), float("-inf"))
-            top_scores, top_columns = scores.topk(k, dim=1)  # (batch, k), best first
-            for columns, values in zip(top_columns.tolist(), top_scores.tolist()):
-                results.append([(self.item_ids[column], value) for column, value in zip(columns, values)])
+            chunk = histories[start : start + batch_size]
+            scores = self.score(self.encode_histories(chunk))  # (batch, num_items)
+            if exclude_history:  # the whole history, not only the window the model reads
+                seen = seen_items_mask(chunk, self._item_index, self.config.num_items, device=scores.device)
+                scores = scores.masked_fill(seen, float("-inf"))
+            results.extend(top_items(scores, k, self.item_ids))
         return results
 
     def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs) -> None:

@@ -119,3 +119,18 @@ def test_beauty_preset_parses():
     run = load_run_config(Path(__file__).resolve().parents[2] / "scripts" / "configs" / "popularity-beauty.yaml")
     assert run.model_type == "popularity" and run.data.dataset == "amazon-beauty" and run.data.max_users is None
     assert run.training.exclude_history_items is False and 10 in run.training.eval_ks
+
+
+def test_recommend_excludes_the_whole_history_and_never_pads_with_excluded_items():
+    from genrec.models import PopularityModel
+
+    items = [f"i{j}" for j in range(6)]
+    model = PopularityModel.from_sequences({"u": ["i0", "i0", "i0", "i1", "i1", "i2"]}, items,
+                                           max_position_embeddings=2)
+    # "i0" (the most popular) sits outside the 2-item window of this history: still excluded
+    recs = model.recommend([["i0", "i3", "i4"]], k=3)[0]
+    assert "i0" not in [item for item, _ in recs] and [item for item, _ in recs][:2] == ["i1", "i2"]
+    # k near the catalog size: only the 3 recommendable items come back, no -inf entries
+    recs = model.recommend([["i0", "i1", "i2"]], k=6)[0]
+    assert sorted(item for item, _ in recs) == ["i3", "i4", "i5"]
+    assert all(score != float("-inf") for _, score in recs)
