@@ -11,6 +11,11 @@
   catalog exactly with one gather (:meth:`RecGPTForCausalLM.score`) or runs catalog-constrained beam search
   through genrec's decoder step (:meth:`RecGPTForCausalLM.generate`).
 
+* The cheap item layout (``input_granularity="item"``, RPG-style): ONE position per history item (summed code
+  embeddings + projected text), causal attention over items, ``C`` linear heads give the next item's code queries;
+  with ``tie_code_embeddings`` / ``logit_temperature`` the codes are scored by cosine against the input table, and
+  ``loss_type="items"`` trains a (sampled) softmax over items of their mean code logits.
+
 Inputs follow genrec's training layer: ``input_ids`` are catalog rows + 1 (0 = padding, left-padded), and
 the model expands them to codes and text chunks from the catalog it holds (:meth:`set_catalog`).
 """
