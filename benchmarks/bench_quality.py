@@ -263,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import matplotlib  # noqa: F401  (fail now, not after hours of training: pip install -e ".[bench]")
 
-    from genrec.utils.io import atomic_write_json, check_output_parent
+    from genrec.utils.io import atomic_write_json, check_output_file, check_output_parent
 
     if not args.budget_minutes > 0:
         raise ValueError(f"--budget-minutes ({args.budget_minutes}) must be > 0")
@@ -271,9 +271,9 @@ def main(argv: list[str] | None = None) -> int:
         raise ValueError(f"--load-interval ({args.load_interval}) must be > 0")
     marks = _parse_marks(args.marks or [m for m in DEFAULT_MARKS if m < args.budget_minutes] or
                          [args.budget_minutes / 2], args.budget_minutes)
-    result_path = check_output_parent(args.result)
+    result_path = check_output_file(args.result)
     plot_path = Path(args.plot) if args.plot else result_path.with_suffix(".png")
-    check_output_parent(plot_path)
+    check_output_file(plot_path)
     for config in args.configs:
         if not Path(config).is_file():
             raise FileNotFoundError(f"--configs: {config!r} does not exist")

@@ -41,9 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from genrec.training import evaluate_checkpoint, load_run_config, prepare_output, run_training
-    from genrec.utils.io import atomic_write_json, check_output_parent
+    from genrec.utils.io import atomic_write_json, check_output_file
 
-    check_output_parent(args.result)
+    check_output_file(args.result)
     run = load_run_config(args.config, args.overrides)
     start = time.time()
     with tempfile.TemporaryDirectory(prefix="bench-sasrec-") as scratch:

@@ -116,9 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from genrec.training.pipeline import machine_info
-    from genrec.utils.io import atomic_write_json, check_output_parent
+    from genrec.utils.io import atomic_write_json, check_output_file
 
-    check_output_parent(args.result)
+    check_output_file(args.result)
     if args.threads:
         torch.set_num_threads(args.threads)
     load_before = os.getloadavg()

@@ -161,3 +161,19 @@ print(json.dumps(out))
     if "reward" in loaded:
         expected["reward"] = "RewardModelConfig"
     assert loaded == expected
+
+
+def test_benchmark_results_can_be_rewritten(tmp_path):
+    """A benchmark's --result file is rewritten on every run; only a missing parent or a folder is refused."""
+    import pytest
+
+    from genrec.utils.io import check_output_file
+
+    result = tmp_path / "bench.json"
+    assert check_output_file(result) == result
+    result.write_text("{}")
+    assert check_output_file(result) == result  # an earlier result is replaced
+    with pytest.raises(IsADirectoryError):
+        check_output_file(tmp_path)
+    with pytest.raises(FileNotFoundError):
+        check_output_file(tmp_path / "missing" / "bench.json")

@@ -65,6 +65,22 @@ def check_output_parent(path: str | os.PathLike) -> Path:
     return path
 
 
+def check_output_file(path: str | os.PathLike) -> Path:
+    """Return ``path`` as a Path after checking it can be (re)written as a file: its parent exists, it is no folder.
+
+    Raises:
+        FileNotFoundError: the parent folder does not exist.
+        IsADirectoryError: ``path`` is a folder.
+    """
+    path = Path(path)
+    parent = path.absolute().parent
+    if not parent.is_dir():
+        raise FileNotFoundError(f"output file {str(path)!r}: its parent folder {str(parent)!r} does not exist")
+    if path.is_dir():
+        raise IsADirectoryError(f"output file {str(path)!r} is a folder; pass a file path")
+    return path
+
+
 def check_output_folder(output: str | os.PathLike, *, overwrite: bool = False,
                         protect: dict[str, str | os.PathLike] | None = None) -> Path:
     """Check an output folder that a command will build and then swap in, before any work starts.
