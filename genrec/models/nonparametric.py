@@ -18,7 +18,7 @@ from typing import Sequence
 import torch
 from transformers.utils import cached_file, logging
 
-from genrec.models.histories import catalog_index, history_rows, left_padded_rows, seen_items_mask, top_items
+from genrec.models.histories import catalog_index, history_rows, left_padded_rows, rank_histories
 
 __all__ = ["NonParametricRecommenderMixin", "ITEM_IDS_FILE", "check_positive_int"]
 
@@ -111,21 +111,7 @@ class NonParametricRecommenderMixin:
         Raises:
             ValueError: ``k`` or ``batch_size`` out of range, or a history is empty / holds an unknown id.
         """
-        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= self.config.num_items:
-            raise ValueError(f"`k` ({k!r}) must be an integer in [1, {self.config.num_items}]")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"`batch_size` ({batch_size!r}) must be a positive integer")
-        if isinstance(histories, str):
-            raise ValueError("`histories` must be a list of histories (lists of item ids), not a string")
-        results: list[list[tuple[str, float]]] = []
-        for start in range(0, len(histories), batch_size):
-            chunk = histories[start : start + batch_size]
-            scores = self.score(self.encode_histories(chunk))  # (batch, num_items)
-            if exclude_history:  # the whole history, not only the window the model reads
-                seen = seen_items_mask(chunk, self._item_index, self.config.num_items, device=scores.device)
-                scores = scores.masked_fill(seen, float("-inf"))
-            results.extend(top_items(scores, k, self.item_ids))
-        return results
+        return rank_histories(self, histories, k, exclude_history=exclude_history, batch_size=batch_size)
 
     def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs) -> None:
         """``PreTrainedModel.save_pretrained`` (config + buffers as safetensors) plus ``item_ids.json``."""

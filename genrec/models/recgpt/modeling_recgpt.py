@@ -35,7 +35,7 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers.utils import ModelOutput, logging
 
-from genrec.models.histories import history_rows, left_padded_rows
+from genrec.models.histories import history_rows, left_padded_rows, rank_histories
 from genrec.models.layers import FeedForwardBlock, SparseMoeBlock
 from genrec.models.recgpt.configuration_recgpt import RecGPTConfig
 
@@ -707,27 +707,7 @@ class RecGPTForCausalLM(RecGPTPreTrainedModel):
             are left after the exclusion (never an excluded item with a ``-inf`` score).
         """
         self._require_catalog()
-        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= self.num_items:
-            raise ValueError(f"`k` ({k!r}) must be an integer in [1, {self.num_items}]")
-        from genrec.models.histories import seen_items_mask, top_items
-        from genrec.utils.threads import warn_if_threads_may_spin
-
-        if self.text_proj.device.type == "cpu":
-            warn_if_threads_may_spin()
-        was_training = self.training
-        self.eval()
-        results = []
-        try:
-            for start in range(0, len(histories), batch_size):
-                chunk = histories[start:start + batch_size]
-                scores = self.score(self.encode_histories(chunk))  # (B, N)
-                if exclude_history:  # the whole history, not only the window the model reads
-                    seen = seen_items_mask(chunk, self._item_index, self.num_items, device=scores.device)
-                    scores = scores.masked_fill(seen, float("-inf"))
-                results.extend(top_items(scores, k, self.item_ids))
-        finally:
-            self.train(was_training)
-        return results
+        return rank_histories(self, histories, k, exclude_history=exclude_history, batch_size=batch_size)
 
     # ----- persistence ------------------------------------------------------------------------------
     def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs) -> None:

@@ -37,11 +37,9 @@ from genrec.models.histories import (
     check_catalog_fingerprint,
     history_rows,
     left_padded_rows,
-    seen_items_mask,
-    top_items,
+    rank_histories,
 )
 from genrec.models.sasrec.configuration_sasrec import SASRecConfig
-from genrec.utils.threads import warn_if_threads_may_spin
 
 __all__ = ["SASRecModel", "SASRecOutput", "SASRecPreTrainedModel", "ITEM_IDS_FILE", "history_mask"]
 
@@ -335,26 +333,7 @@ class SASRecModel(CatalogIdsMixin, SASRecPreTrainedModel):
         Raises:
             ValueError: ``k`` out of range, or a history is empty / holds an unknown id.
         """
-        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= self.config.num_items:
-            raise ValueError(f"`k` ({k!r}) must be an integer in [1, {self.config.num_items}]")
-        if isinstance(histories, str):
-            raise ValueError("`histories` must be a list of histories (lists of item ids), not a string")
-        if self.device.type == "cpu":
-            warn_if_threads_may_spin()
-        was_training = self.training
-        self.eval()
-        results: list[list[tuple[str, float]]] = []
-        try:
-            for start in range(0, len(histories), batch_size):
-                chunk = histories[start : start + batch_size]
-                scores = self.score(self.encode_histories(chunk))  # (batch, num_items)
-                if exclude_history:  # the whole history, not only the window the model reads
-                    seen = seen_items_mask(chunk, self._item_index, self.config.num_items, device=scores.device)
-                    scores = scores.masked_fill(seen, float("-inf"))
-                results.extend(top_items(scores, k, self.item_ids))
-        finally:
-            self.train(was_training)
-        return results
+        return rank_histories(self, histories, k, exclude_history=exclude_history, batch_size=batch_size)
 
     # ----- persistence -----------------------------------------------------------------------------
     def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs) -> None:
