@@ -43,7 +43,7 @@ from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.utils import ModelOutput, cached_file, logging
 
-from genrec.models.histories import CatalogIdsMixin, history_rows, left_padded_rows
+from genrec.models.histories import ItemEmbeddingCatalogMixin, history_rows, left_padded_rows
 from genrec.models.sasrec.configuration_sasrec import SASRecConfig
 from genrec.models.sasrec.modeling_sasrec import SASRecBlock
 
@@ -159,7 +159,7 @@ class RewardModelOutput(ModelOutput):
     user_states: torch.Tensor | None = None
 
 
-class RewardModel(CatalogIdsMixin, PreTrainedModel):
+class RewardModel(ItemEmbeddingCatalogMixin, PreTrainedModel):
     """Engagement reward of (user history, item) pairs and of whole sessions (see the module docstring).
 
     Args:

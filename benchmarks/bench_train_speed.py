@@ -41,8 +41,7 @@ def measure(config_path: str, overrides: list[str], *, steps: int, warmup: int, 
     from torch.utils.data import DataLoader
 
     from genrec.training import load_run_config
-    from genrec.training.collators import NextItemCollator, NextItemDataset
-    from genrec.training.pipeline import build_model, load_split
+    from genrec.training.pipeline import build_model, load_split, training_data
 
     run = load_run_config(config_path, overrides)
     torch.manual_seed(seed)
@@ -50,12 +49,8 @@ def measure(config_path: str, overrides: list[str], *, steps: int, warmup: int, 
     model = build_model(run.model_type, run.model_kwargs, data.item_ids, catalog=data.catalog,
                         train_sequences=train_sequences)
     seq2seq = run.model_type in ("p5", "onerec")
-    if hasattr(model, "build_training_data"):
-        dataset, collator = model.build_training_data(train_sequences, seed=seed)
-    else:
-        max_length = getattr(model.config, "max_position_embeddings", None) or model.config.max_history_items
-        dataset, collator = NextItemDataset(list(train_sequences.values()), data.item_index, max_length=max_length), \
-            NextItemCollator()
+    max_length = getattr(model.config, "max_position_embeddings", None) or model.config.max_history_items
+    dataset, collator = training_data(model, train_sequences, data.item_index, max_length=max_length, seed=seed)
     batch_size = run.training.per_device_train_batch_size
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, collate_fn=collator,
                         generator=torch.Generator().manual_seed(seed))

@@ -13,7 +13,7 @@ from transformers.utils import logging
 
 logger = logging.get_logger(__name__)
 
-__all__ = ["CatalogIdsMixin", "catalog_fingerprint", "catalog_index", "check_catalog_fingerprint", "history_rows",
+__all__ = ["CatalogIdsMixin", "ItemEmbeddingCatalogMixin", "catalog_fingerprint", "catalog_index", "check_catalog_fingerprint", "history_rows",
            "left_padded_rows", "rank_histories", "read_item_ids_file", "seen_items_mask", "top_items"]
 
 # config.json key holding the fingerprint of the catalog files a checkpoint was saved with.
@@ -57,11 +57,11 @@ def catalog_index(item_ids: Sequence[str], num_items: int) -> tuple[list[str], d
 
 
 class CatalogIdsMixin:
-    """``item_ids`` / ``item_index`` binding and the ``item_embeddings`` input-embedding accessors shared by the
-    id-embedding models (SASRec, the reward model): row ``j`` of the catalog = embedding row ``j + 1``."""
+    """``item_ids`` / ``item_index`` binding of the models whose config holds ``num_items`` (SASRec, the reward
+    model, the popularity / text-kNN baselines): ``item_ids[j]`` is catalog row ``j``."""
 
     def set_item_ids(self, item_ids: Sequence[str]) -> None:
-        """Bind the catalog: ``item_ids[j]`` is catalog row ``j`` (embedding row ``j + 1``).
+        """Bind the catalog: ``item_ids[j]`` is catalog row ``j`` (embedding row ``j + 1`` where there is one).
 
         Raises:
             ValueError: wrong length or duplicate ids.
@@ -72,6 +72,11 @@ class CatalogIdsMixin:
     def item_index(self) -> dict[str, int]:
         """Catalog id -> row (empty until ``item_ids`` are bound)."""
         return self._item_index
+
+
+class ItemEmbeddingCatalogMixin(CatalogIdsMixin):
+    """:class:`CatalogIdsMixin` plus the ``item_embeddings`` input-embedding accessors of the id-embedding models
+    (SASRec, the reward model): row ``j`` of the catalog = embedding row ``j + 1``."""
 
     def get_input_embeddings(self):
         return self.item_embeddings

@@ -18,7 +18,7 @@ from typing import Sequence
 import torch
 from transformers.utils import cached_file, logging
 
-from genrec.models.histories import catalog_index, history_rows, left_padded_rows, rank_histories
+from genrec.models.histories import CatalogIdsMixin, history_rows, left_padded_rows, rank_histories
 
 __all__ = ["NonParametricRecommenderMixin", "ITEM_IDS_FILE", "check_positive_int"]
 
@@ -35,7 +35,7 @@ def check_positive_int(config, *names: str, minimum: int = 1) -> None:
             raise ValueError(f"`{name}` ({value!r}) must be an integer >= {minimum}")
 
 
-class NonParametricRecommenderMixin:
+class NonParametricRecommenderMixin(CatalogIdsMixin):
     """Catalog binding, ``recommend`` and ``item_ids.json`` persistence for models scored by ``score``.
 
     The host class is a ``PreTrainedModel`` whose config has ``num_items`` and ``max_position_embeddings``
@@ -59,19 +59,6 @@ class NonParametricRecommenderMixin:
             if tensor.is_floating_point():
                 return tensor.dtype
         return torch.float32
-
-    def set_item_ids(self, item_ids: Sequence[str]) -> None:
-        """Bind the catalog: ``item_ids[j]`` is score column ``j``.
-
-        Raises:
-            ValueError: wrong length or duplicate ids.
-        """
-        self.item_ids, self._item_index = catalog_index(item_ids, self.config.num_items)
-
-    @property
-    def item_index(self) -> dict[str, int]:
-        """Catalog id -> score column (empty until ``item_ids`` are bound)."""
-        return self._item_index
 
     def encode_histories(self, histories: Sequence[Sequence[str]]) -> torch.LongTensor:
         """String histories (oldest first) -> left-padded ``(batch, seq_len)`` catalog rows + 1 (0 = padding).

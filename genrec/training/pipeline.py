@@ -354,13 +354,23 @@ class _Trained:
     log_history: list[dict[str, Any]]
 
 
+def training_data(model, train_sequences, item_index, *, max_length: int, seed: int):
+    """The model's training rows and collator, as ``genrec train`` builds them.
+
+    Models with ``build_training_data`` (P5/OneRec windows, BIGRec prompts) make their own; the others get one
+    row per user sequence in which every position predicts its next item (:class:`NextItemDataset`).
+
+    Returns:
+        ``(dataset, collator)``.
+    """
+    if hasattr(model, "build_training_data"):
+        return model.build_training_data(train_sequences, seed=seed)
+    return NextItemDataset(list(train_sequences.values()), item_index, max_length=max_length), NextItemCollator()
+
+
 def _train(model, args, train_sequences, item_index, valid_set: RankingSet, max_length: int) -> _Trained:
     """Train with :class:`RecommendationTrainer`, validating per ``eval_strategy`` and at ``eval_at_minutes``."""
-    collator = NextItemCollator()
-    if hasattr(model, "build_training_data"):  # BIGRec: instruction prompts instead of item-row sequences
-        train_dataset, collator = model.build_training_data(train_sequences, seed=args.seed)
-    else:
-        train_dataset = NextItemDataset(list(train_sequences.values()), item_index, max_length=max_length)
+    train_dataset, collator = training_data(model, train_sequences, item_index, max_length=max_length, seed=args.seed)
 
     metric = f"eval_{args.metric_for_early_stopping}"
     best = BestModelCallback(metric=metric, patience=args.early_stopping_patience)

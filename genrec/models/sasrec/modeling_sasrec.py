@@ -32,7 +32,7 @@ from transformers.activations import ACT2FN
 from transformers.utils import ModelOutput, cached_file, logging
 
 from genrec.models.histories import (
-    CatalogIdsMixin,
+    ItemEmbeddingCatalogMixin,
     catalog_fingerprint,
     check_catalog_fingerprint,
     history_rows,
@@ -141,7 +141,7 @@ class SASRecPreTrainedModel(PreTrainedModel):
     _no_split_modules = ["SASRecBlock"]
 
 
-class SASRecModel(CatalogIdsMixin, SASRecPreTrainedModel):
+class SASRecModel(ItemEmbeddingCatalogMixin, SASRecPreTrainedModel):
     """SASRec next-item model with full-catalog scoring and string-id recommendation.
 
     Args:
