@@ -31,6 +31,7 @@ QUICKSTART_CONFIG: dict = {
         "tie_code_embeddings": True,
         "logit_temperature": 0.07,
         "loss_type": "items",
+        "text_logits": True,
         "num_negatives": 1024,
         "hidden_size": 64,
         "num_hidden_layers": 2,

@@ -419,3 +419,68 @@ def test_genrec_evaluate_loads_a_saved_recgpt(tmp_path, toy_dataset):
     model.save_pretrained(tmp_path / "recgpt")
     metrics = evaluate_checkpoint(tmp_path / "recgpt", toy_dataset, splits=("valid", "test"), ks=(5, 10))
     assert metrics["test/num_users"] == 48 and 0.0 <= metrics["test/ndcg@10"] <= metrics["test/recall@10"] <= 1.0
+
+
+def test_text_logits_add_the_tied_text_term_to_the_items_loss_and_the_ranking():
+    model = _model(input_granularity="item", loss_type="items", num_negatives=0, text_logits=True,
+                   logit_temperature=0.5, tie_code_embeddings=True).eval()
+    with torch.no_grad():
+        model.text_query.add_(0.1 * torch.randn_like(model.text_query))  # not the identity any more
+    out = model(input_ids=torch.tensor([[0, 1, 2]]), labels=torch.tensor([[-100, 3, 4]]))
+    head, codes = model.output_code_vectors(), model.catalog_codes[1:]
+    text = model.catalog_text[1:].view(NUM_ITEMS, 2, -1)
+    item_text = torch.nn.functional.normalize(text[:, 0] @ model.text_proj[0] + text[:, 1] @ model.text_proj[1], dim=-1)
+    expected, rankings = [], []
+    for position, row in ((1, 3), (2, 4)):
+        state = out.hidden_states[0, position]
+        logits = torch.einsum("ch,ckh->ck", torch.nn.functional.normalize(model.code_queries(state), dim=-1) / 0.5,
+                              head) + model.head_bias
+        code_part = (logits[0, codes[:, 0]] + logits[1, codes[:, 1]]) / 2
+        text_part = item_text @ (torch.nn.functional.normalize(state @ model.text_query, dim=0) / 0.5)
+        expected.append(torch.nn.functional.cross_entropy((code_part + text_part)[None], torch.tensor([row - 1])))
+        rankings.append(code_part + text_part)
+    torch.testing.assert_close(out.loss, torch.stack(expected).mean())
+    # score() ranks exactly as the training logit at the last position (they differ by a per-history constant)
+    scores = model.score(torch.tensor([[0, 1, 2]]))[0]
+    difference = scores - 2 * rankings[-1]
+    torch.testing.assert_close(difference, difference[0].expand_as(difference))
+    # the sampled softmax puts the same text term on the target and the negatives
+    sampled = _model(input_granularity="item", loss_type="items", num_negatives=NUM_ITEMS - 1, text_logits=True,
+                     logit_temperature=0.5).eval()
+    code_logits, states, rows = torch.randn(2, 2, 12), torch.randn(2, 16), torch.tensor([3, 4])
+    torch.manual_seed(1)
+    loss = sampled._item_softmax_loss(code_logits, rows, states)
+    torch.manual_seed(1)
+    negatives = torch.randint(0, NUM_ITEMS, (NUM_ITEMS - 1,))
+    item = sampled.item_logits(code_logits) / 2 + sampled.text_item_logits(states)
+    reference = [torch.logsumexp(torch.cat([item[n, r:r + 1], item[n, negatives].masked_fill(negatives == r, -torch.inf)]), 0)
+                 - item[n, r] for n, r in enumerate(rows.tolist())]
+    torch.testing.assert_close(loss, torch.stack(reference).mean())
+
+
+def test_text_logits_rank_a_never_trained_catalog_by_text():
+    """Untrained, with the code part switched off: the history's item text finds its own near-duplicate."""
+    torch.manual_seed(0)
+    model = _model(input_granularity="item", loss_type="items", text_logits=True, logit_temperature=0.07).eval()
+    rng = np.random.default_rng(3)
+    text = rng.normal(size=(NUM_ITEMS, 8)).astype(np.float32)
+    text[7] = text[2] + 0.01 * rng.normal(size=8).astype(np.float32)  # item 7 reads like item 2
+    ids = [f"new{j}" for j in range(NUM_ITEMS)]
+    model.set_catalog(ids, np.stack([np.arange(NUM_ITEMS) % 12, np.arange(NUM_ITEMS) % 12], 1), text)
+    with torch.no_grad():
+        model.head_bias.zero_()
+        model.code_embeddings.table.weight.zero_()  # no code signal at all
+        model.item_position_embeddings.weight.zero_()
+    states = model(input_ids=torch.tensor([[3]])).hidden_states[:, -1]
+    ranking = model.text_item_logits(states)[0].argsort(descending=True).tolist()
+    assert ranking[:2] == [2, 7] or ranking[:2] == [7, 2]
+
+
+@pytest.mark.parametrize("overrides, key", [
+    (dict(text_logits=True), "input_granularity"),
+    (dict(text_logits=True, input_granularity="item"), "loss_type"),
+    (dict(text_logits="yes", input_granularity="item", loss_type="items"), "text_logits"),
+])
+def test_text_logits_config_is_checked(overrides, key):
+    with pytest.raises(ValueError, match=key):
+        RecGPTConfig(**{**TINY, **overrides})

@@ -64,6 +64,14 @@ class RecGPTConfig(PreTrainedConfig):
         num_negatives (int, defaults to 1024): ``loss_type="items"`` only: the softmax runs over the target and this
             many uniformly sampled catalog items shared by the batch (sampled softmax, as eSASRec; accidental hits
             masked); 0 = every catalog item (exact, but ``positions x items x C`` gathers per step).
+        text_logits (bool, defaults to False): ``input_granularity="item"`` only: every item's logit also gets a
+            text term, ``cos(text_query(state), normalize(text_i @ W)) / τ`` (τ = ``logit_temperature``, or a dot
+            product without it), where ``W`` is the SAME text projection the input side reads (tied, like the codes)
+            and ``text_query`` starts as the identity. An item is then scored by its own text embedding as well as by
+            its codes: an untrained model already ranks by the history's text (the last-item text-kNN signal), and an
+            item from a catalog the model never saw (:meth:`add_catalog_from_texts`) has a score path that does not
+            depend on codes learned for other items. Ranking, ``score()`` and the ``"items"`` loss include it;
+            beam search over codes (``generate``) does not.
         ffn_type (str, defaults to "dense"): ``"dense"`` feed-forward or ``"moe"`` (genrec SparseMoeBlock).
         num_experts (int, defaults to 4), num_experts_per_tok (int, defaults to 2), router_aux_loss_coef
             (float, defaults to 0.01), router_z_loss_coef (float, defaults to 0.001): MoE only.
@@ -96,6 +104,7 @@ class RecGPTConfig(PreTrainedConfig):
     loss_type: str = "codes"
     num_negatives: int = 1024
     logit_temperature: float | None = None
+    text_logits: bool = False
     ffn_type: str = "dense"
     num_experts: int = 4
     num_experts_per_tok: int = 2
@@ -150,6 +159,12 @@ class RecGPTConfig(PreTrainedConfig):
             raise ValueError(f"`logit_temperature` ({self.logit_temperature!r}) must be null or a number > 0")
         if isinstance(self.num_negatives, bool) or not isinstance(self.num_negatives, int) or self.num_negatives < 0:
             raise ValueError(f"`num_negatives` ({self.num_negatives!r}) must be an integer >= 0")
+        if not isinstance(self.text_logits, bool):
+            raise ValueError(f"`text_logits` ({self.text_logits!r}) must be true or false")
+        if self.text_logits and self.input_granularity != "item":
+            raise ValueError('`text_logits: true` needs `input_granularity: "item"`')
+        if self.text_logits and self.loss_type != "items":
+            raise ValueError('`text_logits: true` needs `loss_type: "items"` (the code loss never trains the text term)')
         if self.loss_type not in RECGPT_LOSS_TYPES:
             raise ValueError(f"`loss_type` ({self.loss_type!r}) must be one of {list(RECGPT_LOSS_TYPES)}")
         if self.code_init not in RECGPT_CODE_INITS:

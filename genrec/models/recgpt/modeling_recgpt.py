@@ -263,17 +263,24 @@ class RecGPTForCausalLM(RecGPTPreTrainedModel):
         self.head_bias = nn.Parameter(torch.zeros(chunks, config.codebook_size))
         # input_granularity "item": one position per history item; C heads turn its state into C code queries
         self.chunk_heads = nn.Parameter(torch.empty(chunks, hidden, hidden)) if config.input_granularity == "item" else None
+        # text_logits: a query head whose output meets every item's projected text embedding (identity at start)
+        self.text_query = nn.Parameter(torch.empty(hidden, hidden)) if config.text_logits else None
         self.item_ids: list[str] | None = None
         self._item_index: dict[str, int] = {}
         self.catalog_codes: torch.Tensor | None = None  # (num_items + 1, C) long; row 0 = padding
         self.catalog_text: torch.Tensor | None = None  # (num_items + 1, D) float; row 0 = padding
         self._decoding_catalog = None
         self.item_tokenizer = item_tokenizer
+        # score() adds the items' code logits (True) or, for a catalog whose codes the model never trained on, may
+        # rank by the text logits alone (``add_catalog_from_texts(..., score_codes=False)``; needs ``text_logits``)
+        self.score_codes = True
         self.post_init()
         with torch.no_grad():
             self.text_proj.normal_(0.0, config.initializer_range)
             if self.chunk_heads is not None:  # start as the identity: every code query = the position's state
                 self.chunk_heads.copy_(torch.eye(hidden).expand(chunks, hidden, hidden))
+            if self.text_query is not None:
+                self.text_query.copy_(torch.eye(hidden))
         if item_codes is not None:
             if item_ids is None or item_text_embeddings is None:
                 raise ValueError("pass `item_ids`, `item_codes` and `item_text_embeddings` together to bind a catalog")
@@ -404,16 +411,23 @@ class RecGPTForCausalLM(RecGPTPreTrainedModel):
             table[c, used] = means * scale
 
     def add_catalog_from_texts(self, item_ids: Sequence[str], texts: Sequence[str] | None = None,
-                               embeddings: np.ndarray | None = None) -> None:
+                               embeddings: np.ndarray | None = None, *, score_codes: bool = True) -> None:
         """Bind a new catalog from item texts (or their embeddings) via the attached ``fsq`` tokenizer.
 
         Args:
             item_ids: N ids. texts: N strings (embedded with the tokenizer's text encoder), or
             embeddings: ``(N, text_embedding_dim)`` precomputed text embeddings.
+            score_codes: ``False`` ranks the new catalog by the text logits alone (``text_logits`` models): the
+                code vectors were trained on OTHER items, so on a new domain their logits can be noise; choose on
+                the new domain's validation split (``benchmarks/zero_shot_item.py`` does). The history still reads
+                the items' codes and text.
 
         Raises:
-            ValueError: no tokenizer attached, or neither/both of ``texts`` and ``embeddings``.
+            ValueError: no tokenizer attached, neither/both of ``texts`` and ``embeddings``, or
+                ``score_codes=False`` without ``text_logits``.
         """
+        if not score_codes and self.text_query is None:
+            raise ValueError("`score_codes=False` needs a model trained with `text_logits: true`")
         if self.item_tokenizer is None:
             raise ValueError("this RecGPT model has no `item_tokenizer`; load one saved with it or attach one")
         if (texts is None) == (embeddings is None):
@@ -429,6 +443,7 @@ class RecGPTForCausalLM(RecGPTPreTrainedModel):
             embeddings = np.concatenate([embeddings, np.zeros((len(embeddings), missing), np.float32)], axis=1)
         codes = self.item_tokenizer.encode_embeddings(embeddings)
         self.set_catalog(item_ids, codes, embeddings)
+        self.score_codes = score_codes
 
     def _require_catalog(self) -> None:
         if self.catalog_codes is None:
@@ -534,7 +549,7 @@ class RecGPTForCausalLM(RecGPTPreTrainedModel):
             chosen = self.code_queries(hidden[valid])  # (N, C, H): only real positions meet the codebooks
             position_logits = self.code_logits(chosen, head)  # (N, C, K)
             if self.config.loss_type == "items" and labels is not None:  # softmax over the catalog's items
-                loss = self._item_softmax_loss(position_logits, labels[valid] - 1)
+                loss = self._item_softmax_loss(position_logits, labels[valid] - 1, hidden[valid] if per_item else None)
             else:
                 targets = label_codes[valid]  # (N, C)
                 loss = F.cross_entropy(position_logits.reshape(-1, position_logits.shape[-1]).float(),
@@ -555,23 +570,55 @@ class RecGPTForCausalLM(RecGPTPreTrainedModel):
             return states
         return torch.einsum("...h,chg->...cg", states, self.chunk_heads)
 
-    def _item_softmax_loss(self, code_logits: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy of the target items among the catalog (or sampled items), item logit = mean code logit.
+    def _item_softmax_loss(self, code_logits: torch.Tensor, rows: torch.Tensor,
+                           states: torch.Tensor | None = None) -> torch.Tensor:
+        """Cross-entropy of the target items among the catalog (or sampled items), item logit = mean code logit
+        (+ the text logit with ``text_logits``).
 
         Args:
             code_logits: ``(N, C, K)``. rows: ``(N,)`` catalog rows of the targets.
+            states: ``(N, H)`` the positions' final states (needed with ``text_logits``).
         """
         chunks = self.config.num_chunks
         if self.config.num_negatives == 0 or self.config.num_negatives >= self.num_items:
-            return F.cross_entropy(self.item_logits(code_logits).float() / chunks, rows)
+            logits = self.item_logits(code_logits) / chunks
+            if self.text_query is not None:
+                logits = logits + self.text_item_logits(states)
+            return F.cross_entropy(logits.float(), rows)
         codes = self.catalog_codes[1:]  # (I, C)
         negatives = torch.randint(0, self.num_items, (self.config.num_negatives,), device=rows.device)
         candidates = torch.cat([rows[:, None], negatives[None].expand(rows.shape[0], -1)], 1)  # (N, 1 + S)
         candidate_codes = codes[candidates]  # (N, 1 + S, C)
         logits = code_logits.gather(2, candidate_codes.transpose(1, 2)).sum(1) / chunks  # (N, 1 + S)
+        if self.text_query is not None:
+            queries = self.text_queries(states)  # (N, H)
+            positive = (queries * self.item_text_vectors(rows)).sum(-1, keepdim=True)  # (N, 1)
+            logits = logits + torch.cat([positive, queries @ self.item_text_vectors(negatives).T], 1)
         hits = candidates[:, 1:] == rows[:, None]  # a sampled "negative" that is the target itself
         logits = torch.cat([logits[:, :1], logits[:, 1:].masked_fill(hits, float("-inf"))], 1)
         return F.cross_entropy(logits.float(), torch.zeros_like(rows))
+
+    def text_queries(self, states: torch.Tensor) -> torch.Tensor:
+        """``text_logits``: final states ``(N, H)`` → text queries, divided by τ and L2-normalised under cosine."""
+        queries = states @ self.text_query
+        if self.config.logit_temperature is not None:
+            queries = F.normalize(queries, dim=-1) / self.config.logit_temperature
+        return queries
+
+    def item_text_vectors(self, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """``text_logits``: items' projected text ``text_i @ W`` (the input side's projection), ``(R, H)``.
+
+        Args:
+            rows: catalog rows (0-based); ``None`` = the whole catalog. L2-normalised when ``logit_temperature``
+                is set.
+        """
+        text = self.catalog_text[1:] if rows is None else self.catalog_text[rows + 1]
+        vectors = torch.einsum("rcd,cdh->rh", text.view(text.shape[0], self.config.num_chunks, -1), self.text_proj)
+        return vectors if self.config.logit_temperature is None else F.normalize(vectors, dim=-1)
+
+    def text_item_logits(self, states: torch.Tensor) -> torch.Tensor:
+        """``text_logits``: every catalog item's text logit for final states ``(N, H)`` → ``(N, num_items)``."""
+        return self.text_queries(states) @ self.item_text_vectors().T
 
     def item_logits(self, code_logits: torch.Tensor) -> torch.Tensor:
         """Every catalog item's additive score: ``(N, C, K)`` code logits → ``(N, num_items)`` sums of its C entries."""
@@ -603,17 +650,26 @@ class RecGPTForCausalLM(RecGPTPreTrainedModel):
     # ----- inference --------------------------------------------------------------------------------
     @torch.no_grad()
     def score(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Exact ``log p(item)`` of every catalog item as the next one (genrec's ranking interface).
+        """Every catalog item's ranking score as the next one (genrec's ranking interface).
 
         Args:
             input_ids: ``(B, n)`` left-padded catalog rows + 1.
             attention_mask: ``(B, n)`` optional.
 
         Returns:
-            ``(B, num_items)`` float: ``sum_c log_softmax(logits_c)[code_c(item)]`` (items sharing all codes tie).
+            ``(B, num_items)`` float: the exact ``log p(item) = sum_c log_softmax(logits_c)[code_c(item)]`` (items
+            sharing all codes tie); with ``text_logits`` plus ``C x`` the item's text logit (the training logit times
+            ``C``, up to a per-history constant), or that text term alone after
+            ``add_catalog_from_texts(..., score_codes=False)``.
         """
-        log_probs = self(input_ids=input_ids, attention_mask=attention_mask).logits.float().log_softmax(-1)
-        return self.item_logits(log_probs)  # (B, N)
+        output = self(input_ids=input_ids, attention_mask=attention_mask)
+        if self.text_query is None:
+            return self.item_logits(output.logits.float().log_softmax(-1))  # (B, N)
+        # the training logit is mean code logit + text logit: C x text here, beside the summed code log-probs
+        scores = self.config.num_chunks * self.text_item_logits(output.hidden_states[:, -1]).float()
+        if self.score_codes:
+            scores = scores + self.item_logits(output.logits.float().log_softmax(-1))
+        return scores
 
     def decoding_catalog(self):
         """genrec :class:`~genrec.decoding.Catalog` over the items' code tokens (code ``k`` of chunk ``c`` = token ``c*K + k``)."""
