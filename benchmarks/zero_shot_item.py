@@ -4,7 +4,7 @@
 The model's catalog is replaced by the target dataset's items (``add_catalog_from_texts`` with their MiniLM
 vectors; collaborative dimensions, if the model has them, are zero for new items), then ranked on the target's
 leave-one-out test split (full ranking), beside last-item text-kNN on the same users. A ``text_logits`` model is
-scored two ways on the target's VALIDATION split (codes + text, text only: ``add_catalog_from_texts(score_codes=)``)
+scored two ways on the target's VALIDATION split (codes + text, text only: ``add_catalog_from_texts(use_codes=)``)
 and the better one is reported on test. Prints a table and a JSON
 line, writes ``benchmarks/results/zero_shot_recgpt_item.json``.
 
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     # which score to use on the new domain is chosen on ITS validation split; test is reported for that choice
     variants = {"codes + text": True}
     if model.config.text_logits:
-        variants["text only"] = False
+        variants["text only (no codes)"] = False
     knn = TextKNNModel.from_catalog(data.catalog, embeddings=vectors)
     rows, valid = {}, {}
 
@@ -62,11 +62,11 @@ def main(argv: list[str] | None = None) -> int:
         values = full_ranking_metrics(ranker, ranking, ks=(10,), batch_size=512)
         return {key: round(values[key], 4) for key in ("recall@10", "ndcg@10")}
 
-    for name, score_codes in variants.items():
-        model.score_codes = score_codes
+    for name, use_codes in variants.items():
+        model.use_codes = use_codes
         valid[name] = measure(model, split.valid)
     chosen = max(valid, key=lambda name: valid[name]["ndcg@10"])
-    model.score_codes = variants[chosen]
+    model.use_codes = variants[chosen]
     rows["recgpt (zero-shot)"] = {**measure(model, split.test), "scoring": chosen,
                                   "valid_ndcg@10": {name: values["ndcg@10"] for name, values in valid.items()}}
     rows["last-item text-kNN"] = {**measure(knn, split.test), "valid_ndcg@10": measure(knn, split.valid)["ndcg@10"]}

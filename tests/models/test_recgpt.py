@@ -484,3 +484,78 @@ def test_text_logits_rank_a_never_trained_catalog_by_text():
 def test_text_logits_config_is_checked(overrides, key):
     with pytest.raises(ValueError, match=key):
         RecGPTConfig(**{**TINY, **overrides})
+
+
+def _twin_domain(seed: int, pairs: int = 20, dim: int = 16):
+    """Items in text twins: item 2k and 2k+1 have nearly the same text embedding, pairs far apart."""
+    rng = np.random.default_rng(seed)
+    base = rng.normal(size=(pairs, dim))
+    text = np.repeat(base, 2, axis=0) + 0.05 * rng.normal(size=(2 * pairs, dim))
+    return text.astype(np.float32)
+
+
+def test_trained_on_one_domain_it_ranks_the_text_twin_first_in_another():
+    """Zero-shot: trained where the next item is the last item's text twin, it finds twins among NEW items."""
+    from genrec.tokenization import get_tokenizer_class
+
+    # domain A must span the text space (100 twin pairs in 16 dimensions): with 20 pairs a model can fit A's
+    # directions alone and finds only 55-75% of B's twins
+    text_a, text_b = _twin_domain(0, pairs=100), _twin_domain(1)
+    ids_a, ids_b = [f"a{j}" for j in range(200)], [f"b{j}" for j in range(40)]
+    catalog = ItemCatalog(ids_a, [{"title": item} for item in ids_a])
+    tokenizer = get_tokenizer_class("fsq")(num_chunks=2, levels=[4, 3], epochs=2, batch_size=8).fit(
+        catalog, embeddings=text_a)
+    torch.manual_seed(0)
+    model = RecGPTForCausalLM.from_catalog(
+        catalog, embeddings=text_a, item_tokenizer=tokenizer, input_granularity="item", loss_type="items",
+        num_negatives=0, text_logits=True, logit_temperature=0.1, tie_code_embeddings=True, hidden_size=16,
+        num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, max_position_embeddings=4,
+        hidden_dropout_prob=0.0, attention_dropout=0.0, code_dropout=0.3)
+    # domain A: histories [x, twin(x), y, twin(y)]: after the first of a pair comes its twin
+    rng = np.random.default_rng(2)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    model.train()
+    for _ in range(60):
+        firsts = 2 * rng.integers(0, 100, size=(32, 2))
+        rows = np.stack([firsts[:, 0], firsts[:, 0] + 1, firsts[:, 1], firsts[:, 1] + 1], 1) + 1  # catalog rows + 1
+        input_ids = torch.as_tensor(rows[:, :3])
+        labels = torch.as_tensor(np.stack([rows[:, 1], np.full(32, -100), rows[:, 3]], 1))
+        loss = model(input_ids=input_ids, labels=labels).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+
+    def twin_hits(recommender, ids):
+        pairs = len(ids) // 2
+        recs = recommender.recommend([[ids[2 * k]] for k in range(pairs)], k=1)
+        return sum(rec[0][0] == ids[2 * k + 1] for k, rec in enumerate(recs)) / pairs
+
+    assert twin_hits(model, ids_a) >= 0.9  # learned in domain A
+    model.add_catalog_from_texts(ids_b, embeddings=text_b, use_codes=False)
+    assert twin_hits(model, ids_b) >= 0.9  # domain B's items were never seen: chance is 1/39
+    # without the text logits the codes learned for domain A's items carry nothing about B's twins
+    model.use_codes = True
+    with torch.no_grad():
+        model.text_query.zero_()
+    assert twin_hits(model, ids_b) < 0.5
+
+
+def test_text_skip_starts_as_last_item_text_knn_and_is_trained():
+    model = _model(input_granularity="item", loss_type="items", num_negatives=0, text_logits=True, text_skip=True,
+                   logit_temperature=0.05).eval()
+    with torch.no_grad():  # leave only the raw-space term: no codes, no projected-text term
+        model.head_bias.zero_()
+        model.text_query.zero_()
+        model.code_embeddings.table.weight.zero_()
+    history = torch.tensor([[0, 4, 2]])  # last item: catalog row 1
+    states = model(input_ids=history).hidden_states[:, -1]
+    raw = model.text_item_logits(states, model.catalog_text[history[:, -1]])[0]
+    text = torch.nn.functional.normalize(model.catalog_text[1:], dim=-1)
+    torch.testing.assert_close(raw, text @ text[1] / 0.05)  # the untrained raw term IS cosine text-kNN
+    # the gate and the map get gradients from the items loss
+    model.train()
+    model(input_ids=history, labels=torch.tensor([[-100, 2, 5]])).loss.backward()
+    assert model.text_skip_gate.grad is not None and model.text_skip_proj.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="text_logits"):
+        RecGPTConfig(**{**TINY, "text_skip": True})

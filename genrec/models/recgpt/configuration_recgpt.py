@@ -72,6 +72,15 @@ class RecGPTConfig(PreTrainedConfig):
             item from a catalog the model never saw (:meth:`add_catalog_from_texts`) has a score path that does not
             depend on codes learned for other items. Ranking, ``score()`` and the ``"items"`` loss include it;
             beam search over codes (``generate``) does not.
+        text_skip (bool, defaults to False): with ``text_logits``, a second text term in the RAW item-vector space:
+            ``cos(g * v_last + U(state), v_i) / τ`` where ``v`` are the items' own (unprojected) vectors, ``v_last``
+            the scored position's item, ``g`` a learned gate (starts at 1) and ``U`` a learned map (starts at 0):
+            an untrained model is last-item text-kNN, and a catalog from another domain keeps the full text
+            embedding instead of a projection learned on the training domain.
+        code_dropout (float, defaults to 0.0): ``input_granularity="item"`` only: in training, each history item's
+            code term is left out with this probability, so the model also learns to read an item from its text
+            alone -- what it must do for a catalog whose codes it never trained on (``add_catalog_from_texts(...,
+            use_codes=False)``, the zero-shot path).
         ffn_type (str, defaults to "dense"): ``"dense"`` feed-forward or ``"moe"`` (genrec SparseMoeBlock).
         num_experts (int, defaults to 4), num_experts_per_tok (int, defaults to 2), router_aux_loss_coef
             (float, defaults to 0.01), router_z_loss_coef (float, defaults to 0.001): MoE only.
@@ -105,6 +114,8 @@ class RecGPTConfig(PreTrainedConfig):
     num_negatives: int = 1024
     logit_temperature: float | None = None
     text_logits: bool = False
+    text_skip: bool = False
+    code_dropout: float | int = 0.0
     ffn_type: str = "dense"
     num_experts: int = 4
     num_experts_per_tok: int = 2
@@ -165,6 +176,15 @@ class RecGPTConfig(PreTrainedConfig):
             raise ValueError('`text_logits: true` needs `input_granularity: "item"`')
         if self.text_logits and self.loss_type != "items":
             raise ValueError('`text_logits: true` needs `loss_type: "items"` (the code loss never trains the text term)')
+        if not isinstance(self.text_skip, bool):
+            raise ValueError(f"`text_skip` ({self.text_skip!r}) must be true or false")
+        if self.text_skip and not self.text_logits:
+            raise ValueError("`text_skip: true` needs `text_logits: true`")
+        if isinstance(self.code_dropout, bool) or not isinstance(self.code_dropout, (int, float)) or not (
+                0.0 <= self.code_dropout < 1.0):
+            raise ValueError(f"`code_dropout` ({self.code_dropout!r}) must be a number in [0, 1)")
+        if self.code_dropout and self.input_granularity != "item":
+            raise ValueError('`code_dropout` > 0 needs `input_granularity: "item"`')
         if self.loss_type not in RECGPT_LOSS_TYPES:
             raise ValueError(f"`loss_type` ({self.loss_type!r}) must be one of {list(RECGPT_LOSS_TYPES)}")
         if self.code_init not in RECGPT_CODE_INITS:

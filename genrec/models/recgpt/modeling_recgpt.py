@@ -265,15 +265,20 @@ class RecGPTForCausalLM(RecGPTPreTrainedModel):
         self.chunk_heads = nn.Parameter(torch.empty(chunks, hidden, hidden)) if config.input_granularity == "item" else None
         # text_logits: a query head whose output meets every item's projected text embedding (identity at start)
         self.text_query = nn.Parameter(torch.empty(hidden, hidden)) if config.text_logits else None
+        # text_skip: a second text term in the RAW item-vector space, query = g * (the position's own item vector)
+        # + U(state); g starts at 1 and U at 0, so an untrained model is last-item text-kNN on the item vectors
+        self.text_skip_gate = nn.Parameter(torch.ones(())) if config.text_skip else None
+        self.text_skip_proj = nn.Parameter(torch.zeros(hidden, config.text_embedding_dim)) if config.text_skip else None
         self.item_ids: list[str] | None = None
         self._item_index: dict[str, int] = {}
         self.catalog_codes: torch.Tensor | None = None  # (num_items + 1, C) long; row 0 = padding
         self.catalog_text: torch.Tensor | None = None  # (num_items + 1, D) float; row 0 = padding
         self._decoding_catalog = None
         self.item_tokenizer = item_tokenizer
-        # score() adds the items' code logits (True) or, for a catalog whose codes the model never trained on, may
-        # rank by the text logits alone (``add_catalog_from_texts(..., score_codes=False)``; needs ``text_logits``)
-        self.score_codes = True
+        # False: the bound catalog's codes are not used at all -- histories read their items' text alone and the
+        # ranking is by text logits (``add_catalog_from_texts(..., use_codes=False)``; needs ``text_logits``), for a
+        # catalog whose codes the model never trained on
+        self.use_codes = True
         self.post_init()
         with torch.no_grad():
             self.text_proj.normal_(0.0, config.initializer_range)
@@ -281,6 +286,9 @@ class RecGPTForCausalLM(RecGPTPreTrainedModel):
                 self.chunk_heads.copy_(torch.eye(hidden).expand(chunks, hidden, hidden))
             if self.text_query is not None:
                 self.text_query.copy_(torch.eye(hidden))
+            if self.text_skip_proj is not None:  # post_init's _init_weights does not know these two
+                self.text_skip_proj.zero_()
+                self.text_skip_gate.fill_(1.0)
         if item_codes is not None:
             if item_ids is None or item_text_embeddings is None:
                 raise ValueError("pass `item_ids`, `item_codes` and `item_text_embeddings` together to bind a catalog")
@@ -411,23 +419,24 @@ class RecGPTForCausalLM(RecGPTPreTrainedModel):
             table[c, used] = means * scale
 
     def add_catalog_from_texts(self, item_ids: Sequence[str], texts: Sequence[str] | None = None,
-                               embeddings: np.ndarray | None = None, *, score_codes: bool = True) -> None:
+                               embeddings: np.ndarray | None = None, *, use_codes: bool = True) -> None:
         """Bind a new catalog from item texts (or their embeddings) via the attached ``fsq`` tokenizer.
 
         Args:
             item_ids: N ids. texts: N strings (embedded with the tokenizer's text encoder), or
             embeddings: ``(N, text_embedding_dim)`` precomputed text embeddings.
-            score_codes: ``False`` ranks the new catalog by the text logits alone (``text_logits`` models): the
-                code vectors were trained on OTHER items, so on a new domain their logits can be noise; choose on
-                the new domain's validation split (``benchmarks/zero_shot_item.py`` does). The history still reads
-                the items' codes and text.
+            use_codes: ``False`` ignores the new items' codes (``text_logits`` models): histories read each item's
+                text alone and the catalog is ranked by text logits. The code vectors were trained on OTHER items,
+                so on a new domain they can be noise; choose on the new domain's validation split
+                (``benchmarks/zero_shot_item.py`` does). Models trained with ``code_dropout`` have learned to read
+                items from their text alone.
 
         Raises:
             ValueError: no tokenizer attached, neither/both of ``texts`` and ``embeddings``, or
-                ``score_codes=False`` without ``text_logits``.
+                ``use_codes=False`` without ``text_logits``.
         """
-        if not score_codes and self.text_query is None:
-            raise ValueError("`score_codes=False` needs a model trained with `text_logits: true`")
+        if not use_codes and self.text_query is None:
+            raise ValueError("`use_codes=False` needs a model trained with `text_logits: true`")
         if self.item_tokenizer is None:
             raise ValueError("this RecGPT model has no `item_tokenizer`; load one saved with it or attach one")
         if (texts is None) == (embeddings is None):
@@ -443,7 +452,7 @@ class RecGPTForCausalLM(RecGPTPreTrainedModel):
             embeddings = np.concatenate([embeddings, np.zeros((len(embeddings), missing), np.float32)], axis=1)
         codes = self.item_tokenizer.encode_embeddings(embeddings)
         self.set_catalog(item_ids, codes, embeddings)
-        self.score_codes = score_codes
+        self.use_codes = use_codes
 
     def _require_catalog(self) -> None:
         if self.catalog_codes is None:
@@ -467,11 +476,19 @@ class RecGPTForCausalLM(RecGPTPreTrainedModel):
         """One input vector per item (``input_granularity="item"``): codes ``(B, n, C)``, text ``(B, n, D)`` → ``(B, n, H)``.
 
         ``LayerNorm(sum_c code_embedding_c) + LayerNorm(text @ W)`` + item position, where ``W`` is the per-chunk
-        text projection stacked into one ``(D, H)`` matrix (the same parameters as the token layout).
+        text projection stacked into one ``(D, H)`` matrix (the same parameters as the token layout). The code term
+        is dropped for an item with probability ``code_dropout`` in training, and for every item when ``use_codes``
+        is off (a catalog the model never trained on).
         """
         batch, n_items, chunks = codes.shape
         text_part = torch.einsum("bncd,cdh->bnh", text.view(batch, n_items, chunks, -1), self.text_proj)
-        hidden = self.code_norm(self.code_embeddings.summed(codes)) + self.text_norm(text_part)
+        hidden = self.text_norm(text_part)
+        if self.use_codes:
+            code_part = self.code_norm(self.code_embeddings.summed(codes))
+            if self.training and self.config.code_dropout > 0:  # some items are read from their text alone
+                keep = torch.rand(batch, n_items, 1, device=codes.device) >= self.config.code_dropout
+                code_part = code_part * keep
+            hidden = hidden + code_part
         positions = (item_mask.long().cumsum(1) - 1).clamp(min=0)
         return hidden + self.item_position_embeddings(positions)  # (B, n, H)
 
@@ -549,7 +566,8 @@ class RecGPTForCausalLM(RecGPTPreTrainedModel):
             chosen = self.code_queries(hidden[valid])  # (N, C, H): only real positions meet the codebooks
             position_logits = self.code_logits(chosen, head)  # (N, C, K)
             if self.config.loss_type == "items" and labels is not None:  # softmax over the catalog's items
-                loss = self._item_softmax_loss(position_logits, labels[valid] - 1, hidden[valid] if per_item else None)
+                loss = self._item_softmax_loss(position_logits, labels[valid] - 1, hidden[valid] if per_item else None,
+                                               item_text_embeddings[valid])
             else:
                 targets = label_codes[valid]  # (N, C)
                 loss = F.cross_entropy(position_logits.reshape(-1, position_logits.shape[-1]).float(),
@@ -571,19 +589,20 @@ class RecGPTForCausalLM(RecGPTPreTrainedModel):
         return torch.einsum("...h,chg->...cg", states, self.chunk_heads)
 
     def _item_softmax_loss(self, code_logits: torch.Tensor, rows: torch.Tensor,
-                           states: torch.Tensor | None = None) -> torch.Tensor:
+                           states: torch.Tensor | None = None, own_text: torch.Tensor | None = None) -> torch.Tensor:
         """Cross-entropy of the target items among the catalog (or sampled items), item logit = mean code logit
         (+ the text logit with ``text_logits``).
 
         Args:
             code_logits: ``(N, C, K)``. rows: ``(N,)`` catalog rows of the targets.
             states: ``(N, H)`` the positions' final states (needed with ``text_logits``).
+            own_text: ``(N, D)`` the item vectors of the positions' own items (needed with ``text_skip``).
         """
         chunks = self.config.num_chunks
         if self.config.num_negatives == 0 or self.config.num_negatives >= self.num_items:
             logits = self.item_logits(code_logits) / chunks
             if self.text_query is not None:
-                logits = logits + self.text_item_logits(states)
+                logits = logits + self.text_item_logits(states, own_text)
             return F.cross_entropy(logits.float(), rows)
         codes = self.catalog_codes[1:]  # (I, C)
         negatives = torch.randint(0, self.num_items, (self.config.num_negatives,), device=rows.device)
@@ -591,34 +610,48 @@ class RecGPTForCausalLM(RecGPTPreTrainedModel):
         candidate_codes = codes[candidates]  # (N, 1 + S, C)
         logits = code_logits.gather(2, candidate_codes.transpose(1, 2)).sum(1) / chunks  # (N, 1 + S)
         if self.text_query is not None:
-            queries = self.text_queries(states)  # (N, H)
+            queries = self.text_queries(states, own_text)  # (N, H [+ D])
             positive = (queries * self.item_text_vectors(rows)).sum(-1, keepdim=True)  # (N, 1)
             logits = logits + torch.cat([positive, queries @ self.item_text_vectors(negatives).T], 1)
         hits = candidates[:, 1:] == rows[:, None]  # a sampled "negative" that is the target itself
         logits = torch.cat([logits[:, :1], logits[:, 1:].masked_fill(hits, float("-inf"))], 1)
         return F.cross_entropy(logits.float(), torch.zeros_like(rows))
 
-    def text_queries(self, states: torch.Tensor) -> torch.Tensor:
-        """``text_logits``: final states ``(N, H)`` → text queries, divided by τ and L2-normalised under cosine."""
-        queries = states @ self.text_query
-        if self.config.logit_temperature is not None:
-            queries = F.normalize(queries, dim=-1) / self.config.logit_temperature
-        return queries
-
-    def item_text_vectors(self, rows: torch.Tensor | None = None) -> torch.Tensor:
-        """``text_logits``: items' projected text ``text_i @ W`` (the input side's projection), ``(R, H)``.
-
-        Args:
-            rows: catalog rows (0-based); ``None`` = the whole catalog. L2-normalised when ``logit_temperature``
-                is set.
-        """
-        text = self.catalog_text[1:] if rows is None else self.catalog_text[rows + 1]
-        vectors = torch.einsum("rcd,cdh->rh", text.view(text.shape[0], self.config.num_chunks, -1), self.text_proj)
+    def _scale(self, vectors: torch.Tensor) -> torch.Tensor:
+        """Cosine logits (``logit_temperature`` set): L2-normalise; dot-product logits: leave as they are."""
         return vectors if self.config.logit_temperature is None else F.normalize(vectors, dim=-1)
 
-    def text_item_logits(self, states: torch.Tensor) -> torch.Tensor:
+    def text_queries(self, states: torch.Tensor, own_text: torch.Tensor | None = None) -> torch.Tensor:
+        """``text_logits``: final states ``(N, H)`` → text queries ``(N, H)``, or ``(N, H + D)`` with ``text_skip``
+        (the raw-space query ``g * own_text + states @ U`` appended; ``own_text`` ``(N, D)`` = the item vectors of
+        the positions' own items). Each part is divided by τ and L2-normalised under cosine."""
+        tau = self.config.logit_temperature or 1.0
+        queries = self._scale(states @ self.text_query) / tau
+        if self.text_skip_proj is None:
+            return queries
+        if own_text is None:
+            raise ValueError("`text_skip` models need the item vectors of the scored positions (`own_text`)")
+        raw = self.text_skip_gate * self._scale(own_text.to(states.dtype)) + states @ self.text_skip_proj
+        return torch.cat([queries, self._scale(raw) / tau], -1)
+
+    def item_text_vectors(self, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """``text_logits``: items' projected text ``text_i @ W`` (the input side's projection), ``(R, H)``, with
+        ``text_skip`` their raw item vectors appended, ``(R, H + D)``.
+
+        Args:
+            rows: catalog rows (0-based); ``None`` = the whole catalog. Each part is L2-normalised when
+                ``logit_temperature`` is set.
+        """
+        text = self.catalog_text[1:] if rows is None else self.catalog_text[rows + 1]
+        vectors = self._scale(torch.einsum("rcd,cdh->rh", text.view(text.shape[0], self.config.num_chunks, -1),
+                                           self.text_proj))
+        if self.text_skip_proj is None:
+            return vectors
+        return torch.cat([vectors, self._scale(text)], -1)
+
+    def text_item_logits(self, states: torch.Tensor, own_text: torch.Tensor | None = None) -> torch.Tensor:
         """``text_logits``: every catalog item's text logit for final states ``(N, H)`` → ``(N, num_items)``."""
-        return self.text_queries(states) @ self.item_text_vectors().T
+        return self.text_queries(states, own_text) @ self.item_text_vectors().T
 
     def item_logits(self, code_logits: torch.Tensor) -> torch.Tensor:
         """Every catalog item's additive score: ``(N, C, K)`` code logits → ``(N, num_items)`` sums of its C entries."""
@@ -660,14 +693,15 @@ class RecGPTForCausalLM(RecGPTPreTrainedModel):
             ``(B, num_items)`` float: the exact ``log p(item) = sum_c log_softmax(logits_c)[code_c(item)]`` (items
             sharing all codes tie); with ``text_logits`` plus ``C x`` the item's text logit (the training logit times
             ``C``, up to a per-history constant), or that text term alone after
-            ``add_catalog_from_texts(..., score_codes=False)``.
+            ``add_catalog_from_texts(..., use_codes=False)``.
         """
         output = self(input_ids=input_ids, attention_mask=attention_mask)
         if self.text_query is None:
             return self.item_logits(output.logits.float().log_softmax(-1))  # (B, N)
         # the training logit is mean code logit + text logit: C x text here, beside the summed code log-probs
-        scores = self.config.num_chunks * self.text_item_logits(output.hidden_states[:, -1]).float()
-        if self.score_codes:
+        last_text = self.catalog_text[input_ids[:, -1]] if self.text_skip_proj is not None else None
+        scores = self.config.num_chunks * self.text_item_logits(output.hidden_states[:, -1], last_text).float()
+        if self.use_codes:
             scores = scores + self.item_logits(output.logits.float().log_softmax(-1))
         return scores
 
