@@ -101,6 +101,14 @@ def _frozen_lm_copy(lm: nn.Module) -> nn.Module:
     return reference
 
 
+def _disable_dropout(model: nn.Module) -> None:
+    """``DPOConfig.disable_dropout`` (default True), as TRL applies it: every ``nn.Dropout`` gets ``p = 0`` so the
+    policy's log-probabilities are comparable with the (eval-mode) reference's."""
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = 0.0
+
+
 def _as_dataset(data: Any, name: str) -> Dataset | IterableDataset | None:
     if data is None or isinstance(data, (Dataset, IterableDataset)):
         return data
@@ -331,8 +339,9 @@ class GenRecDPOTrainer(_AtomicSaveMixin, Trainer):
     Configured by a ``trl.DPOConfig`` (a ``TrainingArguments`` subclass; the same presets as TRL's trainer): the loss
     fields (``loss_type``, ``loss_weights``, ``beta``, ``label_smoothing``, ``f_divergence_type``,
     ``f_alpha_divergence_coef``, ``discopop_tau``, ``ld_alpha``, ``use_weighting``), ``precompute_ref_log_probs`` /
-    ``precompute_ref_batch_size`` and ``sync_ref_model`` / ``ref_model_sync_steps`` / ``ref_model_mixup_alpha``
-    (TRL's public ``SyncRefModelCallback``), and every ``TrainingArguments`` field. ``remove_unused_columns`` and
+    ``precompute_ref_batch_size``, ``sync_ref_model`` / ``ref_model_sync_steps`` / ``ref_model_mixup_alpha``
+    (TRL's public ``SyncRefModelCallback``), ``disable_dropout`` (default True: the policy's dropout layers get
+    ``p = 0``, as TRL does), and every ``TrainingArguments`` field. ``remove_unused_columns`` and
     gradient checkpointing are turned off (the batches are the collator's; the models are small and their MoE layers
     keep per-forward routing state that recomputation cannot replay).
 
@@ -390,8 +399,12 @@ class GenRecDPOTrainer(_AtomicSaveMixin, Trainer):
                                                                        "eval": defaultdict(list)}
         train_dataset = self.encode_preferences(_as_dataset(train_dataset, "train_dataset"), "train")
         eval_dataset = self.encode_eval_datasets(eval_dataset)
+        if args.disable_dropout:
+            _disable_dropout(model)
         if ref_model is None:
             ref_model = _frozen_copy(model)
+        elif args.disable_dropout:
+            _disable_dropout(ref_model)
         collator = GenRecPreferenceCollator(
             kind,
             pad_token_id=model.config.pad_token_id if kind == "seq2seq" else 0,

@@ -357,6 +357,23 @@ def test_weighted_losses_f_divergences_ld_alpha_and_wpo_match_hand_computation(t
     assert loss == pytest.approx(float(np.mean(weighted)), rel=1e-4)
 
 
+def test_disable_dropout_follows_the_dpoconfig(tmp_path):
+    """TRL's default: dropout off in the policy, so its log-probs compare with the eval-mode reference's."""
+    def dropout_rates(model):
+        return {m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)}
+
+    def model_with_dropout():
+        return P5ForConditionalGeneration.from_item_tokenizer(_item_tokenizer(), **{**T5_TINY, "dropout_rate": 0.1})
+
+    model = model_with_dropout()
+    assert dropout_rates(model) == {0.1}
+    build_dpo_trainer(model, _preferences(1), _args(tmp_path))
+    assert dropout_rates(model) == {0.0}
+    kept = model_with_dropout()
+    build_dpo_trainer(kept, _preferences(1), _args(tmp_path, disable_dropout=False))
+    assert dropout_rates(kept) == {0.1}
+
+
 def test_bad_loss_settings_raise_naming_the_field(tmp_path):
     model, data = _model("p5"), _preferences(1)
     for overrides, field in (({"loss_type": ["nope"]}, "loss_type"), ({"loss_type": ["bco_pair"],
