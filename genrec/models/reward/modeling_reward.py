@@ -203,10 +203,15 @@ class RewardModel(ItemEmbeddingCatalogMixin, PreTrainedModel):
                 f"in [{int(item_rows.min())}, {int(item_rows.max())}]"
             )
         user_states = self.encode(input_ids)  # (batch, n, hidden)
-        if not per_position:
-            user_states = user_states[:, -1]  # (batch, hidden): left padding puts the last item last
         valid = item_rows >= 0  # (batch, [n,] m)
-        logits = self.item_logits(user_states, item_rows.clamp(min=0)).masked_fill(~valid, 0.0)  # like item_rows
+        if per_position:  # score only the positions with items (training batches are mostly left padding)
+            scored = valid.any(-1)  # (batch, n)
+            logits = torch.zeros(item_rows.shape, dtype=user_states.dtype, device=user_states.device)
+            logits[scored] = self.item_logits(user_states[scored], item_rows[scored].clamp(min=0))
+            logits = logits.masked_fill(~valid, 0.0)  # (batch, n, m)
+        else:
+            user_states = user_states[:, -1]  # (batch, hidden): left padding puts the last item last
+            logits = self.item_logits(user_states, item_rows.clamp(min=0)).masked_fill(~valid, 0.0)  # (batch, m)
         loss = None
         if labels is not None:
             if labels.shape != item_rows.shape:
