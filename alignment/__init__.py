@@ -1,11 +1,13 @@
 """Preference alignment for genrec's generative recommenders (``genrec.alignment``).
 
-- :mod:`genrec.alignment.reward`: a reward model scoring (user history, item or session) for engagement, trained on
-  the interactions with a held-out validation AUC; it simulates users.
+- :mod:`genrec.alignment.reward`: trains the reward model (:mod:`genrec.models.reward`, scoring (user history, item
+  or session) for engagement) on the interactions with ``transformers.Trainer`` and reports a held-out validation
+  AUC; it simulates users.
 - :mod:`genrec.alignment.preference`: chosen/rejected pairs from a model's own constrained beam search, as
   ``datasets.Dataset`` objects in TRL's preference format.
-- :mod:`genrec.alignment.dpo`: DPO through TRL for all four models (TRL's ``DPOTrainer`` for BIGRec, genrec's
-  ``GenRecDPOTrainer`` subclass for P5 / OneRec / RecGPT), configured with ``trl.DPOConfig``.
+- :mod:`genrec.alignment.dpo`: DPO for all four models, configured with ``trl.DPOConfig`` (TRL's ``DPOTrainer`` for
+  BIGRec; ``GenRecDPOTrainer``, a ``transformers.Trainer`` owning the loss of :mod:`genrec.alignment.losses`, for
+  P5 / OneRec / RecGPT).
 - :mod:`genrec.alignment.ipa`: OneRec's iterative preference alignment loop (``genrec align``, ``scripts/align.py``).
 
 Names are imported lazily (TRL is only loaded when DPO is used).
@@ -17,8 +19,8 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "RewardModelConfig": "genrec.alignment.reward",
-    "RewardModel": "genrec.alignment.reward",
+    "RewardModelConfig": "genrec.models.reward",
+    "RewardModel": "genrec.models.reward",
     "train_reward_model": "genrec.alignment.reward",
     "generate_candidates": "genrec.alignment.preference",
     "build_preference_dataset": "genrec.alignment.preference",

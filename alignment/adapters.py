@@ -1,44 +1,32 @@
-"""Per-token log-probabilities of genrec recommenders in the layout TRL's ``DPOTrainer`` reads.
+"""Per-token log-probabilities of a preference batch under a genrec recommender (P5, OneRec, RecGPT).
 
-TRL (>= 1.x) computes every DPO loss from ``model(input_ids=..., attention_mask=..., labels=..., fused_lm_head=True)``,
-which must return a :class:`trl.trainer.utils.FusedCausalLMOutput` whose per-token fields (``log_probs``,
-``entropy``, ``mean_logits``, ``is_top1``, ``log_sum_sq_probs``; shape ``(rows, seq - 1)``) score
-``labels[:, 1:]``, i.e. the causal-LM shift. TRL installs that forward on causal LMs itself
-(``trl.trainer.utils.add_fused_lm_head``); genrec's recommenders are not causal LMs, so this module provides the
-same contract for them:
+DPO needs ``log p(session | history)`` of the chosen and rejected sessions under the policy and the reference.
+genrec's recommenders are not causal LMs over one token stream, so this module computes those per-token
+log-probabilities from each model's *own* ``forward`` (no patched forward, no library internals):
 
 * **T5 family** (P5, OneRec; :class:`~genrec.models.generative.GenerativeT5Model`): ``input_ids`` is the *decoder*
   sequence ``[decoder_start, t_1, ..., t_L]`` of a session (the concatenated code tokens of its items) and
   ``context_input_ids`` the encoder tokens of the history. The decoder is causal, so ``decoder_input_ids =
-  input_ids[:, :-1]`` gives at position ``j`` the distribution of ``t_{j+1}`` -- exactly TRL's shift.
+  input_ids[:, :-1]`` gives at position ``j`` the distribution of ``t_{j+1}``:
   ``log p(session) = sum_j log p(t_j | history, t_<j)``.
 * **RecGPT** (:class:`~genrec.models.recgpt.RecGPTForCausalLM`): one forward over the history gives the ``C``
   code distributions of the next item in parallel; ``input_ids = [0, code_0, ..., code_{C-1}]`` and
   ``log p(item) = sum_c log_softmax(logits[:, c])[code_c]``. Chosen and rejected share the history, so the
   history is encoded once and its logits reused for both.
 
-The forward is installed on the model *instance* only inside :func:`genrec_fused_forward` (a context manager
-that restores the previous ``forward`` on exit), so a model never keeps a patched forward after a loss
-computation, and ``copy.deepcopy`` of a model stays safe.
-
 Example:
-    >>> with genrec_fused_forward(model):                       # doctest: +SKIP
-    ...     out = model(input_ids=seq, attention_mask=mask, labels=labels, fused_lm_head=True,
-    ...                 context_input_ids=history, context_attention_mask=history_mask)
-    >>> out.log_probs.shape                                      # (rows, seq - 1)  # doctest: +SKIP
+    >>> out = preference_token_log_probs(model, "seq2seq", batch)     # doctest: +SKIP
+    >>> out.log_probs.shape                                              # (2P, L)  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-import contextlib
-import types
-from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
 from torch import nn
-from trl.trainer.utils import FusedCausalLMOutput
 
-__all__ = ["MODEL_KINDS", "genrec_fused_forward", "model_kind", "per_token_outputs"]
+__all__ = ["MODEL_KINDS", "TokenLogProbs", "model_kind", "preference_token_log_probs", "token_log_probs"]
 
 MODEL_KINDS = ("seq2seq", "recgpt")
 
@@ -57,42 +45,53 @@ def model_kind(model: nn.Module) -> str:
     if isinstance(model, RecGPTForCausalLM):
         return "recgpt"
     raise TypeError(
-        f"genrec's DPO adapter supports P5 / OneRec (GenerativeT5Model) and RecGPTForCausalLM, got {type(model).__name__}"
+        f"genrec's preference trainer supports P5 / OneRec (GenerativeT5Model) and RecGPTForCausalLM, got "
+        f"{type(model).__name__}"
     )
 
 
-def per_token_outputs(logits: torch.Tensor, labels: torch.Tensor,
-                      aux_loss: torch.Tensor | None = None) -> FusedCausalLMOutput:
-    """TRL's per-token fields from logits aligned with their labels.
+@dataclass
+class TokenLogProbs:
+    """Per-token scores of scored sequences (all ``(rows, T)``, 0 where ``mask`` is False).
+
+    Args:
+        log_probs: ``log p(token)`` (with gradient).
+        mask: bool, the scored tokens.
+        log_sum_sq_probs: ``log sum_v p(v)^2`` per position (no gradient; WPO weighting).
+        mean_logits: mean logit over the vocabulary per position (no gradient; logged).
+        aux_loss: the forward's MoE auxiliary loss (scalar; 0 for dense models).
+    """
+
+    log_probs: torch.Tensor
+    mask: torch.Tensor
+    log_sum_sq_probs: torch.Tensor
+    mean_logits: torch.Tensor
+    aux_loss: torch.Tensor
+
+
+def token_log_probs(logits: torch.Tensor, labels: torch.Tensor, aux_loss: torch.Tensor | None = None) -> TokenLogProbs:
+    """Per-token fields from logits aligned with their labels.
 
     Args:
         logits: ``(rows, T, vocab)``; ``logits[:, j]`` is the distribution of ``labels[:, j]``.
         labels: ``(rows, T)`` token ids, ``-100`` = not scored.
-        aux_loss: the forward's MoE auxiliary loss (scalar), passed through.
-
-    Returns:
-        :class:`~trl.trainer.utils.FusedCausalLMOutput`: ``log_probs`` (with gradient), ``entropy``,
-        ``log_sum_sq_probs``, ``mean_logits``, ``is_top1`` (no gradient), all ``(rows, T)`` and 0 where the label is
-        -100; ``loss`` = mean token NLL (+ ``aux_loss``).
+        aux_loss: the forward's MoE auxiliary loss (scalar) or None (-> 0).
     """
     mask = labels != -100
     safe_labels = labels.clamp(min=0)
     log_softmax = logits.float().log_softmax(-1)  # fp32: sums of many log-probs are compared across models
     log_probs = log_softmax.gather(-1, safe_labels[..., None]).squeeze(-1).masked_fill(~mask, 0.0)
     with torch.no_grad():
-        entropy = -(log_softmax.exp() * log_softmax).sum(-1).masked_fill(~mask, 0.0)
         log_sum_sq_probs = torch.logsumexp(2.0 * log_softmax, dim=-1).masked_fill(~mask, 0.0)
         mean_logits = logits.float().mean(-1).masked_fill(~mask, 0.0)
-        is_top1 = (logits.argmax(-1) == safe_labels) & mask
-    loss = -log_probs.sum() / mask.sum().clamp(min=1)
-    if aux_loss is not None:
-        loss = loss + aux_loss
-    return FusedCausalLMOutput(loss=loss, log_probs=log_probs, entropy=entropy, log_sum_sq_probs=log_sum_sq_probs,
-                               mean_logits=mean_logits, is_top1=is_top1, label_mask=mask, aux_loss=aux_loss)
+    if aux_loss is None:
+        aux_loss = log_probs.new_zeros(())
+    return TokenLogProbs(log_probs=log_probs, mask=mask, log_sum_sq_probs=log_sum_sq_probs, mean_logits=mean_logits,
+                         aux_loss=aux_loss)
 
 
 def _tile_rows(tensor: torch.Tensor, rows: int, name: str) -> torch.Tensor:
-    """Repeat a ``(P, ...)`` context to ``rows = k * P`` rows in TRL's ``[chosen; rejected]`` order."""
+    """Repeat a ``(P, ...)`` context to ``rows = k * P`` rows in the ``[chosen; rejected]`` order."""
     if tensor.shape[0] == rows:
         return tensor
     if tensor.shape[0] == 0 or rows % tensor.shape[0]:
@@ -100,80 +99,31 @@ def _tile_rows(tensor: torch.Tensor, rows: int, name: str) -> torch.Tensor:
     return tensor.repeat(rows // tensor.shape[0], *([1] * (tensor.dim() - 1)))
 
 
-def _seq2seq_fused_forward(self, input_ids=None, attention_mask=None, labels=None, *, fused_lm_head=False,
-                           context_input_ids=None, context_attention_mask=None, use_cache=None,
-                           output_router_logits=None, **kwargs):
-    """P5 / OneRec forward; with ``fused_lm_head=True`` the per-token fields of the decoder sequence ``input_ids``.
+def preference_token_log_probs(model: nn.Module, kind: str, batch: dict[str, torch.Tensor]) -> TokenLogProbs:
+    """Per-token log-probabilities of the batch's scored sequences (one forward of ``model``).
 
-    Args (fused):
-        input_ids: ``(rows, 1 + L)`` decoder sequences ``[decoder_start, t_1..t_L]`` (right-padded).
-        attention_mask: ``(rows, 1 + L)``; labels: ``(rows, 1 + L)``, -100 outside the scored tokens.
-        context_input_ids / context_attention_mask: ``(P, S)`` encoder tokens, ``rows = k * P``.
+    Args:
+        model: a P5 / OneRec (``kind="seq2seq"``) or RecGPT (``kind="recgpt"``) model, possibly wrapped (DDP).
+        kind: :func:`model_kind` of the unwrapped model.
+        batch: :class:`~genrec.alignment.dpo.GenRecPreferenceCollator` keys: ``input_ids`` / ``attention_mask`` /
+            ``completion_mask`` ``(rows, 1 + L)`` (``[start] + tokens``), ``context_input_ids`` /
+            ``context_attention_mask`` ``(P, S)`` with ``rows = k * P``.
+
+    Returns:
+        :class:`TokenLogProbs` of ``input_ids[:, 1:]`` where ``completion_mask[:, 1:]`` is set, ``(rows, L)``.
     """
-    if not fused_lm_head:
-        if use_cache is not None:
-            kwargs["use_cache"] = use_cache
-        return type(self).forward(self, input_ids=input_ids, attention_mask=attention_mask, labels=labels, **kwargs)
-    if context_input_ids is None:
-        raise ValueError("the fused genrec forward needs `context_input_ids` (the encoder tokens of the history)")
+    input_ids, completion = batch["input_ids"], batch["completion_mask"]
+    labels = input_ids.masked_fill(completion == 0, -100)[:, 1:]  # (rows, L)
     rows = input_ids.shape[0]
-    context = _tile_rows(context_input_ids, rows, "context_input_ids")
-    context_mask = None if context_attention_mask is None else _tile_rows(
-        context_attention_mask, rows, "context_attention_mask")
-    decoder_mask = None if attention_mask is None else attention_mask[:, :-1]
-    out = type(self).forward(self, input_ids=context, attention_mask=context_mask, decoder_input_ids=input_ids[:, :-1],
-                             decoder_attention_mask=decoder_mask, use_cache=False)
-    return per_token_outputs(out.logits, labels[:, 1:], aux_loss=out.aux_loss)
-
-
-def _recgpt_fused_forward(self, input_ids=None, attention_mask=None, labels=None, *, fused_lm_head=False,
-                          context_input_ids=None, context_attention_mask=None, use_cache=None,
-                          output_router_logits=None, **kwargs):
-    """RecGPT forward; with ``fused_lm_head=True`` the per-code fields of the next item ``labels[:, 1:]``.
-
-    Args (fused):
-        input_ids / attention_mask / labels: ``(rows, 1 + C)``; ``labels[:, 1:]`` are the item's C codes.
-        context_input_ids: ``(P, n)`` left-padded history rows + 1; context_attention_mask ``(P, n)``.
-    """
-    if not fused_lm_head:
-        return type(self).forward(self, input_ids=input_ids, attention_mask=attention_mask, labels=labels, **kwargs)
-    if context_input_ids is None:
-        raise ValueError("the fused genrec forward needs `context_input_ids` (the history's catalog rows + 1)")
-    rows = input_ids.shape[0]
-    out = type(self).forward(self, input_ids=context_input_ids, attention_mask=context_attention_mask)
-    logits = _tile_rows(out.logits, rows, "context_input_ids")  # (rows, C, K): one history pass for both
-    return per_token_outputs(logits, labels[:, 1:], aux_loss=out.aux_loss)
-
-
-_FUSED_FORWARDS = {"seq2seq": _seq2seq_fused_forward, "recgpt": _recgpt_fused_forward}
-_MISSING = object()
-
-
-@contextlib.contextmanager
-def genrec_fused_forward(*models: nn.Module | None) -> Iterator[None]:
-    """Give each genrec model (None entries skipped) the fused forward for the duration of the block.
-
-    Re-entrant: a model that already has it is left alone. On exit each model gets back exactly the instance
-    ``forward`` it had (none, or e.g. one TRL installed).
-
-    Raises:
-        TypeError: a model that is neither P5/OneRec nor RecGPT.
-    """
-    restore = []
-    try:
-        for model in models:
-            if model is None:
-                continue
-            fused = _FUSED_FORWARDS[model_kind(model)]
-            current = model.__dict__.get("forward", _MISSING)
-            if getattr(current, "__func__", None) is fused:
-                continue
-            restore.append((model, current))
-            model.forward = types.MethodType(fused, model)
-        yield
-    finally:
-        for model, previous in reversed(restore):
-            if previous is _MISSING:
-                model.__dict__.pop("forward", None)
-            else:
-                model.forward = previous
+    if kind == "seq2seq":
+        context = _tile_rows(batch["context_input_ids"], rows, "context_input_ids")
+        context_mask = _tile_rows(batch["context_attention_mask"], rows, "context_attention_mask")
+        out = model(input_ids=context, attention_mask=context_mask, decoder_input_ids=input_ids[:, :-1],
+                    decoder_attention_mask=batch["attention_mask"][:, :-1], use_cache=False)
+        logits = out.logits  # (rows, L, vocab)
+    elif kind == "recgpt":
+        out = model(input_ids=batch["context_input_ids"], attention_mask=batch["context_attention_mask"])
+        logits = _tile_rows(out.logits, rows, "context_input_ids")  # (rows, C, K): one history pass for both
+    else:
+        raise ValueError(f"`kind` ({kind!r}) must be one of {list(MODEL_KINDS)}")
+    return token_log_probs(logits, labels, aux_loss=getattr(out, "aux_loss", None))

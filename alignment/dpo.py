@@ -1,29 +1,30 @@
-"""Direct preference optimisation of genrec recommenders through TRL (``trl.DPOConfig`` / ``trl.DPOTrainer``).
+"""Direct preference optimisation of genrec recommenders, configured with ``trl.DPOConfig``.
 
 One entry point, :func:`build_dpo_trainer`, and one config, TRL's ``DPOConfig`` (``beta``, ``loss_type`` list +
 ``loss_weights``, ``label_smoothing``, ``precompute_ref_log_probs``, ``sync_ref_model``, logging, ...):
 
 * **BIGRec** (a causal LM writing item titles) -> :class:`BIGRecDPOTrainer`, TRL's own ``DPOTrainer`` on
   ``model.llm`` with ``processing_class=model.tokenizer`` and the string columns ``prompt`` / ``chosen`` /
-  ``rejected``. LoRA: a new adapter from ``peft_config`` (reference = adapters disabled) or the model's existing
-  adapter (reference = TRL's frozen copy of it, adapter "ref"); full fine-tuning: reference = a frozen deep copy.
-  Never a Hub download.
-* **P5 / OneRec / RecGPT** -> :class:`GenRecDPOTrainer`, a ``trl.DPOTrainer`` subclass that reads the structured
-  columns ``history`` / ``chosen_items`` / ``rejected_items`` (+ ``target_items``), builds token features with
-  :class:`GenRecPreferenceCollator`, and feeds TRL's own loss code (every ``loss_type``, its metrics and ``log``,
-  ``precompute_ref_log_probs``, ``sync_ref_model``) through :mod:`genrec.alignment.adapters`, which returns the
-  per-token log-probability fields TRL expects. A session of ``m`` items is the concatenation of their code tokens
+  ``rejected``, through its public API only. LoRA: a new adapter from ``peft_config`` (reference = adapters
+  disabled) or the model's existing adapter (reference = TRL's frozen copy of it, adapter "ref"); full
+  fine-tuning: reference = a frozen copy built from the LM's config and weights. Never a Hub download.
+* **P5 / OneRec / RecGPT** -> :class:`GenRecDPOTrainer`, a small ``transformers.Trainer`` subclass that owns the
+  preference loss: it reads the structured columns ``history`` / ``chosen_items`` / ``rejected_items``
+  (+ ``target_items``), batches them with :class:`GenRecPreferenceCollator`, scores sessions with the models' own
+  ``forward`` (:mod:`genrec.alignment.adapters`) and computes every ``DPOConfig.loss_type`` in
+  :mod:`genrec.alignment.losses`. A session of ``m`` items is the concatenation of their code tokens
   (``log p(session)`` = sum over its tokens) for P5/OneRec; RecGPT scores sessions of exactly one item.
 
 Objective of :class:`GenRecDPOTrainer` per batch (OneRec's iterative preference alignment, "NTP + lambda DPO")::
 
-    loss = sum_k loss_weights[k] * DPO_k(pairs)          # TRL's losses over the rows that carry a pair
+    loss = sum_k loss_weights[k] * DPO_k(pairs)          # over the rows that carry a pair
          + aux_loss(DPO forward)                          # MoE router losses of the policy forward
          + sft_weight * NTP(target_items) + aux_loss(NTP forward)   # when sft_weight > 0
 
 ``NTP`` is the model's own next-token loss (mean token cross-entropy) of ``target_items`` given ``history``; rows
-with an empty ``chosen_items`` carry no pair (NTP only). Logged: TRL's ``rewards/*``, ``logps/*``, ``logits/*``,
-``entropy``, ``mean_token_accuracy``, plus ``aux_loss`` (MoE models), ``ntp_loss`` and OneRec's ``moe/*`` load.
+with an empty ``chosen_items`` carry no pair (NTP only). Logged through ``Trainer.log``: ``rewards/chosen``,
+``rewards/rejected``, ``rewards/margins``, ``rewards/accuracies``, ``logps/chosen``, ``logps/rejected``,
+``logits/chosen``, ``logits/rejected``, plus ``aux_loss`` (MoE models), ``ntp_loss`` and OneRec's ``moe/*`` load.
 
 Example:
     >>> from trl import DPOConfig
@@ -35,22 +36,22 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import os
-from collections.abc import Iterator, Sequence
+import shutil
+from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from datasets import Dataset, IterableDataset
-from genrec.alignment.adapters import genrec_fused_forward, model_kind
+from genrec.alignment.adapters import model_kind, preference_token_log_probs
+from genrec.alignment.losses import check_preference_args, preference_loss, sequence_log_probs
 from torch import nn
-from transformers import GenerationConfig, PreTrainedTokenizerFast
+from transformers import Trainer
 from transformers.utils import logging
 from trl import DPOConfig, DPOTrainer
-from trl.trainer.utils import add_fused_lm_head
 
 from genrec.utils.io import atomic_directory, atomic_write_text
 
@@ -67,9 +68,7 @@ PREFERENCE_COLUMNS = ("history", "chosen_items", "rejected_items")
 TARGET_COLUMN = "target_items"
 FEATURE_COLUMNS = ("context_ids", "chosen_ids", "rejected_ids", "target_ids")
 REF_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")
-_PAIR_KEYS = ("input_ids", "attention_mask", "completion_mask", "context_input_ids", "context_attention_mask",
-              *REF_COLUMNS)
-_MISSING = object()
+DPO_CONFIG_FILE = "dpo_config.json"
 
 
 # ----------------------------------------------------------------------------------------------------- helpers
@@ -80,11 +79,34 @@ def _check_weight(name: str, value: Any) -> float:
 
 
 def _frozen_copy(model: nn.Module) -> nn.Module:
-    """A deep copy in eval mode with no gradients: the DPO reference (never downloaded)."""
+    """A deep copy in eval mode with no gradients: the DPO reference of a genrec model (never downloaded)."""
     reference = copy.deepcopy(model)
     reference.eval()
     reference.requires_grad_(False)
     return reference
+
+
+def _frozen_lm_copy(lm: nn.Module) -> nn.Module:
+    """A frozen copy of a causal LM built from its config and weights.
+
+    Not ``copy.deepcopy``: TRL's ``DPOTrainer`` adds its fused LM head to the LM instance it trains
+    (``trl.trainer.utils.add_fused_lm_head``, documented), and a deep copy of that instance would keep calling the
+    original's forward for plain (non-fused) calls.
+    """
+    reference = type(lm)(lm.config)
+    reference.load_state_dict(lm.state_dict())
+    reference.to(device=lm.device, dtype=lm.dtype)
+    reference.eval()
+    reference.requires_grad_(False)
+    return reference
+
+
+def _disable_dropout(model: nn.Module) -> None:
+    """``DPOConfig.disable_dropout`` (default True), as TRL applies it: every ``nn.Dropout`` gets ``p = 0`` so the
+    policy's log-probabilities are comparable with the (eval-mode) reference's."""
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = 0.0
 
 
 def _as_dataset(data: Any, name: str) -> Dataset | IterableDataset | None:
@@ -108,32 +130,16 @@ def _has_moe(model: nn.Module) -> bool:
     return any(isinstance(module, SparseMoeBlock) for module in model.modules())
 
 
-def _instance_forwards(modules: Sequence[nn.Module | None]) -> list[tuple[nn.Module, Any]]:
-    """Each module's instance-level ``forward`` (or ``_MISSING``), to undo the fused LM head TRL patches on."""
-    return [(m, m.__dict__.get("forward", _MISSING)) for m in modules if m is not None]
-
-
-def _restore_forwards(saved: list[tuple[nn.Module, Any]]) -> None:
-    for module, previous in reversed(saved):
-        if previous is _MISSING:
-            module.__dict__.pop("forward", None)
-        else:
-            module.forward = previous
-
-
-def _is_trl_fused(forward: Any) -> bool:
-    """Whether an instance ``forward`` is TRL's ``add_fused_lm_head`` patch (``functools.wraps`` renames it)."""
-    code = getattr(getattr(forward, "__func__", None), "__code__", None)
-    return code is not None and code.co_name == "_fused_forward"
-
-
-def _placeholder_tokenizer() -> PreTrainedTokenizerFast:
-    """RecGPT reads catalog rows, not text: TRL still wants a tokenizer with a pad token (never saved)."""
-    from tokenizers import Tokenizer, models
-
-    # pad only: the Trainer copies the tokenizer's special ids into the model config, and RecGPT's pad id is 0
-    backend = Tokenizer(models.WordLevel({"<pad>": 0, "<unk>": 1}, unk_token="<unk>"))
-    return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", unk_token="<unk>")
+def _write_folder(target: str | Path, output_dir: str, write, single_process: bool) -> None:
+    """Run ``write(folder)``: atomically (built aside, swapped in) for a folder other than ``output_dir`` in a
+    single-process run; in place for ``output_dir`` itself, which also holds the checkpoints."""
+    target = Path(target)
+    if not single_process or target.resolve() == Path(output_dir).resolve():
+        target.mkdir(parents=True, exist_ok=True)
+        write(target)
+        return
+    with atomic_directory(target) as folder:
+        write(folder)
 
 
 # ----------------------------------------------------------------------------------------------- row features
@@ -155,16 +161,13 @@ class _PreferenceRowEncoder:
             self.history_encoder = model.example_encoder()
             self.max_history = None
         else:
-            model._require_catalog()
-            self.item_index = dict(model._item_index)
+            if model.catalog_codes is None:
+                raise ValueError("this RecGPT model has no catalog; call set_catalog() or load a checkpoint saved "
+                                 "with one")
+            self.item_index = dict(model.item_index)
             self.item_tokens = model.catalog_codes[1:].tolist()  # (num_items, C) codes in [0, codebook_size)
             self.history_encoder = None
             self.max_history = model.config.max_position_embeddings
-
-    def fingerprint_parts(self) -> tuple:
-        """What the features depend on (for the ``datasets`` cache fingerprint)."""
-        return (self.kind, self.with_targets, sorted(self.item_index.items()), self.item_tokens, self.max_history,
-                type(self.history_encoder).__name__, getattr(self.history_encoder, "max_history_items", None))
 
     def _rows(self, items: Any, field: str, index: int) -> list[int]:
         if isinstance(items, str) or not isinstance(items, Sequence):
@@ -279,7 +282,7 @@ class GenRecPreferenceCollator:
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         for key in FEATURE_COLUMNS:
             if examples and key not in examples[0]:
-                raise ValueError(f"collator input lacks `{key}`; rows must come from GenRecDPOTrainer's prepared dataset")
+                raise ValueError(f"collator input lacks `{key}`; rows must come from GenRecDPOTrainer's encoded dataset")
         has_pair = [len(e["chosen_ids"]) > 0 for e in examples]
         pairs = [e for e, keep in zip(examples, has_pair) if keep]
         start = self.decoder_start_token_id if self.kind == "seq2seq" else 0
@@ -309,37 +312,44 @@ class GenRecPreferenceCollator:
 
 # ------------------------------------------------------------------------------------- P5 / OneRec / RecGPT
 class _AtomicSaveMixin:
-    """``save_model`` that writes a folder other than ``args.output_dir`` atomically (single process)."""
+    """``save_model`` writing the model's own folder (what its class' ``from_pretrained`` restores) + the DPO config
+    as JSON, atomically for a folder other than ``args.output_dir`` (no pickled training arguments)."""
 
-    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
-        """Write a complete genrec model folder that the model class' ``from_pretrained`` restores.
+    def write_model_folder(self, folder: Path) -> None:  # pragma: no cover - each trainer defines it
+        raise NotImplementedError
 
-        A folder other than ``args.output_dir`` is built aside and swapped in (single process); ``args.output_dir``
-        itself, which also holds the checkpoints, is written in place.
-        """
+    def save_model(self, output_dir: str | None = None, **kwargs: Any) -> None:
+        """Write a complete genrec model folder (``Trainer.save_model``'s hook; checkpoints go through it too)."""
         target = output_dir if output_dir is not None else self.args.output_dir
-        single = self.accelerator.num_processes == 1 and not self.is_deepspeed_enabled and not self.is_fsdp_enabled
-        if not single or Path(target).resolve() == Path(self.args.output_dir).resolve():
-            return super().save_model(target, _internal_call=_internal_call)
-        with atomic_directory(target) as tmp:
-            super().save_model(str(tmp), _internal_call=True)
-        if self.args.push_to_hub and not _internal_call:
-            self.push_to_hub(commit_message="Model save", revision=self.args.hub_revision)
-        return None
+        if not self.args.should_save:
+            return
+
+        def write(folder: Path) -> None:
+            self.write_model_folder(folder)
+            atomic_write_text(folder / DPO_CONFIG_FILE, self.args.to_json_string())
+
+        _write_folder(target, self.args.output_dir, write, self.accelerator.num_processes == 1)
 
 
-class GenRecDPOTrainer(_AtomicSaveMixin, DPOTrainer):
-    """``trl.DPOTrainer`` for genrec's P5, OneRec and RecGPT (see the module docstring).
+class GenRecDPOTrainer(_AtomicSaveMixin, Trainer):
+    """A ``transformers.Trainer`` that trains genrec's P5, OneRec and RecGPT on preference pairs (see the module
+    docstring): the preference loss of every ``DPOConfig.loss_type`` (:mod:`genrec.alignment.losses`) + the
+    ``sft_weight`` x next-token term + the MoE router losses, against a frozen reference.
 
-    Reuses TRL's ``_compute_loss`` (every ``DPOConfig.loss_type``, ``loss_weights``, ``label_smoothing``,
-    ``ld_alpha``, ``use_weighting``, f-divergences), metrics and ``log``, ``compute_ref_log_probs`` /
-    ``_precompute_ref_logps`` and ``SyncRefModelCallback``; only the dataset preparation, the collator, the model
-    forward (:mod:`genrec.alignment.adapters`), the next-token term and saving are genrec's.
+    Configured by a ``trl.DPOConfig`` (a ``TrainingArguments`` subclass; the same presets as TRL's trainer): the loss
+    fields (``loss_type``, ``loss_weights``, ``beta``, ``label_smoothing``, ``f_divergence_type``,
+    ``f_alpha_divergence_coef``, ``discopop_tau``, ``ld_alpha``, ``use_weighting``), ``precompute_ref_log_probs`` /
+    ``precompute_ref_batch_size``, ``sync_ref_model`` / ``ref_model_sync_steps`` / ``ref_model_mixup_alpha``
+    (TRL's public ``SyncRefModelCallback``), ``disable_dropout`` (default True: the policy's dropout layers get
+    ``p = 0``, as TRL does), and every ``TrainingArguments`` field. ``remove_unused_columns`` and
+    gradient checkpointing are turned off (the batches are the collator's; the models are small and their MoE layers
+    keep per-forward routing state that recomputation cannot replay).
 
     Args:
         model: a bound P5 / OneRec (:class:`~genrec.models.generative.GenerativeT5Model`) or RecGPT model.
-        ref_model: the reference policy (default: a frozen deep copy of ``model``; none is kept when
-            ``args.precompute_ref_log_probs`` is set, since the log-probs are computed before training).
+        ref_model: the reference policy (default: a frozen deep copy of ``model``; with
+            ``args.precompute_ref_log_probs`` its log-probabilities are computed once, before training, and no
+            reference is kept).
         args: ``trl.DPOConfig``; ``router_aux_loss_coef`` must stay None (genrec models weight their router losses
             with their own config's ``router_aux_loss_coef`` / ``router_z_loss_coef``).
         train_dataset / eval_dataset: ``datasets.Dataset`` (or list of dicts) with ``history``, ``chosen_items``,
@@ -349,17 +359,14 @@ class GenRecDPOTrainer(_AtomicSaveMixin, DPOTrainer):
 
     Raises:
         ValueError: missing columns, unknown item ids, unpaired rows, RecGPT sessions longer than one item, a bad
-            ``sft_weight``, ``args.router_aux_loss_coef`` set, or no usable row.
+            ``sft_weight`` or loss field, ``args.router_aux_loss_coef`` set, or no usable row.
         TypeError: ``args`` is not a ``DPOConfig``, or the model is not P5 / OneRec / RecGPT.
     """
-
-    _tag_names = ["trl", "dpo", "genrec"]  # noqa: RUF012 (TRL's class attribute)
 
     def __init__(self, model: nn.Module, ref_model: nn.Module | None = None, args: DPOConfig | None = None,
                  train_dataset: Dataset | IterableDataset | list | None = None,
                  eval_dataset: Dataset | IterableDataset | dict | list | None = None, *, sft_weight: float = 0.0,
-                 callbacks: list | None = None, optimizers: tuple = (None, None),
-                 processing_class: Any = None):
+                 callbacks: list | None = None, optimizers: tuple = (None, None)):
         if not isinstance(args, DPOConfig):
             raise TypeError(f"`args` must be a trl.DPOConfig, got {type(args).__name__}")
         kind = model_kind(model)
@@ -372,59 +379,65 @@ class GenRecDPOTrainer(_AtomicSaveMixin, DPOTrainer):
                 "losses are already weighted by the model config's `router_aux_loss_coef` / `router_z_loss_coef` and "
                 "always stay in the objective; change those instead"
             )
+        if args.sync_ref_model and args.precompute_ref_log_probs:
+            raise ValueError("`sync_ref_model` and `precompute_ref_log_probs` exclude each other: precomputed "
+                             "reference log-probabilities assume a fixed reference")
         if train_dataset is None:
             raise ValueError("`train_dataset` is required")
+        self.loss_types, self.loss_weights = check_preference_args(args)
+        self.sft_weight = _check_weight("sft_weight", sft_weight)
         if getattr(args, "activation_checkpointing", None) or args.gradient_checkpointing:  # TRL's default is on
-            logger.warning("activation (gradient) checkpointing is turned off for genrec recommenders: they are small, "
-                           "and their MoE layers keep per-forward routing state that recomputation cannot replay")
+            logger.info("activation (gradient) checkpointing is turned off for genrec recommenders: they are small, "
+                        "and their MoE layers keep per-forward routing state that recomputation cannot replay")
             args.gradient_checkpointing = False
             if hasattr(args, "activation_checkpointing"):  # transformers >= 5.2x: the new name, mirrored by the old
                 args.activation_checkpointing = False
-        self.sft_weight = _check_weight("sft_weight", sft_weight)
-        self._kind = kind
-        self._row_encoder = _PreferenceRowEncoder(model, kind, with_targets=self.sft_weight > 0)
-        train_dataset = _as_dataset(train_dataset, "train_dataset")
-        if isinstance(eval_dataset, dict):
-            eval_dataset = {k: _as_dataset(v, f"eval_dataset[{k!r}]") for k, v in eval_dataset.items()}
-        else:
-            eval_dataset = _as_dataset(eval_dataset, "eval_dataset")
-        if processing_class is None:
-            processing_class = model.tokenizer if kind == "seq2seq" else _placeholder_tokenizer()
-        if ref_model is None and (not args.precompute_ref_log_probs or getattr(args, "fsdp", None)):
+        args.remove_unused_columns = False  # the dataset holds the collator's feature columns only
+        self.kind = kind
+        self.row_encoder = _PreferenceRowEncoder(model, kind, with_targets=self.sft_weight > 0)
+        self.preference_metrics: dict[str, dict[str, list[float]]] = {"train": defaultdict(list),
+                                                                       "eval": defaultdict(list)}
+        train_dataset = self.encode_preferences(_as_dataset(train_dataset, "train_dataset"), "train")
+        eval_dataset = self.encode_eval_datasets(eval_dataset)
+        if args.disable_dropout:
+            _disable_dropout(model)
+        if ref_model is None:
             ref_model = _frozen_copy(model)
+        elif args.disable_dropout:
+            _disable_dropout(ref_model)
         collator = GenRecPreferenceCollator(
             kind,
             pad_token_id=model.config.pad_token_id if kind == "seq2seq" else 0,
             decoder_start_token_id=(model.config.decoder_start_token_id or 0) if kind == "seq2seq" else 0,
         )
-        # TRL writes the tokenizer's pad id into the model config and generation config; RecGPT has no generation
-        # config and no text vocabulary, so both are put back as they were afterwards.
-        pad_token_id = model.config.pad_token_id
-        forwards = _instance_forwards([model, ref_model])
-        no_generation_config = getattr(model, "generation_config", None) is None
-        if no_generation_config:
-            model.generation_config = GenerationConfig()
-        try:
-            super().__init__(model=model, ref_model=ref_model, args=args, data_collator=collator,
-                             train_dataset=train_dataset, eval_dataset=eval_dataset, processing_class=processing_class,
-                             callbacks=callbacks, optimizers=optimizers)
-        finally:
-            model.config.pad_token_id = pad_token_id
-            if no_generation_config:
-                model.generation_config = None
-            # TRL patched its causal-LM fused head onto the instances; genrec's fused forward is installed per call
-            _restore_forwards(forwards)
-        # MoE: the model returns its already-weighted router losses; TRL adds `coef * outputs.aux_loss` and logs it
+        super().__init__(model=model, args=args, data_collator=collator, train_dataset=train_dataset,
+                         eval_dataset=eval_dataset, callbacks=callbacks, optimizers=optimizers)
+        self.ref_model = ref_model.to(self.args.device)
         self.aux_loss_enabled = _has_moe(model)
-        self.router_aux_loss_coef = 1.0
+        if args.precompute_ref_log_probs:
+            self.train_dataset = self.precompute_reference_log_probs(self.train_dataset, "train")
+            if isinstance(self.eval_dataset, dict):
+                self.eval_dataset = {name: self.precompute_reference_log_probs(data, name)
+                                     for name, data in self.eval_dataset.items()}
+            elif self.eval_dataset is not None:
+                self.eval_dataset = self.precompute_reference_log_probs(self.eval_dataset, "eval")
+            self.ref_model = None  # not kept in memory
+        if args.sync_ref_model:
+            from trl import SyncRefModelCallback
+
+            self.add_callback(SyncRefModelCallback(ref_model=self.ref_model, accelerator=self.accelerator))
         from genrec.models.generative import GenerativeT5Model, MoeLoggingCallback
 
         if isinstance(model, GenerativeT5Model) and self.aux_loss_enabled:
             self.callback_handler.callbacks.insert(0, MoeLoggingCallback(model))
 
     # ----- data ---------------------------------------------------------------------------------------------
-    def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
-        """Structured preference rows -> token features (idempotent: prepared datasets pass through)."""
+    def encode_preferences(self, dataset: Dataset | IterableDataset, name: str) -> Dataset | IterableDataset:
+        """Structured preference rows -> the collator's token features (encoded datasets pass through).
+
+        Raises:
+            ValueError: missing columns, bad rows (see :class:`_PreferenceRowEncoder`), or no usable row.
+        """
         columns = _column_names(dataset)
         if all(column in columns for column in FEATURE_COLUMNS):
             return dataset
@@ -432,59 +445,117 @@ class GenRecDPOTrainer(_AtomicSaveMixin, DPOTrainer):
         missing = [column for column in required if column not in columns]
         if missing:
             raise ValueError(
-                f"the {dataset_name} dataset lacks column(s) {missing}; genrec DPO reads {list(PREFERENCE_COLUMNS)} "
+                f"the {name} dataset lacks column(s) {missing}; genrec DPO reads {list(PREFERENCE_COLUMNS)} "
                 f"(+ '{TARGET_COLUMN}' when sft_weight > 0); found {columns}"
             )
-        map_kwargs: dict[str, Any] = {"with_indices": True}
-        if isinstance(dataset, Dataset):
-            from datasets.fingerprint import Hasher
-
-            fingerprint = Hasher.hash((dataset._fingerprint, self._row_encoder.fingerprint_parts()))
-            map_kwargs.update(new_fingerprint=fingerprint, desc=f"Encoding {dataset_name} preferences",
-                              num_proc=args.dataset_num_proc)
-        drop = [column for column in (*FEATURE_COLUMNS, *REF_COLUMNS) if column in columns]
-        dataset = dataset.map(self._row_encoder, remove_columns=drop or None, **map_kwargs)
+        extra = {"desc": f"Encoding {name} preferences"} if isinstance(dataset, Dataset) else {}
+        dataset = dataset.map(self.row_encoder, with_indices=True, remove_columns=columns, **extra)
         before = len(dataset) if isinstance(dataset, Dataset) else None
-        filter_kwargs = {"new_fingerprint": Hasher.hash((fingerprint, "usable"))} if isinstance(dataset, Dataset) else {}
-        dataset = dataset.filter(lambda row: len(row["chosen_ids"]) > 0 or len(row["target_ids"]) > 0, **filter_kwargs)
+        dataset = dataset.filter(lambda row: len(row["chosen_ids"]) > 0 or len(row["target_ids"]) > 0)
         if before is not None:
             dropped = before - len(dataset)
             if dropped:
-                logger.warning(f"{dataset_name}: {dropped} of {before} rows carry neither a preference pair nor a "
+                logger.warning(f"{name}: {dropped} of {before} rows carry neither a preference pair nor a "
                                f"next-token target (sft_weight={self.sft_weight}) and are skipped")
             if len(dataset) == 0:
                 raise ValueError(
-                    f"the {dataset_name} dataset has no usable row: every `chosen_items` is empty and "
+                    f"the {name} dataset has no usable row: every `chosen_items` is empty and "
                     + ("every `target_items` is empty" if self.sft_weight > 0 else "sft_weight is 0")
                 )
         return dataset
 
-    def _set_signature_columns_if_needed(self):
-        if self._signature_columns is None:
-            self._signature_columns = [*FEATURE_COLUMNS, *REF_COLUMNS]
+    def encode_eval_datasets(self, eval_dataset):
+        if isinstance(eval_dataset, dict):
+            return {key: self.encode_preferences(_as_dataset(value, f"eval_dataset[{key!r}]"), key)
+                    for key, value in eval_dataset.items()}
+        if eval_dataset is None:
+            return None
+        return self.encode_preferences(_as_dataset(eval_dataset, "eval_dataset"), "eval")
+
+    @torch.no_grad()
+    def precompute_reference_log_probs(self, dataset: Dataset, name: str) -> Dataset:
+        """``dataset`` + columns ``ref_chosen_logps`` / ``ref_rejected_logps`` from the reference (0 on rows without
+        a pair); every process computes them (the models are small), so no cache file is shared.
+
+        Raises:
+            ValueError: an ``IterableDataset``, or no reference (it is dropped once precomputed).
+        """
+        if not isinstance(dataset, Dataset):
+            raise ValueError(f"`precompute_ref_log_probs=True` needs a map-style datasets.Dataset ({name} is "
+                             f"{type(dataset).__name__})")
+        if all(column in dataset.column_names for column in REF_COLUMNS):
+            return dataset
+        if self.ref_model is None:
+            raise ValueError(f"cannot precompute reference log-probs for the {name} dataset: with "
+                             "`precompute_ref_log_probs=True` the reference is dropped after the datasets given at "
+                             "construction; pass this one as `eval_dataset` there, or pass an explicit `ref_model`")
+        batch_size = self.args.precompute_ref_batch_size or self.args.per_device_train_batch_size
+        chosen, rejected = [], []
+        for start in range(0, len(dataset), batch_size):
+            rows = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
+            batch = {key: value.to(self.args.device) for key, value in self.data_collator(rows).items()}
+            has_pair = batch["row_has_pair"]
+            row_chosen = torch.zeros(has_pair.shape[0], device=has_pair.device)
+            row_rejected = torch.zeros_like(row_chosen)
+            if bool(has_pair.any()):
+                row_chosen[has_pair], row_rejected[has_pair] = self.reference_log_probs(batch)
+            chosen.extend(row_chosen.tolist())
+            rejected.extend(row_rejected.tolist())
+        return dataset.add_column(REF_COLUMNS[0], chosen).add_column(REF_COLUMNS[1], rejected)
 
     # ----- loss ---------------------------------------------------------------------------------------------
-    def _unwrapped(self, model: nn.Module | None) -> nn.Module | None:
-        return None if model is None else self.accelerator.unwrap_model(model)
+    def sequence_log_probs(self, model: nn.Module, batch: dict[str, torch.Tensor]):
+        """``(chosen, rejected, token_scores)``: ``(P,)`` sequence log-probs under ``model`` and its per-token
+        :class:`~genrec.alignment.adapters.TokenLogProbs` (``(2P, L)``)."""
+        scores = preference_token_log_probs(model, self.kind, batch)
+        chosen, rejected = sequence_log_probs(scores.log_probs, scores.mask, self.args.ld_alpha).chunk(2)
+        return chosen, rejected, scores
 
-    @staticmethod
-    def _pair_inputs(inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return {key: inputs[key] for key in _PAIR_KEYS if key in inputs}
-
-    def compute_ref_log_probs(self, model, inputs):
-        """TRL's reference log-probs of the pair rows, scattered back to ``(B,)`` (0 on rows without a pair)."""
-        has_pair = inputs["row_has_pair"]
-        chosen = torch.zeros(has_pair.shape[0], device=has_pair.device)
-        rejected = torch.zeros_like(chosen)
-        if bool(has_pair.any()):
-            with genrec_fused_forward(self._unwrapped(model)):
-                pair_chosen, pair_rejected = super().compute_ref_log_probs(model, self._pair_inputs(inputs))
-            chosen[has_pair], rejected[has_pair] = pair_chosen.float(), pair_rejected.float()
+    @torch.no_grad()
+    def reference_log_probs(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(P,)`` reference log-probs of the chosen and rejected sessions (precomputed columns when present)."""
+        if REF_COLUMNS[0] in batch:
+            return batch[REF_COLUMNS[0]].float(), batch[REF_COLUMNS[1]].float()
+        self.ref_model.eval()
+        chosen, rejected, _ = self.sequence_log_probs(self.ref_model, batch)
         return chosen, rejected
 
-    def _precompute_ref_logps(self, dataset, name, batch_size):
-        with genrec_fused_forward(self._unwrapped(self.ref_model), self._unwrapped(self.model)):
-            return super()._precompute_ref_logps(dataset, name, batch_size)
+    def pair_loss(self, model: nn.Module, batch: dict[str, torch.Tensor], mode: str) -> torch.Tensor:
+        """The weighted preference losses over the batch's pairs (+ the policy forward's MoE aux loss)."""
+        chosen, rejected, scores = self.sequence_log_probs(model, batch)
+        ref_chosen, ref_rejected = self.reference_log_probs(batch)
+        lengths = scores.mask.sum(-1)  # (2P,)
+        chosen_tokens, _ = scores.log_probs.chunk(2)
+        chosen_mask, _ = scores.mask.chunk(2)
+        pair_weights = None
+        if self.args.use_weighting:  # WPO: the policy's length-normalised sequence probabilities, no gradient
+            with torch.no_grad():
+                aligned = ((scores.log_probs - scores.log_sum_sq_probs) * scores.mask).sum(-1) / lengths.clamp(min=1)
+                weights = aligned.exp()
+                pair_weights = weights.chunk(2)[0] * weights.chunk(2)[1]
+        loss = preference_loss(
+            chosen, rejected, ref_chosen, ref_rejected, loss_types=self.loss_types, loss_weights=self.loss_weights,
+            beta=self.args.beta, chosen_lengths=lengths.chunk(2)[0], rejected_lengths=lengths.chunk(2)[1],
+            chosen_token_log_probs=chosen_tokens, chosen_mask=chosen_mask, label_smoothing=self.args.label_smoothing,
+            f_divergence_type=self.args.f_divergence_type, f_alpha_divergence_coef=self.args.f_alpha_divergence_coef,
+            discopop_tau=self.args.discopop_tau, pair_weights=pair_weights)
+        metrics = self.preference_metrics[mode]
+        gather = self.accelerator.gather_for_metrics
+        if self.aux_loss_enabled:
+            loss = loss + scores.aux_loss
+            metrics["aux_loss"].append(gather(scores.aux_loss.detach()).mean().item())
+        chosen_rewards = self.args.beta * (chosen - ref_chosen).detach()
+        rejected_rewards = self.args.beta * (rejected - ref_rejected).detach()
+        metrics["rewards/chosen"].append(gather(chosen_rewards).mean().item())
+        metrics["rewards/rejected"].append(gather(rejected_rewards).mean().item())
+        metrics["rewards/margins"].append(gather(chosen_rewards - rejected_rewards).mean().item())
+        metrics["rewards/accuracies"].append(gather((chosen_rewards > rejected_rewards).float()).mean().item())
+        metrics["logps/chosen"].append(gather(chosen.detach()).mean().item())
+        metrics["logps/rejected"].append(gather(rejected.detach()).mean().item())
+        for side, logits, mask in zip(("chosen", "rejected"), scores.mean_logits.chunk(2), scores.mask.chunk(2)):
+            totals = gather(torch.stack([logits[mask].sum(), mask.sum().to(logits.dtype)])[None]).sum(0)
+            metrics[f"logits/{side}"].append((totals[0] / totals[1].clamp(min=1)).item())
+        return loss
 
     def next_token_loss(self, model: nn.Module, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """The model's own next-token loss on the batch's ``target_items`` rows.
@@ -495,48 +566,70 @@ class GenRecDPOTrainer(_AtomicSaveMixin, DPOTrainer):
         """
         out = model(input_ids=inputs["target_context_input_ids"], attention_mask=inputs["target_context_attention_mask"],
                     labels=inputs["target_labels"])
-        if self._kind == "seq2seq":
+        if self.kind == "seq2seq":
             return out.lm_loss, out.aux_loss
         return out.loss - out.aux_loss, out.aux_loss
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        """TRL's DPO loss over the rows with a pair + ``sft_weight`` x next-token loss (+ MoE aux losses)."""
+        """The preference loss over the rows with a pair + ``sft_weight`` x next-token loss (+ MoE aux losses)."""
         if return_outputs:
             raise ValueError("GenRecDPOTrainer does not return logits (`compute_metrics` is not supported); "
                              "the DPO metrics are logged by the trainer")
         mode = "train" if self.model.training else "eval"
         loss = None
         if bool(inputs["row_has_pair"].any()):
-            with genrec_fused_forward(self._unwrapped(model), self._unwrapped(self.ref_model)):
-                loss = super().compute_loss(model, self._pair_inputs(inputs))
+            loss = self.pair_loss(model, inputs, mode)
         if self.sft_weight > 0 and inputs["target_labels"].shape[0] > 0:
             # Under DDP one step may run only ONE forward of the wrapped model (its reducer expects one backward
             # per forward): after the pair forward, the next-token forward runs on the unwrapped module. Its
             # gradients still reach the same parameters, and DDP's per-parameter hooks fire once in the backward.
-            ntp_model = self._unwrapped(model) if loss is not None else model
+            ntp_model = self.accelerator.unwrap_model(model) if loss is not None else model
             ntp, aux_loss = self.next_token_loss(ntp_model, inputs)
-            self._metrics[mode]["ntp_loss"].append(self.accelerator.gather_for_metrics(ntp.detach()).mean().item())
+            metrics = self.preference_metrics[mode]
+            metrics["ntp_loss"].append(self.accelerator.gather_for_metrics(ntp.detach()).mean().item())
             term = self.sft_weight * ntp
             if self.aux_loss_enabled:
                 term = term + aux_loss
-                self._metrics[mode]["aux_loss"].append(
-                    self.accelerator.gather_for_metrics(aux_loss.detach()).mean().item())
+                metrics["aux_loss"].append(self.accelerator.gather_for_metrics(aux_loss.detach()).mean().item())
             loss = term if loss is None else loss + term
         if loss is None:  # only reachable with a custom collator: keep the step differentiable
             loss = sum(p.sum() for p in model.parameters() if p.requires_grad) * 0.0
         return loss
 
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        """Evaluation: the same loss (the batches carry no ``labels`` for the default prediction step)."""
+        inputs = {key: value.to(self.args.device) if isinstance(value, torch.Tensor) else value
+                  for key, value in inputs.items()}
+        with torch.no_grad():
+            loss = self.compute_loss(model, inputs)
+        return loss.detach(), None, None
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval"):
+        """``Trainer.evaluate``; a dataset passed here is encoded (and its reference log-probs precomputed) first."""
+        if eval_dataset is not None and not isinstance(eval_dataset, str):
+            eval_dataset = self.encode_eval_datasets(eval_dataset)
+            if self.args.precompute_ref_log_probs:
+                if isinstance(eval_dataset, dict):
+                    eval_dataset = {name: self.precompute_reference_log_probs(data, name)
+                                    for name, data in eval_dataset.items()}
+                else:
+                    eval_dataset = self.precompute_reference_log_probs(eval_dataset, "eval")
+        return super().evaluate(eval_dataset=eval_dataset, ignore_keys=ignore_keys,
+                                metric_key_prefix=metric_key_prefix)
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """``Trainer.log`` plus the means of the preference metrics gathered since the last log."""
+        mode = "train" if self.model.training else "eval"
+        prefix = "eval_" if mode == "eval" else ""
+        buffer = self.preference_metrics[mode]
+        logs.update({f"{prefix}{key}": sum(values) / len(values) for key, values in buffer.items() if values})
+        buffer.clear()
+        super().log(logs, start_time)
+
     # ----- saving -------------------------------------------------------------------------------------------
-    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
-        """The model's own ``save_pretrained`` (weights, config, tokenizer, item tokenizer, catalog) + the DPO
-        config as JSON (no pickled training arguments)."""
-        output_dir = output_dir if output_dir is not None else self.args.output_dir
-        if not self.args.should_save:
-            return
-        os.makedirs(output_dir, exist_ok=True)
-        model = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
-        model.save_pretrained(output_dir, state_dict=state_dict)
-        atomic_write_text(Path(output_dir) / "dpo_config.json", self.args.to_json_string())
+    def write_model_folder(self, folder: Path) -> None:
+        """The model's own ``save_pretrained`` (weights, config, tokenizer, item tokenizer, catalog)."""
+        self.accelerator.unwrap_model(self.model).save_pretrained(folder)
 
 
 # ------------------------------------------------------------------------------------------------------ BIGRec
@@ -549,12 +642,11 @@ def _is_peft(model: nn.Module) -> bool:
 
 
 class BIGRecDPOTrainer(_AtomicSaveMixin, DPOTrainer):
-    """TRL's ``DPOTrainer`` on a BIGRec model's LM, keeping the BIGRec wrapper in sync (see the module docstring).
+    """TRL's ``DPOTrainer`` on a BIGRec model's LM (public API only), keeping the BIGRec wrapper in sync.
 
     After construction ``recommender.llm`` is the trained LM (a new peft model when ``peft_config`` was given).
-    TRL's fused LM head is installed only while a loss is computed: TRL's own patch stays on the instance and
-    captures the original forward in a closure, so a ``copy.deepcopy`` of the model (e.g. the next reference in
-    iterative alignment) would silently run the old weights.
+    TRL adds its fused LM head to that LM instance (documented: without ``fused_lm_head=True`` the forward is the
+    original one, so generation is unchanged); copy a trained LM by saving and reloading it, not ``copy.deepcopy``.
 
     Args:
         recommender: :class:`~genrec.models.bigrec.BIGRecForCausalLM`.
@@ -566,8 +658,6 @@ class BIGRecDPOTrainer(_AtomicSaveMixin, DPOTrainer):
         peft_config: a new LoRA adapter to train (the model must not have one yet).
     """
 
-    _tag_names = ["trl", "dpo", "genrec"]  # noqa: RUF012 (TRL's class attribute)
-
     def __init__(self, recommender: nn.Module, *, args: DPOConfig, train_dataset, ref_model: nn.Module | None = None,
                  eval_dataset=None, peft_config: Any = None, callbacks: list | None = None,
                  optimizers: tuple = (None, None)):
@@ -578,14 +668,13 @@ class BIGRecDPOTrainer(_AtomicSaveMixin, DPOTrainer):
             raise ValueError("`peft_config` was given but the BIGRec model already has a LoRA adapter; pass "
                              "peft_config=None to keep training it, or call merge_and_unload() first")
         if ref_model is None and peft_config is None and not _is_peft(lm):
-            ref_model = _frozen_copy(lm)  # full fine-tuning: TRL would otherwise load the base from its Hub id
+            ref_model = _frozen_lm_copy(lm)  # full fine-tuning: TRL would otherwise load the base from its Hub id
         self.recommender = recommender
-        forwards = _instance_forwards([lm, lm.get_base_model() if _is_peft(lm) else None, ref_model])
-        train_dataset = self._usable_rows(_as_dataset(train_dataset, "train_dataset"), "train_dataset")
+        train_dataset = self.usable_rows(_as_dataset(train_dataset, "train_dataset"), "train_dataset")
         if isinstance(eval_dataset, dict):
-            eval_dataset = {k: self._usable_rows(_as_dataset(v, k), k) for k, v in eval_dataset.items()}
+            eval_dataset = {k: self.usable_rows(_as_dataset(v, k), k) for k, v in eval_dataset.items()}
         elif eval_dataset is not None:
-            eval_dataset = self._usable_rows(_as_dataset(eval_dataset, "eval_dataset"), "eval_dataset")
+            eval_dataset = self.usable_rows(_as_dataset(eval_dataset, "eval_dataset"), "eval_dataset")
         super().__init__(model=lm, ref_model=ref_model, args=args, train_dataset=train_dataset,
                          eval_dataset=eval_dataset, processing_class=recommender.tokenizer, callbacks=callbacks,
                          optimizers=optimizers, peft_config=peft_config)
@@ -596,13 +685,14 @@ class BIGRecDPOTrainer(_AtomicSaveMixin, DPOTrainer):
             for field in ("r", "lora_alpha", "lora_dropout"):
                 if hasattr(peft_config, field):
                     setattr(recommender.config, "lora_r" if field == "r" else field, getattr(peft_config, field))
-        self._fused_outputs = ("log_probs", "entropy", "mean_logits", "is_top1") + (
-            ("log_sum_sq_probs",) if self.use_weighting else ())
-        # TRL's patch stays on the instance and is unsafe to deepcopy: undo it, it is re-installed per loss call
-        _restore_forwards(forwards)
 
     @staticmethod
-    def _usable_rows(dataset, name: str):
+    def usable_rows(dataset, name: str):
+        """The rows with a preference pair (BIGRec DPO has no next-token term).
+
+        Raises:
+            ValueError: the string columns are missing, or no row has a pair.
+        """
         if dataset is None:
             return None
         columns = _column_names(dataset)
@@ -623,38 +713,6 @@ class BIGRecDPOTrainer(_AtomicSaveMixin, DPOTrainer):
             raise ValueError(f"`{name}` has no row with a preference pair")
         return dataset
 
-    def _patch_targets(self) -> list[nn.Module]:
-        policy = self.accelerator.unwrap_model(self.model)
-        targets = [policy.get_base_model() if _is_peft(policy) else policy]
-        if self.ref_model is not None:
-            targets.append(self.accelerator.unwrap_model(self.ref_model))
-        return targets
-
-    @contextlib.contextmanager
-    def _fused_head(self) -> Iterator[None]:
-        """TRL's ``add_fused_lm_head`` on the policy (and reference) LM for the duration of the block."""
-        targets = [m for m in self._patch_targets() if not _is_trl_fused(m.__dict__.get("forward"))]
-        saved = _instance_forwards(targets)
-        try:
-            for module in targets:
-                is_policy = module is self._patch_targets()[0]
-                add_fused_lm_head(module, outputs=self._fused_outputs if is_policy else ("log_probs",))
-            yield
-        finally:
-            _restore_forwards(saved)
-
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        with self._fused_head():
-            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-
-    def compute_ref_log_probs(self, model, inputs):
-        with self._fused_head():
-            return super().compute_ref_log_probs(model, inputs)
-
-    def _precompute_ref_logps(self, dataset, name, batch_size):
-        with self._fused_head():
-            return super()._precompute_ref_logps(dataset, name, batch_size)
-
     def train(self, *args, **kwargs):
         """TRL's training loop; the BIGRec wrapper's cached title embeddings are dropped afterwards."""
         try:
@@ -662,25 +720,18 @@ class BIGRecDPOTrainer(_AtomicSaveMixin, DPOTrainer):
         finally:
             self.recommender.reset_item_embeddings()
 
-    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
-        """A complete BIGRec folder (config, ``adapter/`` or ``model/``, ``tokenizer/``, catalog) + the DPO config;
-        TRL's frozen reference adapter ("ref") is left out."""
-        import shutil
-
-        output_dir = output_dir if output_dir is not None else self.args.output_dir
-        if not self.args.should_save:
-            return
-        self.recommender.save_pretrained(output_dir)
-        shutil.rmtree(Path(output_dir) / "adapter" / "ref", ignore_errors=True)
-        atomic_write_text(Path(output_dir) / "dpo_config.json", self.args.to_json_string())
-
+    def write_model_folder(self, folder: Path) -> None:
+        """A complete BIGRec folder (config, ``adapter/`` or ``model/``, ``tokenizer/``, catalog); TRL's frozen
+        reference adapter ("ref", saved by peft beside the trained one) is left out."""
+        self.recommender.save_pretrained(folder)
+        shutil.rmtree(Path(folder) / "adapter" / "ref", ignore_errors=True)
 
 
 # ------------------------------------------------------------------------------------------------ entry point
 def build_dpo_trainer(model: nn.Module, train_dataset, args: DPOConfig, *, ref_model: nn.Module | None = None,
                       eval_dataset=None, peft_config: Any = None, sft_weight: float = 0.0,
-                      callbacks: list | None = None) -> DPOTrainer:
-    """A TRL DPO trainer for any genrec generative recommender.
+                      callbacks: list | None = None) -> Trainer:
+    """A DPO trainer for any genrec generative recommender.
 
     Args:
         model: BIGRec, P5, OneRec or RecGPT.
@@ -690,14 +741,14 @@ def build_dpo_trainer(model: nn.Module, train_dataset, args: DPOConfig, *, ref_m
         args: ``trl.DPOConfig`` (``beta``, ``loss_type``, ``loss_weights`` = lambda, ...). On CPU pass
             ``use_cpu=True, bf16=False``.
         ref_model: reference policy; default: LoRA -> adapters disabled / TRL's frozen adapter copy, otherwise a
-            frozen deep copy of the model (never a Hub download).
+            frozen copy of the model (never a Hub download).
         eval_dataset: same format as ``train_dataset``.
         peft_config: BIGRec only: a ``peft.LoraConfig`` for a new adapter.
         sft_weight: P5/OneRec/RecGPT only: weight of the next-token loss on ``target_items``.
         callbacks: extra ``TrainerCallback`` s.
 
     Returns:
-        :class:`BIGRecDPOTrainer` or :class:`GenRecDPOTrainer` (both ``trl.DPOTrainer``).
+        :class:`BIGRecDPOTrainer` (a ``trl.DPOTrainer``) or :class:`GenRecDPOTrainer` (a ``transformers.Trainer``).
 
     Raises:
         ValueError: ``peft_config`` for a non-BIGRec model, ``sft_weight`` for BIGRec, or bad data (see the trainers).

@@ -8,7 +8,8 @@ Each round (OneRec, Deng et al. 2025, sec. 3.4):
    (:func:`genrec.alignment.preference.build_preference_dataset`);
 3. the model trains on ``sft_weight`` x next-token loss (every sampled user's real next items) +
    ``dpo_weight`` (λ) x DPO (the r users' pairs), against a frozen copy of itself
-   (:func:`genrec.alignment.dpo.build_dpo_trainer`, configured by TRL's ``DPOConfig``);
+   (:func:`genrec.alignment.dpo.build_dpo_trainer`, configured by TRL's ``DPOConfig``; the reward model is
+   trained once, data-parallel like the generator, by :func:`genrec.alignment.reward.train_reward_model`);
 4. the aligned model is evaluated (validation N@10 over the full catalog, mean reward of its sessions for a
    fixed set of users), saved, and becomes the next round's policy *and* reference.
 
@@ -267,7 +268,7 @@ def _reward_mean(model, reward_model, histories, *, session_length: int, batch_s
 
 
 def _dpo_summary(log_history: list[dict]) -> dict[str, float]:
-    """Mean over the round's training log records of TRL's DPO metrics (and the MoE aux loss)."""
+    """Mean over the round's training log records of the DPO metrics (and the MoE aux loss)."""
     keys = ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies",
             "logps/chosen", "logps/rejected", "aux_loss", "ntp_loss")
     summary = {}
@@ -337,11 +338,12 @@ def run_alignment(config: AlignConfig, output: str | os.PathLike, *, overwrite: 
     import torch
     from genrec.alignment.dpo import build_dpo_trainer
     from genrec.alignment.preference import build_preference_dataset
-    from genrec.alignment.reward import RewardModel, train_reward_model
+    from genrec.alignment.reward import train_reward_model
     from transformers import set_seed
     from trl import DPOConfig
 
     from genrec.data import leave_one_out, load_dataset
+    from genrec.models.reward import RewardModel
     from genrec.training.pipeline import machine_info
 
     output = check_output_parent(output)

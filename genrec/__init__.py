@@ -49,7 +49,7 @@ AUTO_MODEL_TYPES: dict[str, str] = {
     "genrec-onerec": "genrec.models",
     "genrec-popularity": "genrec.models",
     "genrec-textknn": "genrec.models",
-    "genrec-reward": "genrec.alignment.reward",
+    "genrec-reward": "genrec.models.reward",
 }
 _OPTIONAL_MODULES = ("genrec.alignment.reward",)  # may be absent from a build; skipped then
 _AUTO_CONFIG_MODULE = "transformers.models.auto.configuration_auto"

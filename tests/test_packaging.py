@@ -62,10 +62,9 @@ def test_auto_model_types_table_matches_the_configs():
     config_types = {c.model_type for c in (BIGRecConfig, OneRecConfig, P5Config, PopularityConfig, RecGPTConfig,
                                            SASRecConfig, TextKNNConfig)}
     assert {t for t, module in genrec.AUTO_MODEL_TYPES.items() if module == "genrec.models"} == config_types
-    if (ROOT / "alignment" / "reward.py").is_file():
-        from genrec.alignment.reward import RewardModelConfig
+    from genrec.models.reward import RewardModelConfig
 
-        assert genrec.AUTO_MODEL_TYPES[RewardModelConfig.model_type] == "genrec.alignment.reward"
+    assert genrec.AUTO_MODEL_TYPES[RewardModelConfig.model_type] == "genrec.models.reward"
 
 
 def test_lazy_placeholder_propagates_real_import_errors_and_skips_missing_optional_modules():
@@ -145,9 +144,8 @@ out = {{
     "onerec": type(AutoModelForSeq2SeqLM.from_pretrained(root + "/onerec")).__name__,
     "p5": type(AutoConfig.for_model("genrec-p5")).__name__,
     "bigrec": AutoModelForCausalLM._model_mapping[type(AutoConfig.for_model("genrec-bigrec"))].__name__,
+    "reward": type(AutoConfig.for_model("genrec-reward")).__name__,
 }}
-if {(ROOT / "alignment" / "reward.py").is_file()!r}:
-    out["reward"] = type(AutoConfig.for_model("genrec-reward")).__name__
 print(json.dumps(out))
 """
     env = {**os.environ, "PYTHONSAFEPATH": "1"}
@@ -157,9 +155,7 @@ print(json.dumps(out))
     loaded = json.loads(result.stdout.strip().splitlines()[-1])
     expected = {"sasrec": "SASRecModel", "popularity": [[["b", 2.0]]], "textknn": [["c", round(2 ** -0.5, 6)]],
                 "recgpt": "RecGPTForCausalLM", "onerec": "OneRecForConditionalGeneration",
-                "p5": "P5Config", "bigrec": "BIGRecForCausalLM"}
-    if "reward" in loaded:
-        expected["reward"] = "RewardModelConfig"
+                "p5": "P5Config", "bigrec": "BIGRecForCausalLM", "reward": "RewardModelConfig"}
     assert loaded == expected
 
 

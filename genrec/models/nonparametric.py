@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
-from transformers.utils import cached_file, logging
+from transformers.utils import logging
 
 from genrec.models.histories import CatalogIdsMixin, history_rows, left_padded_rows, rank_histories
+from genrec.utils.hub import hub_lookup, optional_file
 
 __all__ = ["NonParametricRecommenderMixin", "ITEM_IDS_FILE", "check_positive_int"]
 
@@ -112,16 +113,7 @@ class NonParametricRecommenderMixin(CatalogIdsMixin):
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *args, **kwargs):
         """``PreTrainedModel.from_pretrained`` that also restores ``item_ids.json`` when present."""
         model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
-        lookup = {
-            key: kwargs[key] for key in ("cache_dir", "revision", "token", "local_files_only", "subfolder") if key in kwargs
-        }
-        path = cached_file(
-            pretrained_model_name_or_path,
-            ITEM_IDS_FILE,
-            _raise_exceptions_for_missing_entries=False,
-            _raise_exceptions_for_connection_errors=False,
-            **lookup,
-        )
+        path = optional_file(pretrained_model_name_or_path, ITEM_IDS_FILE, **hub_lookup(kwargs))
         if path is not None:
             with open(path, encoding="utf-8") as handle:
                 model.set_item_ids(json.load(handle)["item_ids"])

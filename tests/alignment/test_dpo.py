@@ -1,4 +1,5 @@
-"""genrec.alignment.dpo: TRL's DPO on P5 / OneRec / RecGPT (GenRecDPOTrainer) and BIGRec (TRL's own path).
+"""genrec.alignment.dpo: DPO on P5 / OneRec / RecGPT (GenRecDPOTrainer, a transformers.Trainer owning the loss) and
+BIGRec (TRL's own DPOTrainer).
 
 Every loss is checked against a value computed by hand from the models' logits:
 ``-logsigmoid(beta * ((pc - rc) - (pr - rr)))`` with ``p*``/``r*`` the policy/reference log-probabilities of the
@@ -6,7 +7,9 @@ chosen (c) and rejected (r) sessions (sum of their tokens' log-probabilities).
 """
 
 import copy
+import dataclasses
 import math
+import re
 from types import SimpleNamespace
 
 import numpy as np
@@ -21,6 +24,7 @@ from genrec.alignment.dpo import (
     build_dpo_trainer,
 )
 from genrec.tokenization import get_tokenizer_class
+from transformers import Trainer
 from trl import DPOConfig, DPOTrainer
 
 from genrec.models.onerec import OneRecForConditionalGeneration
@@ -90,30 +94,41 @@ def _perturb(model, scale=0.05, seed=1):
 
 
 # ---------------------------------------------------------------- hand-computed log-probabilities
-def _t5_logp(model, history, items):
-    """log p(session | history) = sum of the session's code-token log-probabilities, one example, no padding."""
+def _t5_token_scores(model, history, items):
+    """Per code token of the session: (log p(token | history, earlier tokens), log sum_v p(v)^2), no padding."""
     rows = model.item_rows(history)
     encoder = torch.tensor([model.encode_history(rows)])
     tokens = [t for item in items for t in model.item_tokens(model.item_index[item])]
     decoder = torch.tensor([[model.config.decoder_start_token_id, *tokens[:-1]]])
     logits = model(input_ids=encoder, decoder_input_ids=decoder).logits[0].float()
-    return float(sum(logits[j].log_softmax(-1)[t] for j, t in enumerate(tokens)))
+    return [(float(logits[j].log_softmax(-1)[t]), float(torch.logsumexp(2 * logits[j].log_softmax(-1), -1)))
+            for j, t in enumerate(tokens)]
 
 
-def _recgpt_logp(model, history, items):
-    """log p(item | history) = sum_c log_softmax(logits[:, c])[code_c]."""
+def _recgpt_token_scores(model, history, items):
+    """Per code c of the one item: (log_softmax(logits[:, c])[code_c], log sum_v p(v)^2)."""
     (item,) = items
-    input_ids = torch.tensor([[model._item_index[h] + 1 for h in history]])
+    input_ids = torch.tensor([[model.item_index[h] + 1 for h in history]])
     logits = model(input_ids=input_ids).logits[0].float()  # (C, K)
-    codes = model.catalog_codes[model._item_index[item] + 1]
-    return float(sum(logits[c].log_softmax(-1)[codes[c]] for c in range(logits.shape[0])))
+    codes = model.catalog_codes[model.item_index[item] + 1]
+    return [(float(logits[c].log_softmax(-1)[codes[c]]), float(torch.logsumexp(2 * logits[c].log_softmax(-1), -1)))
+            for c in range(logits.shape[0])]
+
+
+def _token_scores(model, history, items):
+    with torch.no_grad():
+        if isinstance(model, RecGPTForCausalLM):
+            return _recgpt_token_scores(model, history, items)
+        return _t5_token_scores(model, history, items)
+
+
+def _token_logps(model, history, items):
+    return [log_p for log_p, _ in _token_scores(model, history, items)]
 
 
 def _logp(model, history, items):
-    with torch.no_grad():
-        if isinstance(model, RecGPTForCausalLM):
-            return _recgpt_logp(model, history, items)
-        return _t5_logp(model, history, items)
+    """log p(session | history) = sum of its tokens' log-probabilities."""
+    return sum(_token_logps(model, history, items))
 
 
 def _hand_dpo(policy, reference, rows, beta):
@@ -134,8 +149,8 @@ def _hand_ntp(model, rows):
     with torch.no_grad():
         for row in rows:
             if isinstance(model, RecGPTForCausalLM):
-                logits = model(input_ids=torch.tensor([[model._item_index[h] + 1 for h in row["history"]]])).logits[0]
-                codes = model.catalog_codes[model._item_index[row["target_items"][0]] + 1]
+                logits = model(input_ids=torch.tensor([[model.item_index[h] + 1 for h in row["history"]]])).logits[0]
+                codes = model.catalog_codes[model.item_index[row["target_items"][0]] + 1]
                 terms = [-logits[c].float().log_softmax(-1)[codes[c]] for c in range(logits.shape[0])]
             else:
                 encoder = torch.tensor([model.encode_history(model.item_rows(row["history"]))])
@@ -181,7 +196,8 @@ def test_dpo_loss_matches_hand_computation(tmp_path, kind, session_length):
     model = _model(kind)
     data = _preferences(session_length)
     trainer = build_dpo_trainer(model, data, _args(tmp_path))
-    assert isinstance(trainer, GenRecDPOTrainer) and isinstance(trainer, DPOTrainer)
+    assert isinstance(trainer, GenRecDPOTrainer) and isinstance(trainer, Trainer)
+    assert not isinstance(trainer, DPOTrainer)
     reference = trainer.ref_model
     assert reference is not model and not any(p.requires_grad for p in reference.parameters())
     _perturb(model)
@@ -189,7 +205,7 @@ def test_dpo_loss_matches_hand_computation(tmp_path, kind, session_length):
     loss = trainer.compute_loss(model, batch)
     expected = _hand_dpo(model, reference, [data[i] for i in range(4)], beta=0.3)
     has_moe = kind in ("onerec", "recgpt-moe")
-    aux = trainer._metrics["eval" if not model.training else "train"].get("aux_loss", [])
+    aux = trainer.preference_metrics["eval" if not model.training else "train"].get("aux_loss", [])
     assert bool(aux) == has_moe
     if has_moe:  # the router losses of the policy forward stay in the objective
         assert aux[-1] > 0
@@ -198,6 +214,175 @@ def test_dpo_loss_matches_hand_computation(tmp_path, kind, session_length):
     loss.backward()  # differentiable through the adapter
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
     assert "forward" not in model.__dict__ and "forward" not in reference.__dict__  # no patch left behind
+
+
+# ------------------------------------------------------- every loss type against a hand computation
+def _log_sigmoid(x):
+    return -math.log1p(math.exp(-x)) if x > 0 else x - math.log1p(math.exp(x))
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+def _hand_loss(loss_type, pairs, beta, eps, tau=0.05):
+    """Mean over pairs of one loss type, written per pair with math (the papers' formulas; see genrec.alignment.losses).
+
+    ``pairs``: dicts with policy/reference sequence log-probs pc, pr, rc, rr, token counts lc, lr, and the chosen
+    session's token log-probs ``chosen_tokens``.
+    """
+    if loss_type == "sft":  # mean token NLL over every chosen token of the batch
+        tokens = [t for p in pairs for t in p["chosen_tokens"]]
+        return -sum(tokens) / len(tokens)
+    if loss_type in ("aot", "aot_unpaired"):  # sorted across the batch
+        if loss_type == "aot":
+            left, right = sorted(p["pc"] - p["pr"] for p in pairs), sorted(p["rc"] - p["rr"] for p in pairs)
+        else:
+            left, right = sorted(p["pc"] - p["rc"] for p in pairs), sorted(p["pr"] - p["rr"] for p in pairs)
+        return sum(-_log_sigmoid(beta * (a - b)) * (1 - eps) - _log_sigmoid(-beta * (a - b)) * eps
+                   for a, b in zip(left, right)) / len(pairs)
+    total = 0.0
+    for p in pairs:
+        c, r = p["pc"] - p["rc"], p["pr"] - p["rr"]
+        d = c - r
+        per_token = c / p["lc"] - r / p["lr"]
+        value = {
+            "sigmoid": lambda: -_log_sigmoid(beta * d),
+            "hinge": lambda: max(0.0, 1 - beta * d),
+            "ipo": lambda: (per_token - 1 / (2 * beta)) ** 2,
+            "exo_pair": lambda: (_sigmoid(beta * d) * (_log_sigmoid(beta * d) - math.log(1 - eps))
+                                 + _sigmoid(-beta * d) * (_log_sigmoid(-beta * d) - math.log(eps))),
+            "nca_pair": lambda: -_log_sigmoid(beta * c) - 0.5 * _log_sigmoid(-beta * c) - 0.5 * _log_sigmoid(-beta * r),
+            "robust": lambda: ((1 - eps) * -_log_sigmoid(beta * d) + eps * _log_sigmoid(-beta * d)) / (1 - 2 * eps),
+            "bco_pair": lambda: -_log_sigmoid(beta * c) - _log_sigmoid(-beta * r),
+            "sppo_hard": lambda: (c - 0.5 / beta) ** 2 + (r + 0.5 / beta) ** 2,
+            "apo_zero": lambda: 1 - _sigmoid(beta * c) + _sigmoid(beta * r),
+            "apo_down": lambda: _sigmoid(beta * c) + 1 - _sigmoid(beta * (c - r)),
+            "discopop": lambda: (-_log_sigmoid(beta * d) * (1 - _sigmoid(beta * d / tau))
+                                 + math.exp(-beta * d) * _sigmoid(beta * d / tau)),
+            "sigmoid_norm": lambda: -_log_sigmoid(beta * per_token),
+        }[loss_type]()
+        total += value
+    return total / len(pairs)
+
+
+def _hand_pairs(policy, reference, rows):
+    pairs = []
+    for row in rows:
+        h, c, r = row["history"], row["chosen_items"], row["rejected_items"]
+        chosen_tokens, rejected_tokens = _token_logps(policy, h, c), _token_logps(policy, h, r)
+        pairs.append({"pc": sum(chosen_tokens), "pr": sum(rejected_tokens), "rc": _logp(reference, h, c),
+                      "rr": _logp(reference, h, r), "lc": len(chosen_tokens), "lr": len(rejected_tokens),
+                      "chosen_tokens": chosen_tokens})
+    return pairs
+
+
+ALL_LOSS_TYPES = ["sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
+                  "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm"]
+
+
+def test_the_loss_table_is_every_loss_type_dpoconfig_documents():
+    from genrec.alignment.losses import PREFERENCE_LOSS_TYPES
+
+    assert sorted(PREFERENCE_LOSS_TYPES) == sorted(ALL_LOSS_TYPES)
+    documented = next(f for f in dataclasses.fields(DPOConfig) if f.name == "loss_type").metadata["help"]
+    assert sorted(re.findall(r"`'(\w+)'`", documented)) == sorted(ALL_LOSS_TYPES)  # a new TRL loss fails here
+
+
+@pytest.mark.parametrize("kind,session_length,loss_type",
+                         [("p5", 2, name) for name in ALL_LOSS_TYPES]
+                         + [("recgpt", 1, name) for name in ("sigmoid", "ipo", "aot", "sft", "robust")])
+def test_every_loss_type_matches_its_hand_computation(tmp_path, kind, session_length, loss_type):
+    """P5 sessions of 2 items against rejected sessions of 1 (unequal lengths: the per-token losses differ)."""
+    model = _model(kind)
+    data = _preferences(session_length)
+    beta, eps = 0.7, 0.1
+    trainer = build_dpo_trainer(model, data, _args(tmp_path, beta=beta, loss_type=[loss_type], label_smoothing=eps))
+    _perturb(model, scale=0.1)
+    rows = [data[i] for i in range(4)]
+    loss = float(trainer.compute_loss(model, _batch(trainer, 4)).detach())
+    expected = _hand_loss(loss_type, _hand_pairs(model, trainer.ref_model, rows), beta, eps)
+    assert loss == pytest.approx(expected, rel=1e-4, abs=1e-6)
+    logged = trainer.preference_metrics["train" if model.training else "eval"]
+    pairs = _hand_pairs(model, trainer.ref_model, rows)
+    assert logged["rewards/margins"][-1] == pytest.approx(
+        np.mean([beta * ((p["pc"] - p["rc"]) - (p["pr"] - p["rr"])) for p in pairs]), rel=1e-4, abs=1e-6)
+
+
+def test_weighted_losses_f_divergences_ld_alpha_and_wpo_match_hand_computation(tmp_path):
+    model = _model("p5")
+    data = _preferences(2)
+    rows = [data[i] for i in range(4)]
+    beta = 0.5
+
+    def loss_of(**overrides):
+        trainer = build_dpo_trainer(model, data, _args(tmp_path, beta=beta, **overrides), ref_model=reference)
+        assert trainer.ref_model is reference  # an explicit reference is used as given
+        return float(trainer.compute_loss(model, _batch(trainer, 4)).detach())
+
+    reference = copy.deepcopy(model).eval()
+    _perturb(model, scale=0.1)
+    pairs = _hand_pairs(model, reference, rows)
+    # two loss types mixed by loss_weights (MPO-style)
+    loss = loss_of(loss_type=["sigmoid", "sft"], loss_weights=[0.8, 0.3])
+    assert loss == pytest.approx(0.8 * _hand_loss("sigmoid", pairs, beta, 0.0) + 0.3 * _hand_loss("sft", pairs, beta, 0.0),
+                                 rel=1e-4)
+    # f-divergences: DPO on f'(ratio) instead of the log-ratio
+    scores = {"forward_kl": lambda x: 1 - math.exp(-x), "js_divergence": lambda x: math.log(2) + _log_sigmoid(x),
+              "alpha_divergence": lambda x: (math.exp(-0.5 * x) - 1) / -0.5}
+    for name, score in scores.items():
+        loss = loss_of(f_divergence_type=name)
+        expected = np.mean([-_log_sigmoid(beta * (score(p["pc"] - p["rc"]) - score(p["pr"] - p["rr"]))) for p in pairs])
+        assert loss == pytest.approx(expected, rel=1e-4), name
+    # LD-DPO: tokens past the shorter session of the pair count ld_alpha times
+    alpha = 0.25
+    ld_pairs = []
+    for row in rows:
+        h, c, r = row["history"], row["chosen_items"], row["rejected_items"]
+        sides = [_token_logps(m, h, s) for m in (model, reference) for s in (c, r)]
+        shared = min(len(sides[0]), len(sides[1]))
+        pc, pr, rc, rr = (sum(t[:shared]) + alpha * sum(t[shared:]) for t in sides)
+        ld_pairs.append({"pc": pc, "pr": pr, "rc": rc, "rr": rr, "lc": len(sides[0]), "lr": len(sides[1])})
+    loss = loss_of(ld_alpha=alpha)
+    assert loss == pytest.approx(_hand_loss("sigmoid", ld_pairs, beta, 0.0), rel=1e-4)
+    # WPO: each pair's loss weighted by exp(mean_t (log p_t - log sum_v p_v^2)) of chosen times rejected (policy)
+    weighted = []
+    for row, pair in zip(rows, pairs):
+        weight = 1.0
+        for side in (row["chosen_items"], row["rejected_items"]):
+            tokens = _token_scores(model, row["history"], side)
+            weight *= math.exp(sum(lp - sq for lp, sq in tokens) / len(tokens))
+        weighted.append(weight * -_log_sigmoid(beta * ((pair["pc"] - pair["rc"]) - (pair["pr"] - pair["rr"]))))
+    loss = loss_of(use_weighting=True)
+    assert loss == pytest.approx(float(np.mean(weighted)), rel=1e-4)
+
+
+def test_disable_dropout_follows_the_dpoconfig(tmp_path):
+    """TRL's default: dropout off in the policy, so its log-probs compare with the eval-mode reference's."""
+    def dropout_rates(model):
+        return {m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)}
+
+    def model_with_dropout():
+        return P5ForConditionalGeneration.from_item_tokenizer(_item_tokenizer(), **{**T5_TINY, "dropout_rate": 0.1})
+
+    model = model_with_dropout()
+    assert dropout_rates(model) == {0.1}
+    build_dpo_trainer(model, _preferences(1), _args(tmp_path))
+    assert dropout_rates(model) == {0.0}
+    kept = model_with_dropout()
+    build_dpo_trainer(kept, _preferences(1), _args(tmp_path, disable_dropout=False))
+    assert dropout_rates(kept) == {0.1}
+
+
+def test_bad_loss_settings_raise_naming_the_field(tmp_path):
+    model, data = _model("p5"), _preferences(1)
+    for overrides, field in (({"loss_type": ["nope"]}, "loss_type"), ({"loss_type": ["bco_pair"],
+                             "f_divergence_type": "js_divergence"}, "f_divergence_type"),
+                             ({"loss_type": ["exo_pair"]}, "label_smoothing"),
+                             ({"loss_type": ["robust"], "label_smoothing": 0.5}, "label_smoothing"),
+                             ({"ld_alpha": 1.5}, "ld_alpha")):
+        with pytest.raises(ValueError, match=f"`{field}`"):
+            build_dpo_trainer(model, data, _args(tmp_path, **overrides))
 
 
 @pytest.mark.parametrize("kind", ["p5", "recgpt"])
@@ -216,7 +401,7 @@ def test_sft_weight_adds_the_hand_computed_next_token_loss(tmp_path, kind):
     # a batch without any pair: NTP only
     only = trainer.data_collator([trainer.train_dataset[8]])
     assert float(trainer.compute_loss(model, only).detach()) == pytest.approx(0.7 * _hand_ntp(model, [rows[8]]), rel=1e-4)
-    assert trainer._metrics["train" if model.training else "eval"]["ntp_loss"]
+    assert trainer.preference_metrics["train" if model.training else "eval"]["ntp_loss"]
 
 
 def _margin(policy, reference, rows):
@@ -409,8 +594,6 @@ def test_bigrec_dpo_through_trl_matches_hand_computation_trains_and_saves(tmp_pa
     logs = [record for record in trainer.state.log_history if "loss" in record]
     first_margin, last_margin = logs[0]["rewards/margins"], logs[-1]["rewards/margins"]
     assert last_margin > first_margin and logs[-1]["rewards/accuracies"] == 1.0
-    base = lm.get_base_model()
-    assert "forward" not in base.__dict__  # TRL's fused head is only installed during a loss computation
     assert model.llm is lm  # the BIGRec wrapper holds the trained LM
     folder = tmp_path / "bigrec-dpo"
     trainer.save_model(str(folder))
@@ -444,3 +627,26 @@ def test_bigrec_new_lora_adapter_from_peft_config(tmp_path, llama_folder):
     with pytest.raises(ValueError, match="sft_weight"):
         build_dpo_trainer(model, data, _args(tmp_path), sft_weight=1.0)
     assert math.isfinite(after)
+
+
+def test_bigrec_full_fine_tuning_reference_is_a_real_copy_of_the_trained_lm(tmp_path, llama_folder):
+    """Full fine-tuning: the reference is built from the LM's config + weights. TRL leaves its fused LM head on the
+    trained LM instance; a second round's reference must still run its own (trained) weights, not the original's."""
+    model = _bigrec(llama_folder, use_lora=False)
+    data = _bigrec_preferences(model)
+    args = _args(tmp_path, per_device_train_batch_size=2, max_steps=2, learning_rate=2e-2)
+    first = build_dpo_trainer(model, data, args)
+    assert first.ref_model is not model.llm and not any(p.requires_grad for p in first.ref_model.parameters())
+    prompt, chosen = data[0]["prompt"], data[0]["chosen"]
+    before = _completion_logp(model.llm, model.tokenizer, prompt, chosen)
+    assert _completion_logp(first.ref_model, model.tokenizer, prompt, chosen) == pytest.approx(before, abs=1e-5)
+    first.train()
+    trained = _completion_logp(model.llm, model.tokenizer, prompt, chosen)
+    assert trained != pytest.approx(before, abs=1e-4)
+    second = build_dpo_trainer(model, data, args)  # the next IPA round: reference = the trained LM, frozen
+    reference = second.ref_model
+    assert _completion_logp(reference, model.tokenizer, prompt, chosen) == pytest.approx(trained, abs=1e-5)
+    with torch.no_grad():  # the policy moves on; the reference's plain forward must not follow it
+        for parameter in model.llm.parameters():
+            parameter.add_(0.05)
+    assert _completion_logp(reference, model.tokenizer, prompt, chosen) == pytest.approx(trained, abs=1e-5)

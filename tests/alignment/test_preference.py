@@ -131,8 +131,10 @@ def test_reward_pairs_are_argmax_and_argmin(model_name, session_length, request,
         if user not in rows:
             continue
         row = rows[user]
-        assert row["chosen_items"] == user_candidates[max(range(len(rewards)), key=rewards.__getitem__)]
-        assert row["rejected_items"] == user_candidates[min(range(len(rewards)), key=rewards.__getitem__)]
+        # the argmax / argmin session; sessions within float noise of it (scored here in other batches) tie
+        best = [c for c, r in zip(user_candidates, rewards) if r == pytest.approx(max(rewards), rel=1e-5, abs=1e-12)]
+        worst = [c for c, r in zip(user_candidates, rewards) if r == pytest.approx(min(rewards), rel=1e-5, abs=1e-12)]
+        assert row["chosen_items"] in best and row["rejected_items"] in worst
         assert row["chosen_reward"] == pytest.approx(max(rewards), rel=1e-4)
         assert row["rejected_reward"] == pytest.approx(min(rewards), rel=1e-4)
         assert row["chosen_reward"] > row["rejected_reward"] and row["chosen_items"] != row["rejected_items"]

@@ -1,4 +1,5 @@
-"""genrec.alignment.reward: config validation, forward/score semantics, training on a planted signal, save/load."""
+"""genrec.models.reward (config validation, forward/score semantics, save/load) and genrec.alignment.reward
+(Trainer-based training on a planted signal)."""
 
 import json
 
@@ -6,11 +7,12 @@ import pytest
 import torch
 from genrec.alignment.reward import (
     METRICS_FILE,
-    RewardModel,
-    RewardModelConfig,
+    RewardNegativeSamplingCollator,
     _training_windows,
     train_reward_model,
 )
+
+from genrec.models.reward import RewardModel, RewardModelConfig
 from transformers import AutoConfig, AutoModel
 
 TINY = {"hidden_size": 16, "num_layers": 2, "num_heads": 2, "max_history_items": 5, "dropout": 0.0}
@@ -169,3 +171,45 @@ def test_train_rejects_bad_arguments(toy_split, kwargs, match):
 def test_train_output_parent_must_exist(toy_split, tmp_path):
     with pytest.raises(FileNotFoundError):
         train_reward_model(toy_split, epochs=1, output_dir=tmp_path / "missing" / "rm")
+
+
+def test_training_code_re_exports_the_model_classes():
+    import genrec.alignment.reward as training
+
+    assert training.RewardModel is RewardModel and training.RewardModelConfig is RewardModelConfig
+    assert RewardModel.__module__ == "genrec.models.reward.modeling_reward"
+    assert RewardModelConfig.__module__ == "genrec.models.reward.configuration_reward"
+
+
+def test_negative_sampling_collator_layout():
+    collator = RewardNegativeSamplingCollator(num_items=7, num_negatives=3, seed=0)
+    batch = collator([{"input_ids": [3, 1, 4, 6]}, {"input_ids": [2, 0]}])
+    assert batch["input_ids"].tolist() == [[4, 2, 5], [0, 0, 3]]  # window[:-1] rows + 1, left-padded
+    rows = batch["item_rows"]
+    assert rows.shape == (2, 3, 4) and rows[..., 0].tolist() == [[1, 4, 6], [-1, -1, 0]]  # positive = next row
+    assert (rows[1, :2] == -1).all()  # padded positions score nothing
+    real = rows[..., 0] >= 0
+    negatives = rows[..., 1:][real]  # (n, K)
+    assert ((negatives >= 0) & (negatives < 7)).all()
+    assert (negatives != rows[..., :1][real]).all()  # never the positive
+    assert batch["labels"][..., 0].eq(1).all() and batch["labels"][..., 1:].eq(0).all()
+    assert not torch.equal(collator([{"input_ids": list(range(7))}])["item_rows"],
+                           collator([{"input_ids": list(range(7))}])["item_rows"])  # fresh negatives every call
+
+
+def test_per_position_forward_equals_each_prefix_scored_alone():
+    """The training forward (item_rows per position) scores exactly what score() sees for each prefix."""
+    model = _model()
+    collator = RewardNegativeSamplingCollator(num_items=len(IDS), num_negatives=2, seed=1)
+    batch = collator([{"input_ids": [3, 1, 5, 2]}, {"input_ids": [6, 0]}])
+    out = model(**batch)
+    assert out.logits.shape == batch["item_rows"].shape
+    valid = batch["item_rows"] >= 0
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(out.logits[valid], batch["labels"][valid])
+    torch.testing.assert_close(out.loss, expected)
+    for t in range(3):  # prefix of the first window ending at position t
+        prefix = batch["input_ids"][:1, : t + 1]
+        alone = model(input_ids=prefix, item_rows=batch["item_rows"][0, t][None]).logits[0]
+        torch.testing.assert_close(out.logits[0, t], alone, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="item_rows"):
+        model(input_ids=batch["input_ids"], item_rows=batch["item_rows"][:, :2])

@@ -828,14 +828,13 @@ class RecGPTForCausalLM(RecGPTPreTrainedModel):
             ValueError: those files are not the ones the weights were saved with (config.json's fingerprint).
         """
         from safetensors.torch import load_file
-        from transformers.utils import cached_file
+        from genrec.utils.hub import hub_lookup, optional_file
 
         model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
-        lookup = {key: kwargs[key] for key in ("cache_dir", "revision", "token", "local_files_only", "subfolder") if key in kwargs}
+        lookup = hub_lookup(kwargs)
 
         def find(name: str):
-            return cached_file(pretrained_model_name_or_path, name, _raise_exceptions_for_missing_entries=False,
-                               _raise_exceptions_for_connection_errors=False, **lookup)
+            return optional_file(pretrained_model_name_or_path, name, **lookup)
 
         ids_path, catalog_path = find(ITEM_IDS_FILE), find(CATALOG_FILE)
         if ids_path is not None and catalog_path is not None:

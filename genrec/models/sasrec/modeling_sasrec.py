@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
 from transformers.activations import ACT2FN
-from transformers.utils import ModelOutput, cached_file, logging
+from transformers.utils import ModelOutput, logging
 
 from genrec.models.histories import (
     ItemEmbeddingCatalogMixin,
@@ -40,6 +40,7 @@ from genrec.models.histories import (
     rank_histories,
 )
 from genrec.models.sasrec.configuration_sasrec import SASRecConfig
+from genrec.utils.hub import hub_lookup, optional_file
 
 __all__ = ["SASRecModel", "SASRecOutput", "SASRecPreTrainedModel", "ITEM_IDS_FILE", "history_mask"]
 
@@ -355,16 +356,7 @@ class SASRecModel(ItemEmbeddingCatalogMixin, SASRecPreTrainedModel):
             ValueError: ``item_ids.json`` is not the catalog the weights were saved with (config.json's fingerprint).
         """
         model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
-        lookup = {
-            key: kwargs[key] for key in ("cache_dir", "revision", "token", "local_files_only", "subfolder") if key in kwargs
-        }
-        path = cached_file(
-            pretrained_model_name_or_path,
-            ITEM_IDS_FILE,
-            _raise_exceptions_for_missing_entries=False,
-            _raise_exceptions_for_connection_errors=False,
-            **lookup,
-        )
+        path = optional_file(pretrained_model_name_or_path, ITEM_IDS_FILE, **hub_lookup(kwargs))
         if path is not None:
             from genrec.models.histories import read_item_ids_file
 
