@@ -120,13 +120,13 @@ def _scored_candidates(model, histories: list[list[str]], num_candidates: int, s
                                 for session in user_sessions])
             continue
         k = min(num_candidates, num_items)
+        # The candidates as they were before the one recommend() contract: P5 / OneRec ranked the full catalog
+        # (their recommend() did not exclude the history then), the others excluded it.
+        options = {"exclude_history": kind not in ("t5", "onerec"), "batch_size": batch_size}
         if kind == "bigrec":
             # the title-constrained beam search (the embedding grounding is not constrained decoding)
-            ranked = model.recommend(chunk, k=k, method="constrained", batch_size=batch_size)
-        elif kind == "recgpt":
-            ranked = model.recommend(chunk, k=k, batch_size=batch_size)
-        else:
-            ranked = model.recommend(chunk, k=k)
+            options["method"] = "constrained"
+        ranked = model.recommend(chunk, k=k, **options)
         for items in ranked:
             results.append([([item], float(score)) for item, score in items])
     cleaned = []
