@@ -120,9 +120,8 @@ def _scored_candidates(model, histories: list[list[str]], num_candidates: int, s
                                 for session in user_sessions])
             continue
         k = min(num_candidates, num_items)
-        # The candidates as they were before the one recommend() contract: P5 / OneRec ranked the full catalog
-        # (their recommend() did not exclude the history then), the others excluded it.
-        options = {"exclude_history": kind not in ("t5", "onerec"), "batch_size": batch_size}
+        # the model's own recommend() with the contract's defaults: history items are never candidates
+        options = {"batch_size": batch_size}
         if kind == "bigrec":
             # the title-constrained beam search (the embedding grounding is not constrained decoding)
             options["method"] = "constrained"
