@@ -97,6 +97,8 @@ def test_score_and_session_reward():
         model.item_rewards([["i1"]], [["i1"], ["i2"]])
     with pytest.raises(ValueError, match="empty"):
         model.session_reward([["i1"]], [[]])
+    with pytest.warns(FutureWarning, match="item_rewards"):  # the old name, kept as a deprecated alias
+        assert model.score(histories, sessions) == model.item_rewards(histories, sessions)
 
 
 def test_training_windows_cover_every_target_once():
