@@ -120,13 +120,12 @@ def _scored_candidates(model, histories: list[list[str]], num_candidates: int, s
                                 for session in user_sessions])
             continue
         k = min(num_candidates, num_items)
+        # the model's own recommend() with the contract's defaults: history items are never candidates
+        options = {"batch_size": batch_size}
         if kind == "bigrec":
             # the title-constrained beam search (the embedding grounding is not constrained decoding)
-            ranked = model.recommend(chunk, k=k, method="constrained", batch_size=batch_size)
-        elif kind == "recgpt":
-            ranked = model.recommend(chunk, k=k, batch_size=batch_size)
-        else:
-            ranked = model.recommend(chunk, k=k)
+            options["method"] = "constrained"
+        ranked = model.recommend(chunk, k=k, **options)
         for items in ranked:
             results.append([([item], float(score)) for item, score in items])
     cleaned = []

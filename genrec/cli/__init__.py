@@ -24,11 +24,12 @@ _SUBCOMMAND_MODULES = [
     "genrec.cli.quickstart",
     "genrec.cli.tokenize",
     "genrec.cli.align",
+    "genrec.cli.recommend",
 ]
 
 
 # Commands that load transformers' Trainer (and with it its W&B integration).
-_TRAINER_COMMANDS = ("train", "evaluate", "quickstart", "align")
+_TRAINER_COMMANDS = ("train", "evaluate", "quickstart", "align", "recommend")
 
 
 def hide_wandb_offline_banner() -> None:

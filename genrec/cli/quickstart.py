@@ -74,7 +74,7 @@ def _popularity_metrics(run) -> dict:
 
     data, train_sequences, _, test = load_split(run.data.dataset, run.data.max_users,
                                                 keep_duplicates=run.data.keep_duplicates)
-    model = PopularityModel.from_sequences(train_sequences, data.item_ids)
+    model = PopularityModel.from_dataset(data.catalog, train_sequences)
     ranking = RankingSet.from_split(test, data.item_index, max_length=50)
     values = full_ranking_metrics(model, ranking, ks=run.training.eval_ks,
                                   batch_size=run.training.per_device_eval_batch_size,

@@ -40,6 +40,7 @@ from transformers.utils import logging
 
 from genrec.models.histories import catalog_fingerprint, check_catalog_fingerprint, history_rows
 from genrec.models.layers import SparseMoeBlock
+from genrec.models.recommender import DEFAULT_BATCH_SIZE, DEFAULT_EXCLUDE_HISTORY, DEFAULT_K, Recommender
 from genrec.utils.io import atomic_write_text
 
 logger = logging.get_logger(__name__)
@@ -255,7 +256,7 @@ class _ItemAwareEncoder:
         return getattr(self.model.encoder, name)
 
 
-class GenerativeT5Model(T5ForConditionalGeneration):
+class GenerativeT5Model(Recommender, T5ForConditionalGeneration):
     """Base of :class:`~genrec.models.p5.P5ForConditionalGeneration` and
     :class:`~genrec.models.onerec.OneRecForConditionalGeneration` (see the module docstring).
 
@@ -487,6 +488,13 @@ class GenerativeT5Model(T5ForConditionalGeneration):
         except KeyError as error:
             raise ValueError(f"{where} holds item id {error.args[0]!r}, which is not in the model's catalog") from None
 
+    def encode_histories(self, histories: Sequence[Sequence[str]]) -> torch.LongTensor:
+        """String histories -> left-padded ``(batch, seq)`` catalog rows + 1 (the layout :meth:`score` reads)."""
+        from genrec.models.histories import left_padded_rows
+
+        self._require_bound()
+        return left_padded_rows(history_rows(histories, self._item_index)).to(self.device)
+
     def item_tokens(self, row: int) -> list[int]:
         """Token ids of catalog row ``row`` (padding dropped)."""
         return [t for t in self.item_token_table[row].tolist() if t >= 0]
@@ -602,52 +610,78 @@ class GenerativeT5Model(T5ForConditionalGeneration):
             scores = torch.cat([scores, scores.new_full((scores.shape[0], k - found), float("-inf"))], 1)
         return items, scores
 
-    def recommend(self, histories: Sequence[Sequence[str]], k: int = 10, *, num_beams: int | None = None,
-                  candidates: Sequence[Sequence[str]] | None = None,
-                  exclude_history: bool = False) -> list[list[tuple[str, float]]]:
-        """Recommend ``k`` catalog items per history.
+    def recommend(self, histories: Sequence[Sequence[str]], k: int = DEFAULT_K, *,
+                  exclude_history: bool = DEFAULT_EXCLUDE_HISTORY, batch_size: int = DEFAULT_BATCH_SIZE,
+                  num_beams: int | None = None,
+                  candidates: Sequence[Sequence[str]] | None = None) -> list[list[tuple[str, float]]]:
+        """Recommend ``k`` catalog items per history by constrained beam search
+        (:meth:`genrec.models.recommender.Recommender.recommend`).
 
-        Args:
-            histories: one list of catalog item ids per user, oldest first (at least one item each).
-            k: items per user, ``1..num_items``.
+        Args (beyond the contract's ``histories``, ``k=10``, ``exclude_history=True``, ``batch_size=32``):
             num_beams: beam width (default ``max(k, config.num_beams)``, at most ``num_items``).
             candidates: optional per-user candidate item ids (direct recommendation: rank only those).
-            exclude_history: ban every item of the history inside the beam search (default False: generative
-                models rank the full catalog, as they are evaluated).
+
+        ``exclude_history`` bans the history items inside the beam search, so the beams find other items.
 
         Returns:
-            per history, up to ``k`` ``(item_id, score)`` pairs, best first (score = log-probability); fewer
-            when fewer than ``k`` items can be returned, never a placeholder.
+            per history, up to ``k`` ``(item_id, log-probability)`` pairs, best first.
 
         Raises:
-            ValueError: an empty history, an unknown item id, or a ``k`` outside ``[1, num_items]``.
+            ValueError: as the contract, plus ``candidates`` of another length or with unknown ids.
         """
         self._require_bound()
-        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= self.config.num_items:
-            raise ValueError(f"`k` ({k!r}) must be an integer in [1, {self.config.num_items}] (the catalog size)")
-        rows = history_rows(histories, self._item_index)
         candidate_rows = None
         if candidates is not None:
             if len(candidates) != len(histories):
                 raise ValueError(f"`candidates` has {len(candidates)} lists; `histories` has {len(histories)}")
-            candidate_rows = [self.item_rows(c, where=f"candidates[{i}]") for i, c in enumerate(candidates)]
-        banned = None
-        if exclude_history:
-            banned = torch.zeros(len(rows), self.config.num_items, dtype=torch.bool)
-            for i, row in enumerate(rows):
-                banned[i, row] = True
-        items, scores = self.recommend_rows(rows, k, num_beams=num_beams, candidates=candidate_rows,
-                                            banned_items=banned)
+            candidate_rows = [self.item_rows([str(c) for c in row], where=f"candidates[{i}]")
+                              for i, row in enumerate(candidates)]
+        return super().recommend(histories, k, exclude_history=exclude_history, batch_size=batch_size,
+                                 num_beams=num_beams, candidate_rows=candidate_rows)
+
+    def _recommend_batch(self, histories, k, banned, *, offset=0, num_beams=None, candidate_rows=None):
+        rows = [[self._item_index[item] for item in history] for history in histories]
+        candidates = None if candidate_rows is None else candidate_rows[offset:offset + len(histories)]
+        items, scores = self.recommend_rows(rows, k, num_beams=num_beams, candidates=candidates, banned_items=banned)
         item_ids = self.item_tokenizer.item_ids
         return [[(item_ids[r], float(s)) for r, s in zip(row_items.tolist(), row_scores.tolist()) if r >= 0]
                 for row_items, row_scores in zip(items, scores)]
 
+    @classmethod
+    def from_dataset(cls, catalog, train_sequences, *, seed: int = 0, **config_kwargs: Any):
+        """genrec's one builder (:mod:`genrec.models.recommender`): fit the configured item tokenizer on the
+        catalog + TRAINING sequences and build an untrained model bound to it.
+
+        Args:
+            catalog: ``genrec.data.ItemCatalog`` (row order = the model's item order).
+            train_sequences: ``{user: [item ids]}`` of the training part only (no validation/test items).
+            seed: tokenizer seed when its config has none.
+            **config_kwargs: config fields (``item_tokenizer_method`` / ``item_tokenizer_config`` pick the tokenizer).
+
+        Raises:
+            ValueError: bad config values, or an unknown tokenizer method.
+        """
+        import time
+
+        from genrec.tokenization import get_tokenizer_class
+
+        config = cls.config_class(**{key: value for key, value in config_kwargs.items() if key != "num_items"})
+        tokenizer_config = dict(config.item_tokenizer_config or {})
+        tokenizer_class = get_tokenizer_class(config.item_tokenizer_method)
+        tokenizer_config.setdefault("seed", seed)
+        start = time.time()
+        item_tokenizer = tokenizer_class(tokenizer_config).fit(catalog, sequences=train_sequences)
+        logger.info(f"item tokenizer {config.item_tokenizer_method} fitted in {time.time() - start:.1f}s: "
+                    f"code length {item_tokenizer.code_length}, codebooks {item_tokenizer.codebook_sizes}")
+        return cls.from_item_tokenizer(item_tokenizer, config)
+
     @torch.no_grad()
-    def score(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """Scores over the catalog for left-padded histories of item rows (SASRec's layout), for full ranking.
+    def score(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """genrec's ranking scores (:mod:`genrec.models.recommender`) for left-padded histories of item rows.
 
         Args:
             input_ids: LongTensor (batch, seq) of ``catalog row + 1``, 0 = padding (genrec.training's RankingSet).
+            attention_mask: ignored (padding is ``0``); accepted for the common signature.
 
         Returns:
             FloatTensor (batch, num_items): the beam-search log-probability of the ``config.num_beams`` items found,
@@ -870,20 +904,8 @@ def build_generative_model(model_type: str, model_kwargs: dict[str, Any], catalo
     Raises:
         ValueError: unknown type, bad config values, or an unknown tokenizer method.
     """
-    import time
-
-    from genrec.tokenization import get_tokenizer_class
-
-    config_class, model_class = generative_model_classes(model_type)
-    config = config_class(**{key: value for key, value in model_kwargs.items() if key != "num_items"})
-    tokenizer_config = dict(config.item_tokenizer_config or {})
-    tokenizer_class = get_tokenizer_class(config.item_tokenizer_method)
-    tokenizer_config.setdefault("seed", seed)
-    start = time.time()
-    item_tokenizer = tokenizer_class(tokenizer_config).fit(catalog, sequences=train_sequences)
-    logger.info(f"item tokenizer {config.item_tokenizer_method} fitted in {time.time() - start:.1f}s: "
-                f"code length {item_tokenizer.code_length}, codebooks {item_tokenizer.codebook_sizes}")
-    return model_class.from_item_tokenizer(item_tokenizer, config)
+    _, model_class = generative_model_classes(model_type)
+    return model_class.from_dataset(catalog, train_sequences, seed=seed, **model_kwargs)
 
 
 def build_generative_training_data(model: GenerativeT5Model, train_sequences, item_index, *, seed: int = 0):

@@ -1,4 +1,5 @@
-"""User histories given as catalog item ids → validated catalog rows (shared by every model's recommend())."""
+"""User histories given as catalog item ids → validated catalog rows (shared by every model's recommend(), see
+:mod:`genrec.models.recommender`)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from transformers.utils import logging
 logger = logging.get_logger(__name__)
 
 __all__ = ["CatalogIdsMixin", "ItemEmbeddingCatalogMixin", "catalog_fingerprint", "catalog_index", "check_catalog_fingerprint", "history_rows",
-           "left_padded_rows", "rank_histories", "read_item_ids_file", "seen_items_mask", "top_items"]
+           "left_padded_rows", "read_item_ids_file", "seen_items_mask", "top_items"]
 
 # config.json key holding the fingerprint of the catalog files a checkpoint was saved with.
 FINGERPRINT_KEY = "catalog_fingerprint"
@@ -135,50 +136,6 @@ def seen_items_mask(histories: Sequence[Sequence[str]], item_index: Mapping[str,
     for number, row in enumerate(rows):
         mask[number, row] = True
     return mask.to(device) if device is not None else mask
-
-
-def rank_histories(model, histories: Sequence[Sequence[str]], k: int, *, exclude_history: bool,
-                   batch_size: int) -> list[list[tuple[str, float]]]:
-    """The ``recommend`` loop of every model that scores the whole catalog (SASRec, RecGPT, the baselines).
-
-    ``model`` provides ``encode_histories(histories) -> input_ids``, ``score(input_ids) -> (batch, num_items)``,
-    ``item_ids`` and ``item_index``. Histories go through in batches of ``batch_size`` in eval mode (the training
-    mode is restored); ``exclude_history`` masks every history item (not only the model's window); fewer than ``k``
-    pairs come back when fewer items are left (never an excluded item with a ``-inf`` score).
-
-    Raises:
-        ValueError: no catalog bound, ``k`` outside ``[1, num_items]``, a bad ``batch_size``, or a string instead of
-            histories.
-    """
-    from genrec.utils.threads import warn_if_threads_may_spin
-
-    if model.item_ids is None:
-        raise ValueError(f"this {type(model).__name__} has no catalog (`item_ids`); bind one or load a checkpoint "
-                         "saved with it")
-    num_items = len(model.item_ids)
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= num_items:
-        raise ValueError(f"`k` ({k!r}) must be an integer in [1, {num_items}]")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"`batch_size` ({batch_size!r}) must be a positive integer")
-    if isinstance(histories, str):
-        raise ValueError("`histories` must be a list of histories (lists of item ids), not a string")
-    if model.device.type == "cpu":
-        warn_if_threads_may_spin()
-    was_training = model.training
-    model.eval()
-    results: list[list[tuple[str, float]]] = []
-    try:
-        with torch.no_grad():
-            for start in range(0, len(histories), batch_size):
-                chunk = histories[start : start + batch_size]
-                scores = model.score(model.encode_histories(chunk))  # (batch, num_items)
-                if exclude_history:  # the whole history, not only the window the model reads
-                    seen = seen_items_mask(chunk, model.item_index, num_items, device=scores.device)
-                    scores = scores.masked_fill(seen, float("-inf"))
-                results.extend(top_items(scores, k, model.item_ids))
-    finally:
-        model.train(was_training)
-    return results
 
 
 def top_items(scores: torch.Tensor, k: int, item_ids: Sequence[str]) -> list[list[tuple[str, float]]]:

@@ -4,7 +4,7 @@ These models are *fitted* from the training sequences or the item texts, never t
 their state lives in persistent buffers (saved in ``model.safetensors``) and ``requires_training = False``
 tells :func:`genrec.training.pipeline.run_training` to skip the ``Trainer``. They expose the same ranking
 interface as SASRec: ``score(input_ids) -> (batch, num_items)``, ``item_ids`` / ``item_index`` and
-``recommend(histories, k=10, exclude_history=True, batch_size=256)``; ``item_ids.json`` is saved beside the
+``recommend`` of :class:`genrec.models.recommender.Recommender`; ``item_ids.json`` is saved beside the
 weights.
 """
 
@@ -18,7 +18,8 @@ from typing import Sequence
 import torch
 from transformers.utils import logging
 
-from genrec.models.histories import CatalogIdsMixin, history_rows, left_padded_rows, rank_histories
+from genrec.models.histories import CatalogIdsMixin, history_rows, left_padded_rows
+from genrec.models.recommender import Recommender
 from genrec.utils.hub import hub_lookup, optional_file
 
 __all__ = ["NonParametricRecommenderMixin", "ITEM_IDS_FILE", "check_positive_int"]
@@ -36,7 +37,7 @@ def check_positive_int(config, *names: str, minimum: int = 1) -> None:
             raise ValueError(f"`{name}` ({value!r}) must be an integer >= {minimum}")
 
 
-class NonParametricRecommenderMixin(CatalogIdsMixin):
+class NonParametricRecommenderMixin(Recommender, CatalogIdsMixin):
     """Catalog binding, ``recommend`` and ``item_ids.json`` persistence for models scored by ``score``.
 
     The host class is a ``PreTrainedModel`` whose config has ``num_items`` and ``max_position_embeddings``
@@ -74,32 +75,6 @@ class NonParametricRecommenderMixin(CatalogIdsMixin):
             )
         rows = history_rows(histories, self._item_index, max_len=self.config.max_position_embeddings)
         return left_padded_rows(rows).to(self.device)
-
-    @torch.no_grad()
-    def recommend(
-        self,
-        histories: Sequence[Sequence[str]],
-        k: int = 10,
-        *,
-        exclude_history: bool = True,
-        batch_size: int = 256,
-    ) -> list[list[tuple[str, float]]]:
-        """Top-``k`` next items for each history (same signature and defaults as ``SASRecModel.recommend``).
-
-        Args:
-            histories: one list of catalog item ids per user, oldest first.
-            k: how many items to return per user (1..num_items).
-            exclude_history: drop every item of the history (also those older than ``max_position_embeddings``).
-            batch_size: histories scored at once.
-
-        Returns:
-            per history, ``k`` ``(item_id, score)`` pairs, best first; fewer when fewer than ``k`` items are left
-            after the exclusion (never an excluded item with a ``-inf`` score).
-
-        Raises:
-            ValueError: ``k`` or ``batch_size`` out of range, or a history is empty / holds an unknown id.
-        """
-        return rank_histories(self, histories, k, exclude_history=exclude_history, batch_size=batch_size)
 
     def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs) -> None:
         """``PreTrainedModel.save_pretrained`` (config + buffers as safetensors) plus ``item_ids.json``."""

@@ -14,7 +14,13 @@ from genrec.training.arguments import (
     load_run_config,
 )
 from genrec.training.collators import NextItemCollator, NextItemDataset, left_pad
-from genrec.training.pipeline import evaluate_checkpoint, machine_info, prepare_output, run_training
+from genrec.training.pipeline import (
+    evaluate_checkpoint,
+    load_checkpoint,
+    machine_info,
+    prepare_output,
+    run_training,
+)
 from genrec.training.trainer import (
     BestModelCallback,
     LogToFileCallback,
@@ -42,6 +48,7 @@ __all__ = [
     "evaluate_checkpoint",
     "full_ranking_metrics",
     "left_pad",
+    "load_checkpoint",
     "load_run_config",
     "machine_info",
     "prepare_output",

@@ -37,7 +37,6 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import yaml
 from transformers import set_seed
@@ -65,7 +64,7 @@ from genrec.utils.io import (
     staging_directory,
 )
 
-__all__ = ["run_training", "prepare_output", "machine_info", "build_model", "load_split", "evaluate_checkpoint",
+__all__ = ["run_training", "prepare_output", "machine_info", "build_model", "load_split", "evaluate_checkpoint", "load_checkpoint",
            "check_checkpoint_files", "log_to_file"]
 
 logger = logging.get_logger(__name__)
@@ -124,96 +123,47 @@ def load_split(dataset: str, max_users: int | None = None, *, keep_duplicates: b
 
 
 def build_model(model_type: str, model_kwargs: dict[str, Any], item_ids: list[str], catalog=None,
-                train_sequences=None):
-    """Instantiate the configured model for a catalog.
+                train_sequences=None, *, seed: int = 0):
+    """Instantiate the configured model for a dataset: ``<ModelClass>.from_dataset(catalog, train_sequences, ...)``.
 
     P5 / OneRec first fit their item tokenizer on ``catalog`` and ``train_sequences`` (training part only);
     the popularity baseline counts ``train_sequences`` and text-kNN embeds the ``catalog`` texts: both come
     back fitted (``requires_training = False``).
 
     Raises:
-        ValueError: unknown ``model_type`` or invalid architecture values.
+        ValueError: unknown ``model_type``, a missing catalog / training sequences, or invalid architecture values.
     """
-    if model_type == "sasrec":
-        from genrec.models.sasrec import SASRecConfig, SASRecModel
+    import importlib
 
-        config = SASRecConfig(**{**model_kwargs, "num_items": len(item_ids)})
-        return SASRecModel(config, item_ids=item_ids)
-    if model_type in ("recgpt", "bigrec") and catalog is None:
-        raise ValueError(f"`model.type` {model_type!r} needs the item catalog (item texts/titles)")
-    if model_type == "recgpt":  # embeds item texts (cached) and fits the fsq item tokenizer
-        from genrec.models.recgpt import RecGPTForCausalLM
-
-        kwargs = dict(model_kwargs)
-        tokenizer_kwargs = dict(kwargs.pop("tokenizer", None) or {})
-        embeddings = _recgpt_item_vectors(catalog, tokenizer_kwargs, train_sequences)
-        return RecGPTForCausalLM.from_catalog(catalog, embeddings=embeddings, tokenizer_kwargs=tokenizer_kwargs,
-                                              **kwargs)
-    if model_type == "bigrec":  # loads the base causal LM and adds fresh LoRA weights
-        from genrec.models.bigrec import BIGRecConfig, BIGRecForCausalLM
-
-        return BIGRecForCausalLM.from_catalog(BIGRecConfig(**model_kwargs), catalog)
-    if model_type in ("p5", "onerec"):
-        if catalog is None or train_sequences is None:
-            raise ValueError(f"`model.type` {model_type!r} needs the catalog and the training sequences")
-        from genrec.models.generative import build_generative_model
-
-        return build_generative_model(model_type, model_kwargs, catalog, train_sequences)
-    if model_type == "popularity":  # counts over the training sequences only (no valid/test target)
-        if train_sequences is None:
-            raise ValueError("`model.type` 'popularity' needs the training sequences")
-        from genrec.models.popularity import PopularityModel
-
-        return PopularityModel.from_sequences(train_sequences, item_ids, **model_kwargs)
-    if model_type == "textknn":  # embeds the item texts (cached)
-        if catalog is None:
-            raise ValueError("`model.type` 'textknn' needs the item catalog (item texts)")
-        from genrec.models.textknn import TextKNNModel
-
-        return TextKNNModel.from_catalog(catalog, **model_kwargs)
     from genrec.training.arguments import MODEL_TYPES
 
-    raise ValueError(f"`model.type` ({model_type!r}) must be one of {list(MODEL_TYPES)}")
+    classes = {
+        "sasrec": ("genrec.models.sasrec", "SASRecModel"),
+        "recgpt": ("genrec.models.recgpt", "RecGPTForCausalLM"),
+        "bigrec": ("genrec.models.bigrec", "BIGRecForCausalLM"),
+        "p5": ("genrec.models.p5", "P5ForConditionalGeneration"),
+        "onerec": ("genrec.models.onerec", "OneRecForConditionalGeneration"),
+        "popularity": ("genrec.models.popularity", "PopularityModel"),
+        "textknn": ("genrec.models.textknn", "TextKNNModel"),
+    }
+    if model_type not in classes:
+        raise ValueError(f"`model.type` ({model_type!r}) must be one of {list(MODEL_TYPES)}")
+    if catalog is None:
+        if model_type not in ("sasrec", "popularity"):
+            raise ValueError(f"`model.type` {model_type!r} needs the item catalog (item texts/titles)")
+        catalog = _IdsOnly(list(item_ids))
+    if train_sequences is None and model_type in ("p5", "onerec", "popularity"):
+        raise ValueError(f"`model.type` {model_type!r} needs the training sequences")
+    module, name = classes[model_type]
+    model_class = getattr(importlib.import_module(module), name)
+    return model_class.from_dataset(catalog, train_sequences, seed=seed, **model_kwargs)
 
 
-def _recgpt_item_vectors(catalog, tokenizer_kwargs: dict[str, Any], train_sequences):
-    """RecGPT's item vectors: the text embedding, plus ``collaborative_dims`` spectral co-occurrence dimensions.
+class _IdsOnly:
+    """A catalog of ids only (SASRec and popularity read nothing else)."""
 
-    ``model.tokenizer.collaborative_dims`` (default 0) and ``collaborative_window`` (default 3) are popped from
-    the tokenizer section: with ``d > 0`` every item's vector is ``[text ; spectral_d]`` (the spectral part from
-    the TRAINING histories only, zero for items never seen there), so both the fsq ids and the model's inputs
-    carry collaborative signal; ``model.tokenizer.item_text: false`` drops the text (catalogs without item text:
-    the vector is ``spectral_d`` alone). Returns ``None`` (embed text only, inside ``from_catalog``) when ``d = 0``.
-    """
-    from genrec.tokenization.collaborative import spectral_item_embeddings
-    from genrec.tokenization.embeddings import embed_catalog
-
-    dims = tokenizer_kwargs.pop("collaborative_dims", 0)
-    window = tokenizer_kwargs.pop("collaborative_window", 3)
-    use_text = tokenizer_kwargs.pop("item_text", True)
-    if isinstance(dims, bool) or not isinstance(dims, int) or dims < 0:
-        raise ValueError(f"`model.tokenizer.collaborative_dims` ({dims!r}) must be an integer >= 0")
-    if not isinstance(use_text, bool):
-        raise ValueError(f"`model.tokenizer.item_text` ({use_text!r}) must be true or false")
-    if not use_text and dims == 0:
-        raise ValueError("`model.tokenizer.item_text: false` needs `model.tokenizer.collaborative_dims` > 0 "
-                         "(the item vectors would be empty)")
-    if dims == 0:
-        return None
-    if train_sequences is None:
-        raise ValueError("`model.tokenizer.collaborative_dims` needs the training sequences")
-    if not use_text:  # a catalog without item text (Amazon Sports/Toys ship ASINs only): co-occurrence vectors alone
-        collaborative = spectral_item_embeddings(train_sequences.values(), catalog.item_ids, dim=dims, window=window)
-        logger.info(f"recgpt item vectors: {dims} collaborative dimensions, no text "
-                    f"({int((~collaborative.any(1)).sum())} items without co-occurrence get zeros)")
-        return collaborative
-    text = embed_catalog(catalog, tokenizer_kwargs.get("embedding_model"), tokenizer_kwargs.get("embedding_cache_dir"),
-                         tokenizer_kwargs.get("text_fields"),
-                         batch_size=tokenizer_kwargs.get("embedding_batch_size", 256))
-    collaborative = spectral_item_embeddings(train_sequences.values(), catalog.item_ids, dim=dims, window=window)
-    logger.info(f"recgpt item vectors: {text.shape[1]} text + {dims} collaborative dimensions "
-                f"({int((~collaborative.any(1)).sum())} items without co-occurrence get zeros)")
-    return np.concatenate([np.asarray(text, dtype=np.float32), collaborative], axis=1)
+    def __init__(self, item_ids: list[str]):
+        self.item_ids = item_ids
 
 
 @contextlib.contextmanager
@@ -612,6 +562,35 @@ def check_checkpoint_files(folder: str | os.PathLike) -> None:
                 ) from None
 
 
+def load_checkpoint(checkpoint: str | os.PathLike):
+    """Load any genrec checkpoint with its catalog: a ``save_pretrained`` folder or a run folder holding ``checkpoint/``.
+
+    What ``genrec evaluate`` and ``genrec recommend`` load. Every JSON / safetensors file is checked first (a
+    damaged one is named), the model comes from ``AutoModel.from_pretrained`` (genrec's types are registered).
+
+    Returns:
+        ``(model, folder)``: the model in eval mode, bound to its catalog, and the folder it was loaded from.
+
+    Raises:
+        FileNotFoundError: no config.json there (nor in ``checkpoint/``).
+        ValueError: a damaged file, a config that does not fit the weights, or no catalog saved with the model.
+    """
+    from transformers import AutoModel
+
+    import genrec.models  # noqa: F401  (registers the Auto classes)
+
+    path = Path(checkpoint)
+    if (path / CHECKPOINT_DIR / "config.json").is_file():
+        path = path / CHECKPOINT_DIR
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"checkpoint {str(checkpoint)!r} has no config.json (nor {CHECKPOINT_DIR}/config.json)")
+    check_checkpoint_files(path)
+    model = _load_checkpoint_model(AutoModel, path)
+    if getattr(model, "item_ids", None) is None:
+        raise ValueError(f"checkpoint {str(path)!r} has no item_ids.json; cannot map dataset ids to model rows")
+    return model.eval(), path
+
+
 def evaluate_checkpoint(
     checkpoint: str | os.PathLike,
     dataset: str,
@@ -643,22 +622,10 @@ def evaluate_checkpoint(
         FileNotFoundError: no checkpoint there.
         ValueError: unknown split, or the model's catalog does not match the dataset's.
     """
-    from transformers import AutoModel
-
-    import genrec.models  # noqa: F401  (registers the Auto classes)
-
-    path = Path(checkpoint)
-    if (path / CHECKPOINT_DIR / "config.json").is_file():
-        path = path / CHECKPOINT_DIR
-    if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"checkpoint {str(checkpoint)!r} has no config.json (nor {CHECKPOINT_DIR}/config.json)")
     for split_name in splits:
         if split_name not in ("valid", "test"):
             raise ValueError(f"`split` ({split_name!r}) must be one of ['valid', 'test']")
-    check_checkpoint_files(path)
-    model = _load_checkpoint_model(AutoModel, path)
-    if getattr(model, "item_ids", None) is None:
-        raise ValueError(f"checkpoint {str(path)!r} has no item_ids.json; cannot map dataset ids to model rows")
+    model, path = load_checkpoint(checkpoint)
     try:
         data, _, valid, test = load_split(dataset, max_users, keep_duplicates=keep_duplicates)
     except (ValueError, FileNotFoundError) as error:

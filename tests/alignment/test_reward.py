@@ -83,7 +83,7 @@ def test_score_and_session_reward():
     model = _model()
     histories = [["i1", "i2"], ["i0", "i3", "i4", "i5", "i6", "i2"]]  # the second is cut to the last 5 items
     sessions = [["i3"], ["i0", "i1", "i2"]]
-    scores = model.score(histories, sessions, batch_size=1)
+    scores = model.item_rewards(histories, sessions, batch_size=1)
     assert [len(s) for s in scores] == [1, 3] and all(0.0 < p < 1.0 for s in scores for p in s)
     input_ids = model.encode_histories(histories)
     assert input_ids.tolist() == [[0, 0, 0, 2, 3], [4, 5, 6, 7, 3]]  # rows + 1, the last 5 items, left-padded
@@ -92,13 +92,15 @@ def test_score_and_session_reward():
     rewards = model.session_reward(histories, sessions)
     assert rewards[0] == pytest.approx(scores[0][0]) and rewards[1] == pytest.approx(sum(scores[1]) / 3)
     with pytest.raises(ValueError, match="'nope'"):
-        model.score([["i1"]], [["nope"]])
+        model.item_rewards([["i1"]], [["nope"]])
     with pytest.raises(ValueError, match="not in the model's catalog"):
-        model.score([["nope"]], [["i1"]])
+        model.item_rewards([["nope"]], [["i1"]])
     with pytest.raises(ValueError, match="one entry per user"):
-        model.score([["i1"]], [["i1"], ["i2"]])
+        model.item_rewards([["i1"]], [["i1"], ["i2"]])
     with pytest.raises(ValueError, match="empty"):
         model.session_reward([["i1"]], [[]])
+    with pytest.warns(FutureWarning, match="item_rewards"):  # the old name, kept as a deprecated alias
+        assert model.score(histories, sessions) == model.item_rewards(histories, sessions)
 
 
 def test_training_windows_cover_every_target_once():
@@ -118,7 +120,7 @@ def test_learns_the_planted_signal(toy_reward, toy_split):
     assert not metrics["train/stopped_by_time_budget"] and metrics["train/epochs"] == 40
     # the true next item of a fresh history outscores the other items on average
     history = ["3", "4", "5"]
-    scores = model.score([history], [[str(i) for i in range(1, 25)]])[0]
+    scores = model.item_rewards([history], [[str(i) for i in range(1, 25)]])[0]
     assert scores[5] > sum(scores) / len(scores)  # item "6"
 
 
@@ -131,10 +133,10 @@ def test_save_load_round_trip_and_auto_model(toy_reward, tmp_path):
     assert json.loads((tmp_path / "reward" / "config.json").read_text())["model_type"] == "genrec-reward"
     assert isinstance(AutoConfig.from_pretrained(tmp_path / "reward"), RewardModelConfig)
     histories, sessions = [["1", "2"], ["7", "8", "9"]], [["3", "10"], ["10", "11", "1"]]
-    expected = model.score(histories, sessions)
+    expected = model.item_rewards(histories, sessions)
     for loaded in (RewardModel.from_pretrained(tmp_path / "reward"), AutoModel.from_pretrained(tmp_path / "reward")):
         assert isinstance(loaded, RewardModel) and loaded.item_ids == model.item_ids
-        assert loaded.score(histories, sessions) == expected
+        assert loaded.item_rewards(histories, sessions) == expected
 
 
 def test_train_options_time_budget_max_users_output_dir(toy_split, tmp_path):
@@ -148,7 +150,7 @@ def test_train_options_time_budget_max_users_output_dir(toy_split, tmp_path):
     assert saved["valid/auc"] == pytest.approx(metrics["valid/auc"])
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folder left
     loaded = RewardModel.from_pretrained(tmp_path / "rm")
-    assert loaded.score([["1"]], [["2"]]) == model.score([["1"]], [["2"]])
+    assert loaded.item_rewards([["1"]], [["2"]]) == model.item_rewards([["1"]], [["2"]])
     # RewardModelConfig fields may be passed directly instead of a config (what YAML `reward:` sections do)
     model, metrics = train_reward_model(toy_split, epochs=1, max_users=5, num_eval_negatives=5, time_budget=1e-9,
                                         **TINY)

@@ -89,7 +89,7 @@ def test_sessions_are_distinct_catalog_items(model):
         ids = [item for item, _ in session]
         assert len(ids) == 4 and len(set(ids)) == 4 and all(item in model._item_index for item in ids)
     # slot 1 of a session is the top-1 next item
-    top1 = model.recommend(histories, k=1)
+    top1 = model.recommend(histories, k=1, exclude_history=False)
     assert [s[0][0] for s in sessions] == [r[0][0] for r in top1]
     rows, _ = model.generate_session_rows([[0]], session_length=1)
     assert rows.shape == (1, 1)
@@ -194,7 +194,7 @@ def test_candidate_sessions_start_with_the_top_n_items_and_batch_like_single_use
     model.eval()
     histories = [["i1", "i2", "i3"], ["i4"], ["i7", "i8"]]
     candidates = model.generate_candidate_sessions(histories, num_sessions=4, session_length=3, num_beams=8)
-    top = model.recommend(histories, k=4, num_beams=8)
+    top = model.recommend(histories, k=4, num_beams=8, exclude_history=False)
     assert len(candidates) == 3
     for user, sessions in enumerate(candidates):
         assert len(sessions) == 4

@@ -146,7 +146,7 @@ def test_generate_and_beam_search_return_only_catalog_items(item_tokenizer):
 
 def test_recommend_contract_and_score(item_tokenizer):
     model = _model(item_tokenizer)
-    result = model.recommend([["i1", "i2"], ["i3"]], k=5)
+    result = model.recommend([["i1", "i2"], ["i3"]], k=5, exclude_history=False)
     assert len(result) == 2
     for pairs in result:
         assert len(pairs) == 5
@@ -172,7 +172,7 @@ def test_recommend_caps_k_at_the_catalog_and_bounds_the_beam_rows(item_tokenizer
     with pytest.raises(ValueError, match=r"`k` \(1000000\) must be an integer in \[1, 40\]"):
         model.recommend([["i1"]], k=1_000_000)  # used to ask beam search for a million beams
     histories = [["i1", "i2"], ["i3"], ["i4", "i5", "i6"]]
-    everything = model.recommend(histories, k=NUM_ITEMS)
+    everything = model.recommend(histories, k=NUM_ITEMS, exclude_history=False)
     assert [len(pairs) for pairs in everything] == [NUM_ITEMS] * 3
     assert model.recommend(histories, k=5, num_beams=1_000_000) == model.recommend(histories, k=5, num_beams=NUM_ITEMS)
     calls = []
@@ -189,7 +189,7 @@ def test_recommend_caps_k_at_the_catalog_and_bounds_the_beam_rows(item_tokenizer
     assert sorted(items[0, :NUM_ITEMS].tolist()) == list(range(NUM_ITEMS)) and (items[0, NUM_ITEMS:] == -1).all()
     assert torch.isinf(scores[0, NUM_ITEMS:]).all()
     calls.clear()
-    grouped = model.recommend(histories, k=NUM_ITEMS)
+    grouped = model.recommend(histories, k=NUM_ITEMS, exclude_history=False)
     assert calls == [(2, NUM_ITEMS), (1, NUM_ITEMS)]
     for got, want in zip(grouped, everything):  # same items; scores up to float noise of other batch shapes
         assert [item for item, _ in got] == [item for item, _ in want]
@@ -201,7 +201,7 @@ def test_recommend_can_exclude_the_history(item_tokenizer):
     history = [f"i{n}" for n in range(NUM_ITEMS - 2)]
     result = model.recommend([history], k=5, exclude_history=True)[0]
     assert sorted(item for item, _ in result) == [f"i{NUM_ITEMS - 2}", f"i{NUM_ITEMS - 1}"]
-    assert len(model.recommend([history], k=5)[0]) == 5
+    assert len(model.recommend([history], k=5, exclude_history=False)[0]) == 5
 
 
 def test_direct_recommendation_ranks_only_candidates(item_tokenizer):

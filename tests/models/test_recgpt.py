@@ -233,12 +233,12 @@ def test_score_is_sum_of_code_log_probs_and_generate_matches_it(input_granularit
     log_probs = model(input_ids=input_ids).logits.log_softmax(-1)
     codes = model.catalog_codes[1:]
     torch.testing.assert_close(scores, log_probs[:, 0, codes[:, 0]] + log_probs[:, 1, codes[:, 1]])
-    items, item_scores = model.generate(input_ids, num_beams=NUM_ITEMS, top_k=5)
+    items, item_scores = model.generate_items(input_ids, num_beams=NUM_ITEMS, top_k=5)
     top_scores, top_items = scores.topk(5, dim=1)
     assert items.tolist() == top_items.tolist()
     torch.testing.assert_close(item_scores, top_scores)
     # narrow beams still only emit catalog rows, distinct per user, and honour bans
-    items, _ = model.generate(input_ids, num_beams=3, banned_items=torch.tensor([[0, 1], [2, -1]]))
+    items, _ = model.generate_items(input_ids, num_beams=3, banned_items=torch.tensor([[0, 1], [2, -1]]))
     assert ((items >= 0) & (items < NUM_ITEMS)).all()
     assert all(len(set(row)) == len(row) for row in items.tolist())
     assert not {0, 1} & set(items[0].tolist()) and 2 not in items[1].tolist()

@@ -28,9 +28,10 @@ class BIGRecConfig(PreTrainedConfig):
         max_history_items (int, defaults to 10): most recent history titles in a prompt.
         max_title_chars (int, defaults to 120): titles are cut to this many characters in prompts and targets.
         max_new_tokens (int, defaults to 48): generation budget for the next item's title.
-        grounding (str, defaults to "embedding"): ``recommend()`` default: ``"embedding"`` (step 2 of BIGRec:
-            L2 distance between generated-text and title embeddings) or ``"constrained"`` (beam search over
-            catalog titles only).
+        grounding (str, defaults to "constrained"): how ``recommend()`` and ``score()`` rank: ``"constrained"``
+            (beam search over catalog titles only: answers in seconds, what genrec evaluates) or ``"embedding"``
+            (step 2 of BIGRec: L2 distance between generated-text and title embeddings; the title embeddings are
+            computed once and saved with the checkpoint).
         popularity_gamma (float, defaults to 0.0): BIGRec's popularity adjustment, distance / (1 + pop)^gamma
             with pop in [0, 1] (count / max count).
         collaborative_weight (float, defaults to 0.0): weight of standardised collaborative (e.g. SASRec)
@@ -56,7 +57,7 @@ class BIGRecConfig(PreTrainedConfig):
     max_history_items: int = 10
     max_title_chars: int = 120
     max_new_tokens: int = 48
-    grounding: str = "embedding"
+    grounding: str = "constrained"
     popularity_gamma: float = 0.0
     collaborative_weight: float = 0.0
     num_beams: int = 4

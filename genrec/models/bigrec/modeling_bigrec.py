@@ -14,6 +14,8 @@ Saved folder::
     model/                 full weights after merge_and_unload() / full fine-tuning
     tokenizer/             the tokenizer
     catalog.json           item_ids, titles, popularity
+    title_embeddings.safetensors   LM embeddings of every title (embedding grounding; fingerprinted to the
+                           catalog and the weights), written when computed or when ``grounding="embedding"``
 """
 
 from __future__ import annotations
@@ -37,13 +39,15 @@ from genrec.models.bigrec.configuration_bigrec import (
 from genrec.models.bigrec.grounding import grounding_scores, llm_text_embeddings
 from genrec.models.bigrec.prompts import build_prompt, clean_title, format_response
 from genrec.models.histories import catalog_fingerprint, check_catalog_fingerprint, history_rows, top_items
-from genrec.utils.threads import warn_if_threads_may_spin
+from genrec.models.recommender import DEFAULT_BATCH_SIZE, DEFAULT_EXCLUDE_HISTORY, DEFAULT_K, Recommender
 
 logger = logging.get_logger(__name__)
 
 __all__ = ["BIGRecForCausalLM", "load_base_model", "resolve_base_model"]
 
 ADAPTER_DIR, MERGED_DIR, TOKENIZER_DIR, CATALOG_FILE = "adapter", "model", "tokenizer", "catalog.json"
+# the LM embeddings of every catalog title (embedding grounding), saved so a loaded model grounds at once
+TITLE_EMBEDDINGS_FILE = "title_embeddings.safetensors"
 # Beam rows (users x beams) one constrained beam search holds at most in recommend(): each row carries a
 # full-vocabulary log-softmax (49k floats for SmolLM2), so a large k decodes fewer users at a time.
 MAX_BEAM_ROWS = 2_048
@@ -86,7 +90,7 @@ def load_base_model(config: BIGRecConfig, torch_dtype: torch.dtype = torch.float
     return model, tokenizer
 
 
-class BIGRecForCausalLM(PreTrainedModel):
+class BIGRecForCausalLM(Recommender, PreTrainedModel):
     """BIGRec over any HF causal LM, LoRA-tuned with ``peft``.
 
     Args:
@@ -126,6 +130,7 @@ class BIGRecForCausalLM(PreTrainedModel):
         self.item_popularity: torch.Tensor | None = None
         self._item_index: dict[str, int] = {}
         self._item_embeddings: torch.Tensor | None = None
+        self._item_embeddings_digest: str | None = None
         self._title_catalog = None
 
     # ----- catalog ----------------------------------------------------------------------------------
@@ -203,22 +208,32 @@ class BIGRecForCausalLM(PreTrainedModel):
 
     @torch.no_grad()
     def score(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """genrec's ranking interface: ``(B, num_items)`` scores from title-constrained beam search.
+        """genrec's ranking scores (:mod:`genrec.models.recommender`) by ``config.grounding``: ``(B, num_items)``.
 
-        The ``config.num_beams`` items found per history get their title log-probability; every other item gets
-        ``-inf`` (ranked below them; genrec.evaluation breaks ties pessimistically, so they never count as hits).
+        ``"constrained"`` (default): the ``config.num_beams`` items the title-constrained beam search finds get their
+        title log-probability, every other item ``-inf`` (genrec.evaluation breaks ties pessimistically, so they
+        never count as hits). ``"embedding"``: BIGRec's grounding score of every item (higher = closer).
 
         Args:
             input_ids: ``(B, n)`` left-padded catalog rows + 1 (0 = padding), as genrec's training layer builds.
         """
         self._require_catalog()
         histories = [[self.item_ids[r - 1] for r in row if r > 0] for row in input_ids.tolist()]
+        if self.config.grounding == "embedding":
+            return self._grounding_scores(histories).float().cpu()
         prompt_ids, mask = self.encode_prompts(self.prompts(histories))
-        items, scores = self.generate(prompt_ids, mask, num_beams=self.config.num_beams)
+        items, scores = self.generate_items(prompt_ids, mask, num_beams=self.config.num_beams)
         out = torch.full((len(histories), len(self.item_ids)), float("-inf"))
         found = items >= 0
         out[torch.nonzero(found, as_tuple=True)[0], items[found].cpu()] = scores[found].float().cpu()
         return out
+
+    def encode_histories(self, histories: Sequence[Sequence[str]]) -> torch.LongTensor:
+        """String histories -> left-padded ``(B, n)`` catalog rows + 1 (the layout :meth:`score` reads)."""
+        from genrec.models.histories import left_padded_rows
+
+        self._require_catalog()
+        return left_padded_rows(history_rows(histories, self._item_index, max_len=self.config.max_history_items))
 
     def prompts(self, histories: Sequence[Sequence[str]]) -> list[str]:
         """Instruction prompts for histories of catalog item ids (oldest first)."""
@@ -255,16 +270,33 @@ class BIGRecForCausalLM(PreTrainedModel):
         return [self.tokenizer.decode(row[input_ids.shape[1]:], skip_special_tokens=True).strip() for row in out]
 
     def item_embeddings(self, batch_size: int = 32) -> torch.Tensor:
-        """``(num_items, hidden)`` LM embeddings of the catalog titles (cached until the catalog or weights change)."""
+        """``(num_items, hidden)`` LM embeddings of the catalog titles.
+
+        Cached, and saved with the checkpoint (``title_embeddings.safetensors``) so a loaded model grounds at once;
+        recomputed when the catalog changes or the weights they were computed with have changed (training).
+        """
         self._require_catalog()
-        if self._item_embeddings is None:
+        digest = self._weights_digest()
+        if self._item_embeddings is None or self._item_embeddings_digest != digest:
             texts = [format_response(t, self.config.max_title_chars) for t in self.item_titles]
             self._item_embeddings = llm_text_embeddings(self.lm, self.tokenizer, texts, batch_size=batch_size)
+            self._item_embeddings_digest = digest
         return self._item_embeddings
 
     def reset_item_embeddings(self) -> None:
-        """Forget cached title embeddings (call after training changes the weights)."""
+        """Forget cached title embeddings (they are also recomputed on their own once the weights change)."""
         self._item_embeddings = None
+
+    def _weights_digest(self) -> str:
+        """Hash of the weights the title embeddings depend on: the trainable ones (LoRA), else all of them."""
+        import hashlib
+
+        named = [(n, p) for n, p in self.llm.named_parameters() if p.requires_grad] or list(self.llm.named_parameters())
+        digest = hashlib.sha256()
+        for name, parameter in named:
+            digest.update(name.encode("utf-8"))
+            digest.update(parameter.detach().float().cpu().numpy().tobytes())
+        return digest.hexdigest()[:16]
 
     # ----- title-constrained generation -------------------------------------------------------------
     def title_catalog(self):
@@ -278,9 +310,17 @@ class BIGRecForCausalLM(PreTrainedModel):
             self._title_catalog = Catalog.from_sequences(sequences, eos_token_id=self.tokenizer.eos_token_id)
         return self._title_catalog
 
+    def generate(self, *args: Any, **kwargs: Any):
+        """transformers' ``generate`` of the (LoRA-tuned) causal LM: any argument, the usual return type.
+
+        Free text, not constrained to the catalog; :meth:`generate_items` is the title-constrained beam search.
+        """
+        return self.lm.generate(*args, **kwargs)
+
     @torch.no_grad()
-    def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, *, num_beams: int = 10,
-                 top_k: int | None = None, banned_items: torch.Tensor | None = None, **kwargs: Any):
+    def generate_items(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, *,
+                       num_beams: int = 10, top_k: int | None = None,
+                       banned_items: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Beam search restricted to catalog titles: returns only catalog items.
 
         Args:
@@ -302,70 +342,58 @@ class BIGRecForCausalLM(PreTrainedModel):
             self.train(was_training)
 
     # ----- recommend --------------------------------------------------------------------------------
-    @torch.no_grad()
-    def recommend(self, histories: Sequence[Sequence[str]], k: int = 10, *, method: str | None = None,
-                  exclude_history: bool = True, collaborative_scores: torch.Tensor | None = None,
-                  batch_size: int = 8) -> list[list[tuple[str, float]]]:
-        """Top-``k`` catalog items per history.
+    def recommend(self, histories: Sequence[Sequence[str]], k: int = DEFAULT_K, *,
+                  exclude_history: bool = DEFAULT_EXCLUDE_HISTORY, batch_size: int = DEFAULT_BATCH_SIZE,
+                  method: str | None = None, collaborative_scores: torch.Tensor | None = None):
+        """Top-``k`` catalog items per history (:meth:`genrec.models.recommender.Recommender.recommend`).
 
-        Args:
-            histories: one list of catalog item ids per user, oldest first.
-            k: items per user, ``1..num_items``.
-            method: ``"embedding"`` (generate text, ground by L2 distance + options of the config) or
-                ``"constrained"`` (title-constrained beam search, ``max(k, num_beams)`` beams, at most one per
-                item; histories are decoded in groups of at most ``MAX_BEAM_ROWS // beams``); default
-                ``config.grounding``.
-            exclude_history: never recommend an item of the history.
+        Args (beyond the contract's ``histories``, ``k=10``, ``exclude_history=True``, ``batch_size=32``):
+            method: ``"constrained"`` (title-constrained beam search, ``max(k, num_beams)`` beams, histories decoded
+                in groups of at most ``MAX_BEAM_ROWS // beams``) or ``"embedding"`` (BIGRec's step 2: generate
+                text, ground it by L2 distance to the LM embeddings of every title, saved with the checkpoint);
+                default ``config.grounding`` (``"constrained"``), the ranking :meth:`score` gives.
             collaborative_scores: ``(len(histories), num_items)`` scores to fuse (embedding method,
                 ``config.collaborative_weight > 0``).
-            batch_size: histories per generation batch.
 
         Returns:
-            per history, ``k`` ``(item_id, score)`` pairs, best first; fewer when fewer than ``k`` items are left
-            after the exclusion (never an excluded item with a ``-inf`` score).
+            per history, up to ``k`` ``(item_id, score)`` pairs, best first.
         """
-        self._require_catalog()
         method = method or self.config.grounding
         if method not in ("embedding", "constrained"):
             raise ValueError(f"`method` ({method!r}) must be one of ['embedding', 'constrained']")
-        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= len(self.item_ids):
-            raise ValueError(f"`k` ({k!r}) must be an integer in [1, {len(self.item_ids)}]")
-        if next(self.llm.parameters()).device.type == "cpu":
-            warn_if_threads_may_spin()
-        beams = min(max(k, self.config.num_beams), len(self.item_ids))  # constrained: never more beams than items
+        if collaborative_scores is not None and len(collaborative_scores) != len(histories):
+            raise ValueError(f"`collaborative_scores` has {len(collaborative_scores)} rows; `histories` has "
+                             f"{len(histories)}")
+        return super().recommend(histories, k, exclude_history=exclude_history, batch_size=batch_size, method=method,
+                                 collaborative_scores=collaborative_scores)
+
+    def _recommend_batch(self, histories, k, banned, *, offset=0, method="constrained", collaborative_scores=None):
         if method == "constrained":
-            batch_size = max(1, min(batch_size, MAX_BEAM_ROWS // beams))
-        was_training = self.training
-        self.eval()
-        results: list[list[tuple[str, float]]] = []
-        try:
-            item_embeddings = self.item_embeddings() if method == "embedding" else None
-            for start in range(0, len(histories), batch_size):
-                chunk = histories[start:start + batch_size]
-                prompts = self.prompts(chunk)
-                seen = torch.zeros(len(chunk), len(self.item_ids), dtype=torch.bool)
-                if exclude_history:
-                    for row, history in enumerate(chunk):
-                        seen[row, [self._item_index[str(i)] for i in history]] = True
-                if method == "constrained":
-                    input_ids, mask = self.encode_prompts(prompts)
-                    items, scores = self.generate(input_ids, mask, num_beams=beams, top_k=k,
-                                                  banned_items=seen if exclude_history else None)
-                    for row_items, row_scores in zip(items.tolist(), scores.tolist()):
-                        results.append([(self.item_ids[i], s) for i, s in zip(row_items, row_scores) if i >= 0])
-                    continue
-                texts = self.generate_text(chunk)
-                generated = llm_text_embeddings(self.lm, self.tokenizer, texts)
-                collab = None if collaborative_scores is None else collaborative_scores[start:start + len(chunk)]
-                scores = grounding_scores(
-                    generated, item_embeddings, popularity=self.item_popularity, gamma=self.config.popularity_gamma,
-                    collaborative_scores=collab, collaborative_weight=self.config.collaborative_weight,
-                )
-                scores = scores.masked_fill(seen.to(scores.device), float("-inf"))
-                results.extend(top_items(scores, k, self.item_ids))
-        finally:
-            self.train(was_training)
-        return results
+            beams = min(max(k, self.config.num_beams), len(self.item_ids))  # never more beams than items
+            group = max(1, MAX_BEAM_ROWS // beams)
+            results = []
+            for start in range(0, len(histories), group):
+                input_ids, mask = self.encode_prompts(self.prompts(histories[start:start + group]))
+                items, scores = self.generate_items(
+                    input_ids, mask, num_beams=beams, top_k=k,
+                    banned_items=None if banned is None else banned[start:start + group].to(input_ids.device))
+                results.extend([(self.item_ids[i], s) for i, s in zip(row_items, row_scores) if i >= 0]
+                               for row_items, row_scores in zip(items.tolist(), scores.tolist()))
+            return results
+        collab = None if collaborative_scores is None else collaborative_scores[offset:offset + len(histories)]
+        scores = self._grounding_scores(histories, collab)
+        if banned is not None:
+            scores = scores.masked_fill(banned.to(scores.device), float("-inf"))
+        return top_items(scores, k, self.item_ids)
+
+    def _grounding_scores(self, histories, collaborative_scores=None) -> torch.Tensor:
+        """BIGRec step 2 for string histories: ``(B, num_items)`` grounding scores of the generated texts."""
+        item_embeddings = self.item_embeddings()
+        generated = llm_text_embeddings(self.lm, self.tokenizer, self.generate_text(histories))
+        return grounding_scores(
+            generated, item_embeddings, popularity=self.item_popularity, gamma=self.config.popularity_gamma,
+            collaborative_scores=collaborative_scores, collaborative_weight=self.config.collaborative_weight,
+        )
 
     # ----- LoRA -------------------------------------------------------------------------------------
     def merge_and_unload(self):
@@ -381,9 +409,16 @@ class BIGRecForCausalLM(PreTrainedModel):
         return self.llm
 
     # ----- persistence ------------------------------------------------------------------------------
-    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
-        """Write config.json, the LoRA adapter (or merged weights), the tokenizer and the catalog."""
-        from genrec.utils.io import atomic_directory, atomic_write_json
+    def save_pretrained(self, save_directory: str | os.PathLike, *, save_title_embeddings: bool | None = None,
+                        **kwargs: Any) -> None:
+        """Write config.json, the LoRA adapter (or merged weights), the tokenizer and the catalog.
+
+        Args:
+            save_title_embeddings: also write ``title_embeddings.safetensors`` (the LM embeddings of every title
+                that embedding grounding needs; computed now if not cached). Default: when they are cached for
+                the current weights, or ``config.grounding == "embedding"`` (then a loaded model grounds at once).
+        """
+        from genrec.utils.io import atomic_directory, atomic_write_bytes, atomic_write_json
 
         directory = Path(save_directory)
         directory.mkdir(parents=True, exist_ok=True)
@@ -398,6 +433,16 @@ class BIGRecForCausalLM(PreTrainedModel):
             popularity = None if self.item_popularity is None else self.item_popularity.tolist()
             atomic_write_json(directory / CATALOG_FILE, {"item_ids": self.item_ids, "titles": self.item_titles,
                                                          "popularity": popularity}, indent=0)
+            if save_title_embeddings is None:
+                save_title_embeddings = self.config.grounding == "embedding" or (
+                    self._item_embeddings is not None and self._item_embeddings_digest == self._weights_digest())
+            if save_title_embeddings:
+                from safetensors.torch import save as save_tensors
+
+                metadata = {"catalog_fingerprint": self.config.catalog_fingerprint,
+                            "weights_digest": self._weights_digest()}
+                tensors = {"title_embeddings": self.item_embeddings().contiguous()}
+                atomic_write_bytes(directory / TITLE_EMBEDDINGS_FILE, save_tensors(tensors, metadata=metadata))
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *args: Any, config: BIGRecConfig | None = None,
@@ -432,7 +477,30 @@ class BIGRecForCausalLM(PreTrainedModel):
             model.set_catalog(catalog["item_ids"], catalog["titles"], catalog.get("popularity"))
             check_catalog_fingerprint(model.config, model._catalog_fingerprint(), directory,
                                       f"{CATALOG_FILE} and {TOKENIZER_DIR}/")
+            if (directory / TITLE_EMBEDDINGS_FILE).is_file():
+                model._load_title_embeddings(directory / TITLE_EMBEDDINGS_FILE)
         return model
+
+    def _load_title_embeddings(self, path: Path) -> None:
+        """Use saved title embeddings when they belong to this catalog and these weights.
+
+        Raises:
+            ValueError: the file was saved with another catalog (it comes from another checkpoint).
+        """
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+            embeddings = handle.get_tensor("title_embeddings")
+        if metadata.get("catalog_fingerprint") != self._catalog_fingerprint():
+            raise ValueError(f"{str(path)!r} was saved with another catalog (catalog_fingerprint "
+                             f"{metadata.get('catalog_fingerprint')!r}, this checkpoint's is "
+                             f"{self._catalog_fingerprint()!r}); copy the whole checkpoint folder")
+        digest = self._weights_digest()
+        if metadata.get("weights_digest") != digest or embeddings.shape[0] != len(self.item_ids):
+            logger.warning(f"{path}: saved for other weights; the title embeddings will be recomputed when needed")
+            return
+        self._item_embeddings, self._item_embeddings_digest = embeddings.float(), digest
 
     def _catalog_fingerprint(self) -> str:
         """Fingerprint of the catalog (ids, titles) and of the text tokenizer's vocabulary."""
@@ -441,8 +509,33 @@ class BIGRecForCausalLM(PreTrainedModel):
                                    [token_id for _, token_id in vocabulary])
 
     @classmethod
+    def from_dataset(cls, catalog: Any, train_sequences=None, *, seed: int = 0, **config_kwargs: Any):
+        """genrec's one builder (:mod:`genrec.models.recommender`): load the base LM, add fresh LoRA weights and bind
+        the catalog titles (brand/categories when empty) and the TRAINING popularity (``seed`` is unused).
+
+        Args:
+            catalog: ``genrec.data.ItemCatalog``. train_sequences: ``{user: [item ids]}`` (training part) or None.
+            **config_kwargs: :class:`BIGRecConfig` fields.
+        """
+        from genrec.models.bigrec.grounding import popularity_from_sequences
+
+        config = BIGRecConfig(**config_kwargs)
+        popularity = None
+        if train_sequences is not None:
+            sequences = train_sequences.values() if hasattr(train_sequences, "values") else train_sequences
+            popularity = popularity_from_sequences(list(sequences), [str(i) for i in catalog.item_ids])
+        model = cls(config)
+        titles = [catalog.title(i) or clean_title(catalog.text(i)) or str(i) for i in catalog.item_ids]
+        model.set_catalog(catalog.item_ids, titles, popularity)
+        return model
+
+    @classmethod
     def from_catalog(cls, config: BIGRecConfig, catalog: Any, popularity: Sequence[float] | None = None, **kwargs: Any):
-        """Build a model (base LM + fresh LoRA) and bind a genrec ``ItemCatalog`` (titles; brand/categories when empty)."""
+        """Deprecated (removed in genrec 0.3): use ``from_dataset(catalog, train_sequences, **config_fields)``."""
+        import warnings
+
+        warnings.warn("BIGRecForCausalLM.from_catalog(config, catalog) is deprecated and will be removed in genrec 0.3; "
+                      "use from_dataset(catalog, train_sequences, **config_fields)", FutureWarning, stacklevel=2)
         model = cls(config, **kwargs)
         titles = [catalog.title(i) or clean_title(catalog.text(i)) or str(i) for i in catalog.item_ids]
         model.set_catalog(catalog.item_ids, titles, popularity)

@@ -63,6 +63,12 @@ class PopularityModel(NonParametricRecommenderMixin, PopularityPreTrainedModel):
         self.post_init()
 
     @classmethod
+    def from_dataset(cls, catalog, train_sequences, *, seed: int = 0, **config_kwargs) -> "PopularityModel":
+        """genrec's one builder (:mod:`genrec.models.recommender`): count the TRAINING sequences over
+        ``catalog.item_ids`` (see :meth:`from_sequences`; ``seed`` is unused)."""
+        return cls.from_sequences(train_sequences, catalog.item_ids, **config_kwargs)
+
+    @classmethod
     def from_sequences(cls, train_sequences, item_ids: Sequence[str], **config_kwargs) -> "PopularityModel":
         """Count every item occurrence in the training sequences.
 

@@ -35,7 +35,8 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers.utils import ModelOutput, logging
 
-from genrec.models.histories import history_rows, left_padded_rows, rank_histories
+from genrec.models.histories import history_rows, left_padded_rows
+from genrec.models.recommender import Recommender
 from genrec.models.layers import FeedForwardBlock, SparseMoeBlock
 from genrec.models.recgpt.configuration_recgpt import RecGPTConfig
 
@@ -231,7 +232,7 @@ class RecGPTPreTrainedModel(PreTrainedModel):
             module.head_bias.zero_()
 
 
-class RecGPTForCausalLM(RecGPTPreTrainedModel):
+class RecGPTForCausalLM(Recommender, RecGPTPreTrainedModel):
     """RecGPT: hybrid-attention transformer predicting all codes of the next item in one pass.
 
     Args:
@@ -295,6 +296,21 @@ class RecGPTForCausalLM(RecGPTPreTrainedModel):
             self.set_catalog(item_ids, item_codes, item_text_embeddings)
             if config.code_init == "text":
                 self.init_code_vectors_from_text()
+
+    @classmethod
+    def from_dataset(cls, catalog, train_sequences=None, *, seed: int = 0, **config_kwargs: Any) -> RecGPTForCausalLM:
+        """genrec's one builder (:mod:`genrec.models.recommender`): item vectors (text, plus ``tokenizer.
+        collaborative_dims`` spectral dimensions from the TRAINING sequences), the fitted ``fsq``/``pq`` tokenizer and
+        an untrained model (see :meth:`from_catalog`; ``seed`` is unused: the tokenizer config holds its seed).
+
+        Args:
+            catalog: :class:`genrec.data.ItemCatalog`. train_sequences: ``{user: [item ids]}`` (training part).
+            **config_kwargs: :class:`RecGPTConfig` fields, plus ``tokenizer`` (the tokenizer section).
+        """
+        kwargs = dict(config_kwargs)
+        tokenizer_kwargs = dict(kwargs.pop("tokenizer", None) or {})
+        embeddings = dataset_item_vectors(catalog, tokenizer_kwargs, train_sequences)
+        return cls.from_catalog(catalog, embeddings=embeddings, tokenizer_kwargs=tokenizer_kwargs, **kwargs)
 
     @classmethod
     def from_catalog(cls, catalog, *, embeddings: np.ndarray | None = None, item_tokenizer=None,
@@ -715,10 +731,22 @@ class RecGPTForCausalLM(RecGPTPreTrainedModel):
             self._decoding_catalog = Catalog.from_codes((self.catalog_codes[1:] + offsets).cpu())
         return self._decoding_catalog
 
+    def generate(self, *args: Any, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """Deprecated alias of :meth:`generate_items` (removed in genrec 0.3).
+
+        RecGPT predicts all codes of the next item in one forward pass, so it has no token-by-token
+        transformers ``generate``; the catalog beam search is :meth:`generate_items`.
+        """
+        import warnings
+
+        warnings.warn("RecGPTForCausalLM.generate() is deprecated and will be removed in genrec 0.3; use "
+                      "generate_items() (same arguments, returns (items, scores))", FutureWarning, stacklevel=2)
+        return self.generate_items(*args, **kwargs)
+
     @torch.no_grad()
-    def generate(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None, *,
-                 num_beams: int = 20, top_k: int | None = None, banned_items: torch.Tensor | None = None,
-                 **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    def generate_items(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None, *,
+                       num_beams: int = 20, top_k: int | None = None,
+                       banned_items: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Catalog-constrained beam search over the C code positions; returns only catalog items.
 
         The C code distributions come from ONE forward pass (parallel prediction); beams walk genrec's catalog
@@ -779,25 +807,6 @@ class RecGPTForCausalLM(RecGPTPreTrainedModel):
         rows = history_rows(histories, self._item_index, max_len=self.config.max_position_embeddings)
         input_ids = left_padded_rows(rows)
         return input_ids.to(self.text_proj.device)
-
-    @torch.no_grad()
-    def recommend(self, histories: Sequence[Sequence[str]], k: int = 10, *, exclude_history: bool = True,
-                  batch_size: int = 256) -> list[list[tuple[str, float]]]:
-        """Top-``k`` next items per history by exact catalog scoring (every item reachable, collided ones too).
-
-        Args:
-            histories: one list of catalog item ids per user, oldest first.
-            k: items per user, ``1..num_items``.
-            exclude_history: never recommend an item of the history (all of it, also items older than the
-                model's window).
-            batch_size: histories per forward pass.
-
-        Returns:
-            per history, ``k`` ``(item_id, log-probability)`` pairs, best first; fewer when fewer than ``k`` items
-            are left after the exclusion (never an excluded item with a ``-inf`` score).
-        """
-        self._require_catalog()
-        return rank_histories(self, histories, k, exclude_history=exclude_history, batch_size=batch_size)
 
     # ----- persistence ------------------------------------------------------------------------------
     def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs) -> None:
@@ -865,3 +874,43 @@ class RecGPTForCausalLM(RecGPTPreTrainedModel):
         tokenizer_ids = [] if tokenizer is None else [f"tokenizer:{item}" for item in tokenizer.item_ids]
         return catalog_fingerprint(list(self.item_ids) + tokenizer_ids, self.catalog_codes[1:],
                                    None if tokenizer is None else tokenizer.codes)
+
+
+def dataset_item_vectors(catalog, tokenizer_kwargs: dict[str, Any], train_sequences):
+    """RecGPT's item vectors: the text embedding, plus ``collaborative_dims`` spectral co-occurrence dimensions.
+
+    ``model.tokenizer.collaborative_dims`` (default 0) and ``collaborative_window`` (default 3) are popped from
+    the tokenizer section: with ``d > 0`` every item's vector is ``[text ; spectral_d]`` (the spectral part from
+    the TRAINING histories only, zero for items never seen there), so both the fsq ids and the model's inputs
+    carry collaborative signal; ``model.tokenizer.item_text: false`` drops the text (catalogs without item text:
+    the vector is ``spectral_d`` alone). Returns ``None`` (embed text only, inside ``from_catalog``) when ``d = 0``.
+    """
+    from genrec.tokenization.collaborative import spectral_item_embeddings
+    from genrec.tokenization.embeddings import embed_catalog
+
+    dims = tokenizer_kwargs.pop("collaborative_dims", 0)
+    window = tokenizer_kwargs.pop("collaborative_window", 3)
+    use_text = tokenizer_kwargs.pop("item_text", True)
+    if isinstance(dims, bool) or not isinstance(dims, int) or dims < 0:
+        raise ValueError(f"`model.tokenizer.collaborative_dims` ({dims!r}) must be an integer >= 0")
+    if not isinstance(use_text, bool):
+        raise ValueError(f"`model.tokenizer.item_text` ({use_text!r}) must be true or false")
+    if not use_text and dims == 0:
+        raise ValueError("`model.tokenizer.item_text: false` needs `model.tokenizer.collaborative_dims` > 0 "
+                         "(the item vectors would be empty)")
+    if dims == 0:
+        return None
+    if train_sequences is None:
+        raise ValueError("`model.tokenizer.collaborative_dims` needs the training sequences")
+    if not use_text:  # a catalog without item text (Amazon Sports/Toys ship ASINs only): co-occurrence vectors alone
+        collaborative = spectral_item_embeddings(train_sequences.values(), catalog.item_ids, dim=dims, window=window)
+        logger.info(f"recgpt item vectors: {dims} collaborative dimensions, no text "
+                    f"({int((~collaborative.any(1)).sum())} items without co-occurrence get zeros)")
+        return collaborative
+    text = embed_catalog(catalog, tokenizer_kwargs.get("embedding_model"), tokenizer_kwargs.get("embedding_cache_dir"),
+                         tokenizer_kwargs.get("text_fields"),
+                         batch_size=tokenizer_kwargs.get("embedding_batch_size", 256))
+    collaborative = spectral_item_embeddings(train_sequences.values(), catalog.item_ids, dim=dims, window=window)
+    logger.info(f"recgpt item vectors: {text.shape[1]} text + {dims} collaborative dimensions "
+                f"({int((~collaborative.any(1)).sum())} items without co-occurrence get zeros)")
+    return np.concatenate([np.asarray(text, dtype=np.float32), collaborative], axis=1)

@@ -67,11 +67,11 @@ class RewardModel(ItemEmbeddingCatalogMixin, PreTrainedModel):
     Args:
         config (RewardModelConfig): architecture; ``config.num_items`` must be > 0.
         item_ids (list[str] | None): catalog ids, ``item_ids[j]`` = catalog row ``j`` (input id ``j + 1``). Needed by
-            :meth:`score`; saved by :meth:`save_pretrained` as ``item_ids.json``.
+            :meth:`item_rewards`; saved by :meth:`save_pretrained` as ``item_ids.json``.
 
     Example:
         >>> model = RewardModel(RewardModelConfig(num_items=3), item_ids=["a", "b", "c"])   # doctest: +SKIP
-        >>> model.score([["a", "b"]], [["c", "a"]])                                          # doctest: +SKIP
+        >>> model.item_rewards([["a", "b"]], [["c", "a"]])                                   # doctest: +SKIP
         [[0.51, 0.49]]
         >>> model.session_reward([["a", "b"]], [["c", "a"]])                                 # doctest: +SKIP
         [0.5]
@@ -254,9 +254,23 @@ class RewardModel(ItemEmbeddingCatalogMixin, PreTrainedModel):
                 rows[number, slot] = row
         return rows.to(self.item_bias.device)
 
-    @torch.no_grad()
     def score(self, histories: Sequence[Sequence[str]], sessions: Sequence[Sequence[str]], *,
               batch_size: int = 256) -> list[list[float]]:
+        """Deprecated alias of :meth:`item_rewards` (removed in genrec 0.3).
+
+        The reward model shares the recommenders' catalog binding and ``encode_histories`` but is not one: a
+        recommender's ``score(input_ids)`` ranks the catalog (:mod:`genrec.models.recommender`), this judges given
+        sessions, hence its own name.
+        """
+        import warnings
+
+        warnings.warn("RewardModel.score() is deprecated and will be removed in genrec 0.3; use item_rewards()",
+                      FutureWarning, stacklevel=2)
+        return self.item_rewards(histories, sessions, batch_size=batch_size)
+
+    @torch.no_grad()
+    def item_rewards(self, histories: Sequence[Sequence[str]], sessions: Sequence[Sequence[str]], *,
+                     batch_size: int = 256) -> list[list[float]]:
         """``P(engage)`` of every item of every session, given the user's history.
 
         Args:
@@ -295,18 +309,18 @@ class RewardModel(ItemEmbeddingCatalogMixin, PreTrainedModel):
         """Reward of each whole session: the mean ``P(engage)`` of its items.
 
         Args:
-            histories, sessions, batch_size: as in :meth:`score`; every session needs at least one item.
+            histories, sessions, batch_size: as in :meth:`item_rewards`; every session needs at least one item.
 
         Returns:
             one float per user.
 
         Raises:
-            ValueError: an empty session (its reward is undefined), or anything :meth:`score` rejects.
+            ValueError: an empty session (its reward is undefined), or anything :meth:`item_rewards` rejects.
         """
         for number, session in enumerate(sessions):
             if not isinstance(session, str) and len(session) == 0:
                 raise ValueError(f"session {number} is empty; a session reward needs at least one item")
-        return [sum(values) / len(values) for values in self.score(histories, sessions, batch_size=batch_size)]
+        return [sum(values) / len(values) for values in self.item_rewards(histories, sessions, batch_size=batch_size)]
 
     # ----- persistence -----------------------------------------------------------------------------
     def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs) -> None:

@@ -37,8 +37,8 @@ from genrec.models.histories import (
     check_catalog_fingerprint,
     history_rows,
     left_padded_rows,
-    rank_histories,
 )
+from genrec.models.recommender import Recommender
 from genrec.models.sasrec.configuration_sasrec import SASRecConfig
 from genrec.utils.hub import hub_lookup, optional_file
 
@@ -142,7 +142,7 @@ class SASRecPreTrainedModel(PreTrainedModel):
     _no_split_modules = ["SASRecBlock"]
 
 
-class SASRecModel(ItemEmbeddingCatalogMixin, SASRecPreTrainedModel):
+class SASRecModel(Recommender, ItemEmbeddingCatalogMixin, SASRecPreTrainedModel):
     """SASRec next-item model with full-catalog scoring and string-id recommendation.
 
     Args:
@@ -170,6 +170,17 @@ class SASRecModel(ItemEmbeddingCatalogMixin, SASRecPreTrainedModel):
         if item_ids is not None:
             self.set_item_ids(item_ids)
         self.post_init()
+
+    @classmethod
+    def from_dataset(cls, catalog, train_sequences=None, *, seed: int = 0, **config_kwargs) -> SASRecModel:
+        """genrec's one builder (:mod:`genrec.models.recommender`): an untrained model over ``catalog.item_ids``.
+
+        Args:
+            catalog: ``genrec.data.ItemCatalog`` (or anything with ``item_ids``). train_sequences, seed: unused
+                (the common signature). **config_kwargs: :class:`SASRecConfig` fields (``num_items`` is set here).
+        """
+        config = SASRecConfig(**{**config_kwargs, "num_items": len(catalog.item_ids)})
+        return cls(config, item_ids=catalog.item_ids)
 
     # ----- forward ---------------------------------------------------------------------------------
     def encode(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -308,33 +319,6 @@ class SASRecModel(ItemEmbeddingCatalogMixin, SASRecPreTrainedModel):
         rows = history_rows(histories, self._item_index, max_len=self.config.max_position_embeddings)
         input_ids = left_padded_rows(rows)
         return input_ids.to(self.device)
-
-    @torch.no_grad()
-    def recommend(
-        self,
-        histories: Sequence[Sequence[str]],
-        k: int = 10,
-        *,
-        exclude_history: bool = True,
-        batch_size: int = 256,
-    ) -> list[list[tuple[str, float]]]:
-        """Top-``k`` next items for each history.
-
-        Args:
-            histories: one list of catalog item ids per user, oldest first.
-            k: how many items to return per user (1..num_items).
-            exclude_history: drop every item of the history, also those older than the model's window
-                (``max_position_embeddings``).
-            batch_size: histories scored at once.
-
-        Returns:
-            per history, ``k`` ``(item_id, score)`` pairs, best first; fewer when fewer than ``k`` items are left
-            after the exclusion (never an excluded item with a ``-inf`` score).
-
-        Raises:
-            ValueError: ``k`` out of range, or a history is empty / holds an unknown id.
-        """
-        return rank_histories(self, histories, k, exclude_history=exclude_history, batch_size=batch_size)
 
     # ----- persistence -----------------------------------------------------------------------------
     def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs) -> None:

@@ -68,6 +68,12 @@ class TextKNNModel(NonParametricRecommenderMixin, TextKNNPreTrainedModel):
         self.post_init()
 
     @classmethod
+    def from_dataset(cls, catalog, train_sequences=None, *, seed: int = 0, **config_kwargs) -> "TextKNNModel":
+        """genrec's one builder (:mod:`genrec.models.recommender`): embed the catalog texts (see
+        :meth:`from_catalog`; ``train_sequences`` and ``seed`` are unused)."""
+        return cls.from_catalog(catalog, **config_kwargs)
+
+    @classmethod
     def from_catalog(cls, catalog, *, embeddings: np.ndarray | None = None, cache_dir=None,
                      **config_kwargs) -> "TextKNNModel":
         """Embed every catalog item's text (cached on disk) and build the model.
