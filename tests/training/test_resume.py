@@ -110,3 +110,25 @@ def test_killed_run_resumes_to_the_same_weights_and_metrics(tmp_path, toy_datase
     assert weights[0].keys() == weights[1].keys()
     for name in weights[0]:
         torch.testing.assert_close(weights[1][name], weights[0][name], atol=1e-6, rtol=1e-6, msg=name)
+
+
+def test_only_complete_checkpoints_are_resumed_and_the_config_must_match(tmp_path, caplog):
+    from genrec.training.resume import CONFIG_FILE, prepare_checkpoints
+    from genrec.utils.errors import UserInputError
+
+    output, config = tmp_path / "run", {"model": {"type": "sasrec"}, "training": {"learning_rate": 0.01}}
+    folder = checkpoints_folder(output)
+    assert prepare_checkpoints(output, config, resume=True, overwrite=False) is None  # nothing yet: step 0
+    assert (folder / CONFIG_FILE).is_file()
+    for step, complete in ((10, True), (20, True), (30, False)):  # 30: killed while the Trainer wrote it
+        (folder / f"checkpoint-{step}").mkdir()
+        if complete:
+            (folder / f"checkpoint-{step}" / STATE_FILE).write_text("{}")
+    with pytest.raises(UserInputError, match=r"interrupted run.*--resume"):
+        prepare_checkpoints(output, config, resume=False, overwrite=False)
+    with pytest.raises(UserInputError, match=r"\['training.learning_rate'\]"):
+        prepare_checkpoints(output, {**config, "training": {"learning_rate": 0.02}}, resume=True, overwrite=False)
+    assert prepare_checkpoints(output, config, resume=True, overwrite=False) == folder / "checkpoint-20"
+    assert not (folder / "checkpoint-30").exists()  # the partial one is removed, the complete ones kept
+    assert prepare_checkpoints(output, config, resume=False, overwrite=True) is None  # start again: deleted
+    assert list(folder.iterdir()) == [folder / CONFIG_FILE]
