@@ -221,7 +221,7 @@ def run_bigrec(args, out):
     model.train()
     losses = []
     t0 = time.time()
-    for epoch in range(args.bigrec_epochs):
+    for _epoch in range(args.bigrec_epochs):
         order = list(range(len(examples)))
         rng.shuffle(order)
         for start in range(0, len(order), 4):

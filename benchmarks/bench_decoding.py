@@ -104,7 +104,7 @@ def random_codes(num_items: int, generator: np.random.Generator) -> torch.Tensor
     """Distinct random 4-level items, codes offset into the vocabulary (level l -> 3 + 256 l + code)."""
     keys = np.unique(generator.integers(0, CODES**LEVELS, size=int(num_items * 1.01) + 16, dtype=np.int64))
     keys = generator.permutation(keys)[:num_items]
-    digits = np.stack([(keys // CODES ** (LEVELS - 1 - l)) % CODES for l in range(LEVELS)], 1)
+    digits = np.stack([(keys // CODES ** (LEVELS - 1 - level)) % CODES for level in range(LEVELS)], 1)
     return torch.from_numpy(digits + NUM_SPECIAL + CODES * np.arange(LEVELS))
 
 
@@ -230,7 +230,7 @@ def run_case(name, model, catalog, sequences, histories, mask, beams, top_k, rep
                 f"{'' if index_bytes is None else f'{index_bytes:.1f}':>9} {invalid:>8.3f}")
         print(line, flush=True)
         lines.append(line)
-    del trie
+    trie = None  # free it (the `allowed` closure reads this name; deleting it left a dangling reference)
     by_path = {r["path"]: r for r in rows}
     if len(by_path) < 5:  # a --paths subset: no ratios
         return rows, {}

@@ -466,6 +466,7 @@ def beam_search(
                            decoder_prefix)
     with _OutputSlice(model, enabled=normalize == "catalog") as head:
         depth_count = catalog.max_length
+        rows = tokens = None  # the beams' source rows and chosen tokens of the previous step (set at its end)
         for d in range(depth_count):
             lo, hi = catalog.token_lo[d], catalog.token_hi[d]
             head.range = (lo, hi)
@@ -548,6 +549,7 @@ def beam_search_unconstrained(
     beam_scores = torch.zeros((batch, 1), device=device)
     sequences = torch.zeros((batch, 1, 0), dtype=torch.long, device=device)
     user_rows = torch.arange(batch, device=device)[:, None]
+    rows = tokens = None  # the previous step's source rows and tokens (set at its end)
     for t in range(max_new_tokens):
         logits = runner.start() if t == 0 else runner.advance(tokens, rows)
         log_probs = torch.log_softmax(logits.float(), dim=-1)  # (B * K_in, V)

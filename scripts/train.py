@@ -4,7 +4,9 @@
 Single process:
     python scripts/train.py --config scripts/configs/sasrec-beauty.yaml --output runs/sasrec-beauty
 
-Several processes (the Trainer picks up the distributed environment; DDP over gloo on CPU):
+Several processes (the Trainer picks up the distributed environment; DDP over gloo on CPU); the launch
+configs in scripts/accelerate/ (README "Launch configs") cover one/two CPU processes, one GPU, DDP and FSDP:
+    accelerate launch --config_file scripts/accelerate/cpu-2-gloo.yaml scripts/train.py --config CONFIG
     accelerate launch --multi_gpu --num_processes 2 scripts/train.py --config scripts/configs/sasrec-beauty-smoke.yaml
     torchrun --nproc_per_node 2 scripts/train.py --config scripts/configs/sasrec-beauty-smoke.yaml
 

@@ -21,6 +21,16 @@ os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 import pytest  # noqa: E402
 
 
+def pytest_runtest_setup(item):
+    """Skip ``@pytest.mark.gpu`` tests where no CUDA device is present; asked here, at each such test's set-up,
+    never at import or in a decorator (a CUDA query there initialises the driver for every collected module)."""
+    if item.get_closest_marker("gpu") is not None:
+        import torch
+
+        if not torch.cuda.is_available():
+            pytest.skip("needs a CUDA device")
+
+
 NUM_TOY_ITEMS = 24
 NUM_TOY_USERS = 48
 

@@ -264,7 +264,7 @@ def kmeans(
     prev_inertia = math.inf
     best: tuple[float, torch.Tensor, torch.Tensor] | None = None
     iteration = 0
-    for iteration in range(1, num_iters + 1):
+    for iteration in range(1, num_iters + 1):  # noqa: B007 (the count is returned after the loop)
         # Assignment step with the current centroids.
         if balanced:
             new_labels, row_dist = balanced_assign(x, centroids, sizes, chunk_size, x_sq, return_distances=True)

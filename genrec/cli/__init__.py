@@ -57,13 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"genrec {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in _SUBCOMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as error:
-            if error.name == name:  # subcommand not built yet
-                continue
-            raise
-        module.register(subparsers)
+        # Every listed module must import: a broken one is a bug and fails `genrec --help` loudly instead of
+        # silently dropping its subcommand.
+        importlib.import_module(name).register(subparsers)
     return parser
 
 

@@ -2,6 +2,8 @@
 
     genrec train --config scripts/configs/sasrec-beauty.yaml --output runs/sasrec-beauty
     genrec train --config scripts/configs/sasrec-beauty-smoke.yaml --set training.learning_rate=0.002
+    genrec train --config CONFIG --output runs/x --save-steps 200            # checkpoints in runs/x.checkpoints/
+    genrec train --config CONFIG --output runs/x --save-steps 200 --resume   # after a kill: continue
 """
 
 from __future__ import annotations
@@ -46,6 +48,20 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, config_required: bool 
         action="store_true",
         help="Replace a non-empty --output folder (only after the new run succeeds).",
     )
+    parser.add_argument(
+        "--save-steps",
+        type=int,
+        default=None,
+        metavar="N",
+        help="Shortcut for --set training.save_strategy=steps --set training.save_steps=N: a resumable "
+        "checkpoint every N optimizer steps, in OUTPUT.checkpoints/ (removed when the run succeeds).",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="Continue an interrupted run from its newest checkpoint in OUTPUT.checkpoints/ (same optimizer, "
+        "scheduler, RNG and data order); give the same --config and --set values (another config is refused).",
+    )
 
 
 def default_output(config_path: str | Path) -> Path:
@@ -79,6 +95,7 @@ def format_metrics_table(metrics: dict, splits=("valid", "test"), names=("recall
 def run_from_args(args: argparse.Namespace) -> int:
     """Parse the config, run training, print where everything went and the metrics table."""
     from genrec.training import load_run_config, prepare_output, run_training
+    from genrec.utils.errors import UserInputError
 
     output = Path(args.output) if args.output else default_output(args.config)
     # A run folder's own config.yaml may re-run it in place (it is read first, then rewritten);
@@ -91,12 +108,18 @@ def run_from_args(args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
     if getattr(args, "report_to", None):
         overrides.append(f"training.report_to={args.report_to}")
+    if getattr(args, "save_steps", None) is not None:
+        if args.save_steps < 1:
+            raise UserInputError(f"--save-steps ({args.save_steps}) must be an integer >= 1")
+        overrides += ["training.save_strategy=steps", f"training.save_steps={args.save_steps}"]
     run = load_run_config(args.config, overrides)
-    metrics = run_training(run, output, overwrite=args.overwrite)
+    metrics = run_training(run, output, overwrite=args.overwrite, resume=getattr(args, "resume", False))
     if _is_main_process():
         print(format_metrics_table(metrics))
+        resumed = metrics.get("train/resumed_from_step")
         print(f"train time {metrics['train/seconds']:.1f}s, {metrics['train/epochs']:.1f} epochs "
-              f"(stopped by {metrics['train/stopped_by']}); run folder: {output}")
+              f"(stopped by {metrics['train/stopped_by']}{f'; resumed at step {resumed}' if resumed else ''}); "
+              f"run folder: {output}")
     return 0
 
 

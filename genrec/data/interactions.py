@@ -185,7 +185,7 @@ class InteractionData:
         timestamps = None
         if self.timestamps is not None:
             timestamps = {}
-            for user, items in sequences.items():
+            for user in sequences:
                 original = self.sequences[user]
                 stamps = self.timestamps[user]
                 timestamps[user] = [t for item, t in zip(original, stamps) if item in kept_items]

@@ -21,7 +21,9 @@ steps, and a one-point curve at their fit time.
 A run holds a lock on ``OUTPUT`` (a second run with the same ``--output`` is refused while it lasts)
 and removes the staging folders that killed runs left. A run that fails or is interrupted leaves
 ``OUTPUT`` as it was (nothing half-written) and appends its log and the error to ``OUTPUT.failed.log``
-beside it.
+beside it. With ``training.save_strategy`` other than ``no`` the Trainer's checkpoints go to
+``OUTPUT.checkpoints/`` (kept by a kill, removed when the run folder is in place) and ``resume=True``
+continues from the newest one (see :mod:`genrec.training.resume`).
 """
 
 from __future__ import annotations
@@ -44,6 +46,13 @@ from transformers.utils import logging
 
 from genrec.training.arguments import RunConfig
 from genrec.training.collators import NextItemCollator, NextItemDataset
+from genrec.training.resume import (
+    ResumeStateCallback,
+    checkpoints_folder,
+    prepare_checkpoints,
+    restore_state,
+    saves_checkpoints,
+)
 from genrec.training.trainer import (
     BestModelCallback,
     LogToFileCallback,
@@ -221,13 +230,15 @@ def _is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def run_training(run: RunConfig, output: str | os.PathLike, *, overwrite: bool = False) -> dict[str, Any]:
+def run_training(run: RunConfig, output: str | os.PathLike, *, overwrite: bool = False,
+                 resume: bool = False) -> dict[str, Any]:
     """Train and evaluate one configured model; write the run folder atomically.
 
     Args:
         run: the parsed config (:func:`genrec.training.arguments.load_run_config`).
         output: run folder to create; its parent must exist.
         overwrite: replace a non-empty ``output`` (only once the new run has succeeded).
+        resume: continue from the newest complete checkpoint in ``OUTPUT.checkpoints/`` (same config only).
 
     Returns:
         the metrics written to ``metrics.json``.
@@ -235,6 +246,7 @@ def run_training(run: RunConfig, output: str | os.PathLike, *, overwrite: bool =
     Raises:
         FileNotFoundError / FileExistsError / NotADirectoryError: see :func:`prepare_output`.
         OutputInUseError: another run holds ``output``.
+        UserInputError: ``resume`` with another config, or an interrupted run's checkpoints without ``resume``.
         FileExistsError: something other than a genrec run filled ``output`` (without ``overwrite``)
             while this run trained; this run's folder is kept as ``OUTPUT.kept-<time>-<pid>``.
         ValueError: invalid data or config values.
@@ -242,26 +254,36 @@ def run_training(run: RunConfig, output: str | os.PathLike, *, overwrite: bool =
     output = prepare_output(output, overwrite=overwrite, protect=_protected_inputs(run))
     if "wandb" in (run.training.report_to or []):
         os.environ.setdefault("WANDB_MODE", "offline")  # never reach the network unless asked to
+    checkpoints = checkpoints_folder(output) if saves_checkpoints(run.training) else None
     if not _is_main_process():
-        # Other ranks train in lockstep but write nothing (the Trainer only saves on process 0).
-        run.training.output_dir = str(output)
+        # Other ranks train in lockstep but write nothing (the Trainer only saves on process 0; each rank adds
+        # its RNG state to the checkpoints).
+        run.training.output_dir = str(checkpoints or output)
+        resume_from = prepare_checkpoints(output, run.to_dict(), resume=resume, overwrite=overwrite,
+                                          main_process=False) if checkpoints else None
         loaded = load_split(run.data.dataset, run.data.max_users, keep_duplicates=run.data.keep_duplicates)
-        return _train_and_evaluate(run, None, loaded)
+        return _train_and_evaluate(run, None, loaded, resume_from=resume_from)
 
     with output_lock(output):
         for leftover in clean_stale_staging(output):  # a killed run's; a live one would hold the lock
             logger.info(f"cleaned up {str(leftover)!r}, left by an interrupted run")
         prepare_output(output, overwrite=overwrite)  # again, now that no other run can change it
+        resume_from = None
+        if checkpoints is not None:
+            resume_from = prepare_checkpoints(output, run.to_dict(), resume=resume, overwrite=overwrite)
+        elif resume:
+            logger.warning("--resume: `training.save_strategy` is 'no', so this run saves no checkpoints; "
+                           "starting from step 0")
         # Bad data is bad input: read it before anything is written (one line, nothing on disk).
         loaded = load_split(run.data.dataset, run.data.max_users, keep_duplicates=run.data.keep_duplicates)
         staging = staging_directory(output)
         log_path = staging / LOG_FILE
         try:
             with log_to_file(log_path), _progress_bars(not run.training.disable_tqdm):
-                run.training.output_dir = str(staging)
+                run.training.output_dir = str(checkpoints or staging)  # where the Trainer saves its checkpoints
                 atomic_write_text(staging / "config.yaml", yaml.safe_dump(run.to_dict(), sort_keys=False))
                 with _wandb_dir(staging if "wandb" in (run.training.report_to or []) else None):
-                    metrics = _train_and_evaluate(run, staging, loaded)
+                    metrics = _train_and_evaluate(run, staging, loaded, resume_from=resume_from)
         except BaseException as error:
             _append_failed_log(output, log_path, error)
             shutil.rmtree(staging, ignore_errors=True)
@@ -275,6 +297,8 @@ def run_training(run: RunConfig, output: str | os.PathLike, *, overwrite: bool =
                 f"this run's results are in {str(kept)!r}"
             )
         replace_directory(staging, output)
+        if checkpoints is not None:  # the run folder holds the result now
+            shutil.rmtree(checkpoints, ignore_errors=True)
     return metrics
 
 
@@ -330,8 +354,10 @@ def training_data(model, train_sequences, item_index, *, max_length: int, seed: 
     return NextItemDataset(list(train_sequences.values()), item_index, max_length=max_length), NextItemCollator()
 
 
-def _train(model, args, train_sequences, item_index, valid_set: RankingSet, max_length: int) -> _Trained:
-    """Train with :class:`RecommendationTrainer`, validating per ``eval_strategy`` and at ``eval_at_minutes``."""
+def _train(model, args, train_sequences, item_index, valid_set: RankingSet, max_length: int,
+           resume_from: Path | None = None) -> _Trained:
+    """Train with :class:`RecommendationTrainer`, validating per ``eval_strategy`` and at ``eval_at_minutes``;
+    ``resume_from``: a complete checkpoint of :mod:`genrec.training.resume` to continue from."""
     train_dataset, collator = training_data(model, train_sequences, item_index, max_length=max_length, seed=args.seed)
 
     metric = f"eval_{args.metric_for_early_stopping}"
@@ -341,6 +367,11 @@ def _train(model, args, train_sequences, item_index, valid_set: RankingSet, max_
     budget = TimeBudgetCallback(args.max_train_seconds) if args.max_train_seconds else None
     if budget is not None:
         callbacks.append(budget)
+    resume_state = ResumeStateCallback(best, clock, budget)
+    if saves_checkpoints(args):
+        callbacks.append(resume_state)  # last: its on_train_begin shifts the clocks the others started
+    if resume_from is not None:
+        restore_state(resume_from, resume_state)
     trainer = RecommendationTrainer(
         model=model,
         args=args,
@@ -354,8 +385,8 @@ def _train(model, args, train_sequences, item_index, valid_set: RankingSet, max_
 
         trainer.callback_handler.callbacks.insert(0, MoeLoggingCallback(model))
     start = time.time()
-    train_output = trainer.train()
-    train_seconds = time.time() - start
+    train_output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from is not None else None)
+    train_seconds = resume_state.elapsed_seconds + time.time() - start  # a resumed run adds the time before
     if best.best_state is None:  # eval_strategy "no" and no marks: the final weights are the result
         logger.info("no validation during training; keeping the final weights")
     stopped_by = "max_epochs"
@@ -378,7 +409,8 @@ def _train(model, args, train_sequences, item_index, valid_set: RankingSet, max_
     )
 
 
-def _train_and_evaluate(run: RunConfig, staging: Path | None, loaded) -> dict[str, Any]:
+def _train_and_evaluate(run: RunConfig, staging: Path | None, loaded, *,
+                        resume_from: Path | None = None) -> dict[str, Any]:
     args = run.training
     set_seed(args.seed)
     logger.info(f"run config: {run.to_dict()}")
@@ -396,7 +428,7 @@ def _train_and_evaluate(run: RunConfig, staging: Path | None, loaded) -> dict[st
     valid_set = RankingSet.from_split(valid, data.item_index, max_length=max_length)
     test_set = RankingSet.from_split(test, data.item_index, max_length=max_length)
     if getattr(model, "requires_training", True):
-        trained = _train(model, args, train_sequences, data.item_index, valid_set, max_length)
+        trained = _train(model, args, train_sequences, data.item_index, valid_set, max_length, resume_from)
     else:  # popularity / text-kNN: build_model fitted them; there is nothing for a Trainer to do
         logger.info(f"model.type {run.model_type!r} was fitted in {build_seconds:.1f}s without gradient steps; the "
                     "Trainer is skipped (num_train_epochs, learning_rate and the other optimiser values are unused)")
@@ -436,6 +468,7 @@ def _train_and_evaluate(run: RunConfig, staging: Path | None, loaded) -> dict[st
         "train/best_epoch": trained.best_epoch,
         "train/best_valid_metric": trained.best_value,
         "train/stopped_by": trained.stopped_by,
+        "train/resumed_from_step": int(resume_from.name.split("-")[1]) if resume_from is not None else None,
         "train/num_examples": trained.num_examples,
         "train/world_size": int(args.world_size),
         "model/build_seconds": round(build_seconds, 3),

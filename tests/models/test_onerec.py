@@ -23,8 +23,10 @@ TINY = {"d_model": 32, "d_kv": 8, "d_ff": 64, "num_layers": 2, "num_heads": 4, "
         "num_beams": 6}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def model():
+    """A fresh tiny model per test: tests train it and switch its mode in place, so a shared one made the
+    results depend on which tests ran before."""
     catalog = SimpleNamespace(item_ids=[f"i{n}" for n in range(NUM_ITEMS)])
     item_tokenizer = get_tokenizer_class("random")(codebook_size=5, num_levels=3, seed=0).fit(catalog)
     torch.manual_seed(0)

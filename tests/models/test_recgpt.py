@@ -174,7 +174,7 @@ def test_item_granularity_is_cheaper_per_history():
     for granularity in ("token", "item"):
         model = _model(input_granularity=granularity).eval()
         seen = []
-        handle = model.layers[0].attention.register_forward_hook(lambda m, args, out: seen.append(args[0].shape[1]))
+        handle = model.layers[0].attention.register_forward_hook(lambda m, args, out, seen=seen: seen.append(args[0].shape[1]))
         model(input_ids=torch.tensor([[1, 2, 3, 4, 5]]))
         handle.remove()
         calls[granularity] = seen[0]
