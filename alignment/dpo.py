@@ -417,7 +417,8 @@ class GenRecDPOTrainer(_AtomicSaveMixin, DPOTrainer):
         # MoE: the model returns its already-weighted router losses; TRL adds `coef * outputs.aux_loss` and logs it
         self.aux_loss_enabled = _has_moe(model)
         self.router_aux_loss_coef = 1.0
-        from genrec.models.generative import GenerativeT5Model, MoeLoggingCallback
+        from genrec.models.generative import GenerativeT5Model
+        from genrec.training.callbacks import MoeLoggingCallback
 
         if isinstance(model, GenerativeT5Model) and self.aux_loss_enabled:
             self.callback_handler.callbacks.insert(0, MoeLoggingCallback(model))

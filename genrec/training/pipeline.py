@@ -44,6 +44,7 @@ from transformers import set_seed
 from transformers.utils import logging
 
 from genrec.training.arguments import RunConfig
+from genrec.training.callbacks import MoeLoggingCallback, use_compact_console
 from genrec.training.collators import NextItemCollator, NextItemDataset
 from genrec.training.trainer import (
     BestModelCallback,
@@ -387,10 +388,9 @@ def _train(model, args, train_sequences, item_index, valid_set: RankingSet, max_
         data_collator=collator,
         callbacks=callbacks,
     )
-    if hasattr(model, "pop_moe_stats"):  # P5/OneRec: MoE losses + expert load, before the reporting callbacks
-        from genrec.models.generative import MoeLoggingCallback
-
-        trainer.callback_handler.callbacks.insert(0, MoeLoggingCallback(model))
+    # MoE models (P5/OneRec/RecGPT with sparse layers): router losses + expert load, before the reporting callbacks
+    trainer.callback_handler.callbacks.insert(0, MoeLoggingCallback(model))
+    use_compact_console(trainer)  # one line per log record; the full record goes to train.log and W&B
     start = time.time()
     train_output = trainer.train()
     train_seconds = time.time() - start
