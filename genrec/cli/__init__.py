@@ -24,6 +24,7 @@ _SUBCOMMAND_MODULES = [
     "genrec.cli.quickstart",
     "genrec.cli.tokenize",
     "genrec.cli.align",
+    "genrec.cli.plot",
 ]
 
 
