@@ -55,6 +55,7 @@ __all__ = [
     "router_entropy",
     "MOE_LOG_KEYS",
     "MoeStatistics",
+    "count_active_parameters",
     "EXPERT_IMPLEMENTATIONS",
 ]
 
@@ -905,3 +906,19 @@ class MoeStatistics:
         metrics["moe/load_min"] = min(float(scaled.min()) for scaled in relative) if relative else 0.0
         metrics["moe/load_cv"] = sum(cvs) / len(cvs) if cvs else 0.0
         return {**metrics, **per_expert}
+
+
+def count_active_parameters(model: nn.Module) -> int:
+    """Parameters one token runs through: every parameter, minus the routed experts it is not sent to.
+
+    Per :class:`SparseMoeBlock`, ``(E - k) / E`` of the routed expert weights are inactive, with ``k`` =
+    ``num_experts_per_tok`` (top-k routing) or ``max_experts_per_tok`` (top-p routing: an upper bound, tokens may
+    use fewer). Router and shared experts are always active. A dense model gives its parameter count.
+    """
+    total = sum(parameter.numel() for parameter in model.parameters())
+    for module in model.modules():
+        if isinstance(module, SparseMoeBlock):
+            routed = module.gate_up_proj.numel() + module.down_proj.numel()
+            used = module.max_experts_per_tok if module.top_p is not None else module.num_experts_per_tok
+            total -= routed * (module.num_experts - min(used, module.num_experts)) // module.num_experts
+    return total

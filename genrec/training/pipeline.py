@@ -459,6 +459,8 @@ def _train_and_evaluate(run: RunConfig, staging: Path | None, loaded) -> dict[st
         evaluation[f"{name}/num_users"] = len(ranking)
         evaluation[f"{name}/seconds"] = round(time.time() - eval_start, 3)
 
+    from genrec.models.layers import count_active_parameters  # not at import: genrec.models loads every model
+
     metric = args.metric_for_early_stopping
     if trained.stopped_by == "fitted":  # one point: the fitted model's validation, when the fit ended
         trained.best_value = evaluation[f"valid/{metric}"]
@@ -484,6 +486,7 @@ def _train_and_evaluate(run: RunConfig, staging: Path | None, loaded) -> dict[st
         "model/type": run.model_type,
         "model/loss_type": getattr(model.config, "loss_type", None),
         "model/num_parameters": sum(parameter.numel() for parameter in model.parameters()),
+        "model/num_active_parameters": count_active_parameters(model),  # per token: MoE experts not routed to excluded
         **(_item_tokenizer_metrics(model) if run.model_type in ("p5", "onerec") else {}),
         "eval/exclude_history_items": bool(args.exclude_history_items),
         "eval/protocol": "leave-one-out, full ranking over the catalog",

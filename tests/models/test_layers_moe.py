@@ -16,6 +16,7 @@ from genrec.models.layers import (
     FeedForwardBlock,
     MoeBlockOutput,
     MoeStatistics,
+    count_active_parameters,
     RMSNorm,
     SparseMoeBlock,
     _grouped_mm_ok,
@@ -544,3 +545,14 @@ def test_forward_validation():
         block(torch.randn(2, 3, 5))
     with pytest.raises(ValueError, match=r"`attention_mask` has shape \(2, 4\); expected \(2, 3\)"):
         block(torch.randn(2, 3, HIDDEN), torch.ones(2, 4))
+
+
+def test_count_active_parameters_excludes_the_experts_a_token_skips():
+    block = make_block()  # 4 experts, top-2
+    total = sum(p.numel() for p in block.parameters())
+    routed = block.gate_up_proj.numel() + block.down_proj.numel()
+    assert count_active_parameters(block) == total - routed // 2
+    top_p = make_block(top_p=0.5, max_experts_per_tok=3)  # an upper bound: 3 of 4 experts
+    assert count_active_parameters(top_p) == total - routed // 4
+    dense = FeedForwardBlock(hidden_size=HIDDEN, intermediate_size=8)
+    assert count_active_parameters(dense) == sum(p.numel() for p in dense.parameters())
