@@ -77,12 +77,14 @@ def _training_curve(plt, log_history, metrics, metric: str, title: str, path: Pa
     axes = list(axes[0])
     loss_axis = axes.pop(0)
     if train:
-        loss_axis.plot([r["step"] for r in train], [r["loss"] for r in train], color="C0", label="training loss")
+        marker = "o" if len(train) <= 30 else None  # a short run's points stay visible (one point draws no line)
+        loss_axis.plot([r["step"] for r in train], [r["loss"] for r in train], color="C0", marker=marker,
+                       markersize=3, label="training loss")
         aux = [(r["step"], r["moe/aux_loss"]) for r in train if "moe/aux_loss" in r]
         if aux:
             twin = loss_axis.twinx()
-            twin.plot([s for s, _ in aux], [v for _, v in aux], color="C3", linewidth=1, alpha=0.8,
-                      label="MoE aux loss (right axis)")
+            twin.plot([s for s, _ in aux], [v for _, v in aux], color="C3", linewidth=1, alpha=0.8, marker=marker,
+                      markersize=3, label="MoE aux loss (right axis)")
             twin.set_ylabel("MoE aux loss", color="C3")
             twin.tick_params(axis="y", colors="C3")
             handles = loss_axis.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
@@ -153,8 +155,11 @@ def _expert_load(plt, log_history, matrix, title: str, path: Path) -> Path:
                                color="white" if dark else "black")
     if train:
         steps = [r["step"] for r in train]
-        line_axis.plot(steps, [r["moe/load_max"] for r in train], color="C3", label="most loaded expert")
-        line_axis.plot(steps, [r["moe/load_min"] for r in train], color="C0", label="least loaded expert")
+        marker = "o" if len(train) <= 30 else None
+        line_axis.plot(steps, [r["moe/load_max"] for r in train], color="C3", marker=marker, markersize=3,
+                       label="most loaded expert")
+        line_axis.plot(steps, [r["moe/load_min"] for r in train], color="C0", marker=marker, markersize=3,
+                       label="least loaded expert")
         line_axis.axhline(1.0, color="grey", linewidth=0.8, linestyle="--", label="balanced")
         line_axis.legend(fontsize=8)
     line_axis.set_xlabel("step")

@@ -82,3 +82,19 @@ def test_format_log_line_names_the_most_and_least_loaded_expert():
                   "eval_runtime": 1.25, "epoch": 1.0}
     assert format_log_line(evaluation, step=8, max_steps=10, epoch=1.0) == (
         "step 8/10 ep 1.00 | valid R@5 0.4000 R@10 0.5000 N@10 0.2500 invalid 0.0000 (1.2s)")
+
+
+def test_wandb_offline_run_carries_loss_validation_expert_load_and_invalid_rate(toy_dataset, tmp_path, monkeypatch):
+    """report_to wandb (offline, as genrec defaults): the run's record file holds the keys the dashboards chart."""
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.delenv("WANDB_DIR", raising=False)
+    training = {**TRAINING, "num_train_epochs": 1, "report_to": ["wandb"]}
+    run = build_run_config({"model": MODELS["onerec"], "data": {"dataset": toy_dataset}, "training": training})
+    run_training(run, tmp_path / "run")
+    records = list((tmp_path / "run").glob("wandb/offline-run-*/run-*.wandb"))
+    assert len(records) == 1, list((tmp_path / "run").rglob("*"))[:20]
+    content = records[0].read_bytes()
+    for key in (b"train/loss", b"eval/ndcg@10", b"eval/invalid_rate", b"train/moe/aux_loss",
+                b"train/moe/load/layer0/expert3", b"train/moe/dropped_fraction"):
+        assert key in content, key
