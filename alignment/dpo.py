@@ -426,7 +426,8 @@ class GenRecDPOTrainer(_AtomicSaveMixin, Trainer):
             from trl import SyncRefModelCallback
 
             self.add_callback(SyncRefModelCallback(ref_model=self.ref_model, accelerator=self.accelerator))
-        from genrec.models.generative import GenerativeT5Model, MoeLoggingCallback
+        from genrec.models.generative import GenerativeT5Model
+        from genrec.training.callbacks import MoeLoggingCallback
 
         if isinstance(model, GenerativeT5Model) and self.aux_loss_enabled:
             self.callback_handler.callbacks.insert(0, MoeLoggingCallback(model))

@@ -623,6 +623,8 @@ def _wandb_log(output: Path, number: int, round_metrics: dict[str, Any]) -> None
     if wandb.run is None:
         wandb.init(project=os.environ.get("WANDB_PROJECT", "genrec"), name=f"align-{output.name}",
                    dir=str(output), config={"output": str(output)})
+        wandb.define_metric("round")
+        wandb.define_metric("align/*", step_metric="round")  # per-round reward and N@10 charted against the round
     wandb.log({"round": number, **{f"align/{k}": v for k, v in round_metrics.items()
                                    if isinstance(v, (int, float)) and not (isinstance(v, float) and math.isnan(v))}})
 

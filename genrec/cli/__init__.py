@@ -25,6 +25,7 @@ _SUBCOMMAND_MODULES = [
     "genrec.cli.tokenize",
     "genrec.cli.align",
     "genrec.cli.recommend",
+    "genrec.cli.plot",
 ]
 
 

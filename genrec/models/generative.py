@@ -9,7 +9,7 @@ transformers' own), with three additions:
   ``generate()``, :func:`genrec.decoding.beam_search` -- gets it;
 * **sparse MoE feed-forward** (:class:`genrec.models.layers.SparseMoeBlock`) in place of T5's dense FFN in the
   layers the config names; the weighted router losses are added to the LM loss and per-expert load is returned
-  (``expert_load``) and accumulated for logging (:class:`MoeLoggingCallback`);
+  (``expert_load``) and logged by :class:`genrec.training.callbacks.MoeLoggingCallback`;
 * an **item tokenizer + catalog** bound to the model: ``save_pretrained`` writes them beside the weights,
   ``from_pretrained`` restores them, ``generate()`` only emits catalog items and :meth:`recommend` returns
   ``(item_id, score)`` pairs from genrec's constrained beam search.
@@ -32,7 +32,6 @@ from transformers import (
     LogitsProcessorList,
     T5Config,
     T5ForConditionalGeneration,
-    TrainerCallback,
 )
 from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput
 from transformers.models.t5.modeling_t5 import T5LayerNorm
@@ -52,7 +51,6 @@ __all__ = [
     "GenerativeSeq2SeqOutput",
     "GenerativeT5Config",
     "GenerativeT5Model",
-    "MoeLoggingCallback",
     "T5SparseMoeLayerFF",
     "build_generative_model",
     "build_generative_training_data",
@@ -285,7 +283,6 @@ class GenerativeT5Model(Recommender, T5ForConditionalGeneration):
         self.tokenizer = None
         self.item_token_table: torch.Tensor | None = None
         self.catalog = None
-        self._moe_stats: dict[str, Any] = {}
         self.post_init()
         # zero start: the sum equals the plain token embedding until training moves it (keeps a pretrained
         # backbone's behaviour at step 0)
@@ -383,8 +380,6 @@ class GenerativeT5Model(Recommender, T5ForConditionalGeneration):
             if used:
                 aux_loss = torch.stack([out.aux_loss for out in used]).sum()
                 expert_load = torch.stack([out.expert_load for out in used])  # (layers, experts)
-                if self.training:
-                    self._accumulate_moe_stats(used)
             for layer in moe_layers:
                 layer.last_output, layer.routing_mask = None, None
         loss = None if outputs.loss is None else outputs.loss + aux_loss
@@ -397,35 +392,6 @@ class GenerativeT5Model(Recommender, T5ForConditionalGeneration):
             cache=outputs.cache,
             encoder_last_hidden_state=outputs.encoder_last_hidden_state,
         )
-
-    def _accumulate_moe_stats(self, outputs: list) -> None:
-        stats = self._moe_stats
-        stats["count"] = stats.get("count", 0) + 1
-        for key in ("aux_loss", "load_balancing_loss", "z_loss"):
-            value = float(torch.stack([getattr(out, key) for out in outputs]).sum().detach())
-            stats[key] = stats.get(key, 0.0) + value
-        load = torch.stack([out.expert_load for out in outputs]).detach().float().cpu()  # (layers, experts)
-        stats["expert_load"] = load if "expert_load" not in stats else stats["expert_load"] + load
-
-    def pop_moe_stats(self) -> dict[str, float]:
-        """Mean MoE statistics over the training forwards since the last call (then reset).
-
-        Returns:
-            ``{"moe/aux_loss", "moe/load_balancing_loss", "moe/z_loss", "moe/expert_load_max",
-            "moe/expert_load_min", "moe/expert_load/l{layer}_e{expert}"}``; empty for dense models.
-        """
-        stats, self._moe_stats = self._moe_stats, {}
-        count = stats.get("count", 0)
-        if not count:
-            return {}
-        load = stats["expert_load"] / count
-        logs = {f"moe/{key}": round(stats[key] / count, 6) for key in ("aux_loss", "load_balancing_loss", "z_loss")}
-        logs["moe/expert_load_max"] = round(float(load.max()), 6)
-        logs["moe/expert_load_min"] = round(float(load.min()), 6)
-        for layer, row in enumerate(load.tolist()):
-            for expert, value in enumerate(row):
-                logs[f"moe/expert_load/l{layer}_e{expert}"] = round(value, 6)
-        return logs
 
     # ------------------------------------------------------------------ item tokenizer / catalog
     def bind_item_tokenizer(self, item_tokenizer, tokenizer, item_token_table: torch.Tensor | None = None) -> None:
@@ -836,27 +802,6 @@ def _resolve_folder(name_or_path, kwargs: dict) -> Path | None:
         logger.info(f"no item tokenizer found for {name_or_path!r}: {error}")
         return None
     return Path(local) / subfolder if subfolder else Path(local)
-
-
-class MoeLoggingCallback(TrainerCallback):
-    """Adds the model's accumulated MoE statistics (:meth:`GenerativeT5Model.pop_moe_stats`) to every training
-    log record. Insert it *before* the reporting callbacks (``trainer.callback_handler.callbacks.insert(0, cb)``)
-    so W&B and the console see the values."""
-
-    def __init__(self, model: GenerativeT5Model):
-        self.model = model
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if logs is not None and "loss" in logs:
-            model = self.model
-            while hasattr(model, "module") and not isinstance(model, GenerativeT5Model):
-                model = model.module  # DDP wrapper
-            if isinstance(model, GenerativeT5Model):
-                stats = model.pop_moe_stats()
-                logs.update(stats)
-                if state.log_history and state.log_history[-1].get("loss") == logs.get("loss"):
-                    state.log_history[-1].update(stats)  # the Trainer appended a copy before calling us
-        return control
 
 
 def register_generative_auto_classes(config_class, model_class) -> None:

@@ -35,7 +35,6 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -54,8 +53,9 @@ __all__ = [
     "load_balancing_loss",
     "router_z_loss",
     "router_entropy",
-    "aggregate_moe_outputs",
-    "moe_log_metrics",
+    "MOE_LOG_KEYS",
+    "MoeStatistics",
+    "count_active_parameters",
     "EXPERT_IMPLEMENTATIONS",
 ]
 
@@ -109,7 +109,7 @@ class MoeBlockOutput(ModelOutput):
         hidden_states (`torch.FloatTensor` (batch, seq, hidden)): the block output (no residual added).
         aux_loss (`torch.FloatTensor` scalar): ``router_aux_loss_coef * load_balancing_loss + router_z_loss_coef *
             z_loss + router_entropy_loss_coef * router_entropy``; add it to the training loss (or average it over
-            layers with :func:`aggregate_moe_outputs`). Zero for dense blocks, whose routing fields are None.
+            layers). Zero for dense blocks, whose routing fields are None.
         load_balancing_loss (`torch.FloatTensor` scalar): unweighted ``num_experts * sum_e f_e * P_e`` (1.0 when
             perfectly balanced).
         z_loss (`torch.FloatTensor` scalar): unweighted ``mean(logsumexp(router_logits) ** 2)``.
@@ -783,77 +783,142 @@ class SparseMoeBlock(nn.Module):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Aggregation across layers (for the trainer's logs)
+# The one MoE logging schema (every model with SparseMoeBlock layers logs these keys)
 # ----------------------------------------------------------------------------------------------------------------
 
+MOE_LOG_KEYS = (
+    "moe/aux_loss",
+    "moe/load_balancing_loss",
+    "moe/z_loss",
+    "moe/router_entropy",
+    "moe/experts_per_token",
+    "moe/dropped_fraction",
+    "moe/load_max",
+    "moe/load_min",
+    "moe/load_cv",
+)
 
-def aggregate_moe_outputs(outputs: Iterable[MoeBlockOutput]) -> dict[str, torch.Tensor]:
-    """Combine the per-layer outputs of a model's feed-forward blocks.
 
-    Losses are averaged over the sparse layers (so ``router_aux_loss_coef`` means the same at any depth, like
-    transformers' ``load_balancing_loss_func``, which pools all layers); dense layers are skipped.
+class MoeStatistics:
+    """Running statistics of a model's :class:`SparseMoeBlock` layers between two logging steps.
 
-    Args:
-        outputs: the :class:`MoeBlockOutput` of each layer (dense ones allowed).
+    :meth:`attach` hooks every sparse block of a model (any model: P5, OneRec, RecGPT, ...), so the statistics come
+    from the blocks' own router outputs (:class:`MoeBlockOutput`) and no model has to collect them. Only forwards
+    in training mode count. :meth:`pop` returns genrec's one MoE log schema and resets; layer ``i`` is the ``i``-th
+    sparse block in ``model.modules()`` order (for T5 models: encoder layers, then decoder layers).
 
-    Returns:
-        dict with ``aux_loss`` (scalar, keeps gradient: add it to the training loss), ``load_balancing_loss``,
-        ``z_loss``, ``router_entropy``, ``experts_per_token``, ``drop_rate`` (detached scalars), ``expert_load``
-        ((num_sparse_layers, E) when all layers have the same E, else None) and ``num_sparse_layers`` (int).
-        With no sparse layer every scalar is 0 and ``expert_load`` is None.
+    Keys (all floats; averaged over the forwards since the last :meth:`pop`):
+
+    * ``moe/aux_loss``: the weighted router losses added to the training loss (sum over the sparse layers, as the
+      models add them);
+    * ``moe/load_balancing_loss``, ``moe/z_loss``, ``moe/router_entropy``, ``moe/experts_per_token``: unweighted,
+      mean over the sparse layers (the balancing loss is 1.0 when perfectly balanced);
+    * ``moe/dropped_fraction``: share of the (token, expert) assignments dropped by ``capacity_factor`` (0 without);
+    * ``moe/load_max`` / ``moe/load_min``: the most / least loaded (layer, expert) as ``load * num_experts``
+      (1.0 = its fair share), ``moe/load_cv``: coefficient of variation of the loads (mean over layers);
+    * ``moe/load/layer{i}/expert{j}``: share of layer ``i``'s assignments routed to expert ``j`` (sums to 1 per
+      layer that routed any token).
+
+    Example:
+        >>> block = SparseMoeBlock(hidden_size=8, intermediate_size=16, num_experts=4, num_experts_per_tok=2)
+        >>> statistics = MoeStatistics.attach(block)
+        >>> _ = block(torch.randn(2, 3, 8))
+        >>> sorted(statistics.pop())[:3]
+        ['moe/aux_loss', 'moe/dropped_fraction', 'moe/experts_per_token']
     """
-    sparse = [output for output in outputs if output.expert_load is not None]
-    if not sparse:
-        zero = torch.zeros(())
-        return {
-            "aux_loss": zero,
-            "load_balancing_loss": zero,
-            "z_loss": zero,
-            "router_entropy": zero,
-            "experts_per_token": zero,
-            "drop_rate": zero,
-            "expert_load": None,
-            "num_sparse_layers": 0,
+
+    def __init__(self) -> None:
+        self._layers: dict[int, dict[str, torch.Tensor | int]] = {}
+        self._handles: list = []
+
+    @classmethod
+    def attach(cls, model: nn.Module) -> "MoeStatistics":
+        """Record every :class:`SparseMoeBlock` of ``model`` (none: :meth:`pop` stays empty); :meth:`detach` undoes."""
+        statistics = cls()
+        blocks = [module for module in model.modules() if isinstance(module, SparseMoeBlock)]
+        for layer, block in enumerate(blocks):
+            def hook(module, args, output, layer=layer):
+                if module.training:
+                    statistics.update(layer, output)
+
+            statistics._handles.append(block.register_forward_hook(hook))
+        return statistics
+
+    @property
+    def num_layers(self) -> int:
+        """Number of hooked sparse blocks."""
+        return len(self._handles)
+
+    def detach(self) -> None:
+        """Remove the hooks :meth:`attach` installed."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def update(self, layer: int, output: MoeBlockOutput) -> None:
+        """Add one forward of sparse layer ``layer`` (tensors stay on their device: no synchronisation here)."""
+        if output.expert_counts is None:  # a dense block: nothing to record
+            return
+        values = {
+            "aux_loss": output.aux_loss.detach().float(),
+            "load_balancing_loss": output.load_balancing_loss.detach().float(),
+            "z_loss": output.z_loss.detach().float(),
+            "router_entropy": output.router_entropy.detach().float(),
+            "experts_per_token": output.experts_per_token.detach().float(),
+            "expert_counts": output.expert_counts.detach().double(),
+            "tokens_dropped": output.tokens_dropped.detach().double(),
         }
-    count = len(sparse)
-    dropped = sum(output.tokens_dropped.float() for output in sparse)
-    assignments = sum(output.expert_counts.sum().float() for output in sparse)
-    loads = [output.expert_load for output in sparse]
-    same_width = len({load.shape[0] for load in loads}) == 1
-    return {
-        "aux_loss": sum(output.aux_loss for output in sparse) / count,
-        "load_balancing_loss": (sum(output.load_balancing_loss for output in sparse) / count).detach(),
-        "z_loss": (sum(output.z_loss for output in sparse) / count).detach(),
-        "router_entropy": (sum(output.router_entropy for output in sparse) / count).detach(),
-        "experts_per_token": sum(output.experts_per_token for output in sparse) / count,
-        "drop_rate": dropped / assignments.clamp(min=1),
-        "expert_load": torch.stack(loads) if same_width else None,
-        "num_sparse_layers": count,
-    }
+        totals = self._layers.get(layer)
+        if totals is None:
+            self._layers[layer] = {**values, "forwards": 1}
+            return
+        for key, value in values.items():
+            totals[key] = totals[key] + value
+        totals["forwards"] += 1
+
+    def pop(self) -> dict[str, float]:
+        """The schema above for the forwards since the last call, then reset; ``{}`` when none was recorded."""
+        layers, self._layers = self._layers, {}
+        if not layers:
+            return {}
+        means = {layer: {key: float(value) / totals["forwards"] for key, value in totals.items()
+                         if key not in ("forwards", "expert_counts", "tokens_dropped")}
+                 for layer, totals in layers.items()}
+        count = len(layers)
+        metrics = {"moe/aux_loss": sum(mean["aux_loss"] for mean in means.values())}
+        for key in ("load_balancing_loss", "z_loss", "router_entropy", "experts_per_token"):
+            metrics[f"moe/{key}"] = sum(mean[key] for mean in means.values()) / count
+        assignments = sum(float(totals["expert_counts"].sum()) for totals in layers.values())
+        dropped = sum(float(totals["tokens_dropped"]) for totals in layers.values())
+        metrics["moe/dropped_fraction"] = dropped / assignments if assignments else 0.0
+        relative, cvs, per_expert = [], [], {}
+        for layer in sorted(layers):
+            counts = layers[layer]["expert_counts"].cpu()  # (E,)
+            total = float(counts.sum())
+            load = counts / total if total else torch.zeros_like(counts)
+            for expert, value in enumerate(load.tolist()):
+                per_expert[f"moe/load/layer{layer}/expert{expert}"] = value
+            if total:
+                scaled = load * load.numel()  # 1.0 = the expert's fair share
+                relative.append(scaled)
+                cvs.append(float(scaled.std(unbiased=False)))
+        metrics["moe/load_max"] = max(float(scaled.max()) for scaled in relative) if relative else 0.0
+        metrics["moe/load_min"] = min(float(scaled.min()) for scaled in relative) if relative else 0.0
+        metrics["moe/load_cv"] = sum(cvs) / len(cvs) if cvs else 0.0
+        return {**metrics, **per_expert}
 
 
-def moe_log_metrics(aggregated: dict[str, torch.Tensor], *, prefix: str = "moe/") -> dict[str, float]:
-    """Floats for ``Trainer.log`` from :func:`aggregate_moe_outputs`.
+def count_active_parameters(model: nn.Module) -> int:
+    """Parameters one token runs through: every parameter, minus the routed experts it is not sent to.
 
-    Keys: ``aux_loss``, ``load_balancing_loss``, ``z_loss``, ``router_entropy``, ``experts_per_token``,
-    ``drop_rate``, ``load_max`` / ``load_min`` (largest / smallest expert load times E, averaged over layers: 1.0 =
-    balanced), ``load_cv`` (coefficient of variation of the loads) and ``expert_load/<e>`` (mean load of expert e
-    over layers), each with ``prefix``. Empty when the model has no sparse layer.
+    Per :class:`SparseMoeBlock`, ``(E - k) / E`` of the routed expert weights are inactive, with ``k`` =
+    ``num_experts_per_tok`` (top-k routing) or ``max_experts_per_tok`` (top-p routing: an upper bound, tokens may
+    use fewer). Router and shared experts are always active. A dense model gives its parameter count.
     """
-    if not aggregated.get("num_sparse_layers"):
-        return {}
-    metrics = {
-        f"{prefix}{name}": float(torch.as_tensor(aggregated[name]).detach())
-        for name in ("aux_loss", "load_balancing_loss", "z_loss", "router_entropy", "experts_per_token", "drop_rate")
-    }
-    load = aggregated["expert_load"]
-    if load is not None:
-        load = load.float()  # (L, E)
-        num_experts = load.shape[-1]
-        metrics[f"{prefix}load_max"] = float((load.max(dim=-1).values * num_experts).mean())
-        metrics[f"{prefix}load_min"] = float((load.min(dim=-1).values * num_experts).mean())
-        std = load.std(dim=-1, unbiased=False) if num_experts > 1 else torch.zeros(load.shape[0])
-        metrics[f"{prefix}load_cv"] = float((std * num_experts).mean())
-        for expert, value in enumerate(load.mean(dim=0).tolist()):
-            metrics[f"{prefix}expert_load/{expert}"] = value
-    return metrics
+    total = sum(parameter.numel() for parameter in model.parameters())
+    for module in model.modules():
+        if isinstance(module, SparseMoeBlock):
+            routed = module.gate_up_proj.numel() + module.down_proj.numel()
+            used = module.max_experts_per_tok if module.top_p is not None else module.num_experts_per_tok
+            total -= routed * (module.num_experts - min(used, module.num_experts)) // module.num_experts
+    return total

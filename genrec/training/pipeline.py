@@ -45,6 +45,7 @@ from transformers import set_seed
 from transformers.utils import logging
 
 from genrec.training.arguments import RunConfig
+from genrec.training.callbacks import MoeLoggingCallback, use_compact_console
 from genrec.training.collators import NextItemCollator, NextItemDataset
 from genrec.training.resume import (
     ResumeStateCallback,
@@ -380,10 +381,9 @@ def _train(model, args, train_sequences, item_index, valid_set: RankingSet, max_
         data_collator=collator,
         callbacks=callbacks,
     )
-    if hasattr(model, "pop_moe_stats"):  # P5/OneRec: MoE losses + expert load, before the reporting callbacks
-        from genrec.models.generative import MoeLoggingCallback
-
-        trainer.callback_handler.callbacks.insert(0, MoeLoggingCallback(model))
+    # MoE models (P5/OneRec/RecGPT with sparse layers): router losses + expert load, before the reporting callbacks
+    trainer.callback_handler.callbacks.insert(0, MoeLoggingCallback(model))
+    use_compact_console(trainer)  # one line per log record; the full record goes to train.log and W&B
     start = time.time()
     train_output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from is not None else None)
     train_seconds = resume_state.elapsed_seconds + time.time() - start  # a resumed run adds the time before
@@ -453,6 +453,8 @@ def _train_and_evaluate(run: RunConfig, staging: Path | None, loaded, *,
         evaluation[f"{name}/num_users"] = len(ranking)
         evaluation[f"{name}/seconds"] = round(time.time() - eval_start, 3)
 
+    from genrec.models.layers import count_active_parameters  # not at import: genrec.models loads every model
+
     metric = args.metric_for_early_stopping
     if trained.stopped_by == "fitted":  # one point: the fitted model's validation, when the fit ended
         trained.best_value = evaluation[f"valid/{metric}"]
@@ -479,6 +481,7 @@ def _train_and_evaluate(run: RunConfig, staging: Path | None, loaded, *,
         "model/type": run.model_type,
         "model/loss_type": getattr(model.config, "loss_type", None),
         "model/num_parameters": sum(parameter.numel() for parameter in model.parameters()),
+        "model/num_active_parameters": count_active_parameters(model),  # per token: MoE experts not routed to excluded
         **(_item_tokenizer_metrics(model) if run.model_type in ("p5", "onerec") else {}),
         "eval/exclude_history_items": bool(args.exclude_history_items),
         "eval/protocol": "leave-one-out, full ranking over the catalog",

@@ -99,7 +99,11 @@ def full_ranking_metrics(
         show_progress: tqdm bar over batches.
 
     Returns:
-        ``{"recall@k", "ndcg@k", "mrr@k", ...}`` averaged over all examples (as genrec.evaluation names them).
+        ``{"recall@k", "ndcg@k", "mrr@k", ..., "invalid_rate"}`` averaged over all examples (as genrec.evaluation
+        names them). ``invalid_rate`` is the share of the top-``max(ks)`` slots without a finite score (before
+        ``exclude_history``): 0 for models that score every item; for generative models (P5, OneRec: beam search,
+        ``-inf`` outside the beam) the slots where decoding returned no catalog item, as
+        :func:`genrec.evaluation.evaluate_rankings` counts ``-1`` entries.
     """
     from genrec.evaluation import MetricAccumulator, evaluate_scores
     from genrec.evaluation.metrics import history_mask
@@ -121,7 +125,13 @@ def full_ranking_metrics(
                     [row - 1 for row in history] for history in ranking.histories]
                 exclude = history_mask(seen[start : start + batch_size], scores.shape[1], device=scores.device)
             targets = ranking.targets[start : start + batch_size].to(scores.device)  # (batch,)
-            accumulator.update(evaluate_scores(scores, targets, ks=tuple(ks), exclude=exclude, reduce=False))
+            per_sample = evaluate_scores(scores, targets, ks=tuple(ks), exclude=exclude, reduce=False)
+            # a generative model scores only the items its search found (-inf elsewhere): a top-K slot without a
+            # finite score is a generation that gave no catalog item
+            width = min(max(ks), scores.shape[1])
+            found = torch.isfinite(scores).sum(dim=1)  # (batch,)
+            per_sample["invalid_rate"] = ((width - found).clamp(min=0).double() / width).cpu()
+            accumulator.update(per_sample)
     finally:
         model.train(was_training)
     return accumulator.compute()

@@ -12,14 +12,15 @@ import torch
 import torch.nn.functional as F
 
 from genrec.models.layers import (
+    MOE_LOG_KEYS,
     FeedForwardBlock,
     MoeBlockOutput,
+    MoeStatistics,
+    count_active_parameters,
     RMSNorm,
     SparseMoeBlock,
     _grouped_mm_ok,
-    aggregate_moe_outputs,
     load_balancing_loss,
-    moe_log_metrics,
     router_entropy,
     router_z_loss,
 )
@@ -477,22 +478,41 @@ def test_rmsnorm():
         RMSNorm(4, eps=0.0)
 
 
-def test_aggregate_and_log_metrics():
-    x = torch.randn(2, 10, HIDDEN)
-    sparse = [make_block(), make_block(capacity_factor=0.5)]
-    outputs = [sparse[0](x), FeedForwardBlock(hidden_size=HIDDEN, intermediate_size=8)(x), sparse[1](x)]
-    agg = aggregate_moe_outputs(outputs)
-    assert agg["num_sparse_layers"] == 2
-    torch.testing.assert_close(agg["aux_loss"], (outputs[0].aux_loss + outputs[2].aux_loss) / 2)
-    assert agg["aux_loss"].requires_grad
-    assert agg["expert_load"].shape == (2, 4)
-    assert float(agg["drop_rate"]) == pytest.approx(int(outputs[2].tokens_dropped) / 80)
-    metrics = moe_log_metrics(agg)
-    assert set(metrics) >= {"moe/aux_loss", "moe/drop_rate", "moe/load_max", "moe/load_cv", "moe/expert_load/3"}
-    assert all(isinstance(v, float) for v in metrics.values())
-    assert sum(metrics[f"moe/expert_load/{e}"] for e in range(4)) == pytest.approx(1.0)
-    assert metrics["moe/load_max"] >= 1.0 >= metrics["moe/load_min"]
-    assert moe_log_metrics(aggregate_moe_outputs([outputs[1]])) == {}
+def test_moe_statistics_schema_from_hooked_blocks():
+    """Two sparse layers (the second drops tokens) and a dense one between them, recorded over two forwards."""
+    model = torch.nn.ModuleList([make_block(), FeedForwardBlock(hidden_size=HIDDEN, intermediate_size=8),
+                                 make_block(capacity_factor=0.5)])
+    statistics = MoeStatistics.attach(model)
+    assert statistics.num_layers == 2
+    inputs = [torch.randn(2, 10, HIDDEN), torch.randn(2, 10, HIDDEN)]
+    outputs = [[layer(x) for layer in model] for x in inputs]
+    metrics = statistics.pop()
+    assert set(metrics) == set(MOE_LOG_KEYS) | {f"moe/load/layer{i}/expert{j}" for i in range(2) for j in range(4)}
+    assert all(isinstance(value, float) for value in metrics.values())
+    # aux loss: summed over the sparse layers, averaged over the two forwards
+    expected_aux = sum(float((out[0].aux_loss + out[2].aux_loss).detach()) for out in outputs) / 2
+    assert metrics["moe/aux_loss"] == pytest.approx(expected_aux, rel=1e-5)
+    expected_balance = sum(float(out[0].load_balancing_loss + out[2].load_balancing_loss) for out in outputs) / 4
+    assert metrics["moe/load_balancing_loss"] == pytest.approx(expected_balance, rel=1e-5)
+    # loads: assignment counts pooled over both forwards, per layer
+    for layer, index in ((0, 0), (1, 2)):
+        counts = sum(out[index].expert_counts.double() for out in outputs)
+        for expert in range(4):
+            assert metrics[f"moe/load/layer{layer}/expert{expert}"] == pytest.approx(float(counts[expert] / counts.sum()))
+    dropped = sum(int(out[2].tokens_dropped) for out in outputs)
+    assert dropped > 0 and metrics["moe/dropped_fraction"] == pytest.approx(dropped / (2 * 2 * 2 * 20))
+    scaled = [metrics[f"moe/load/layer{i}/expert{j}"] * 4 for i in range(2) for j in range(4)]
+    assert metrics["moe/load_max"] == pytest.approx(max(scaled)) and metrics["moe/load_min"] == pytest.approx(min(scaled))
+    assert metrics["moe/load_max"] > 1.0 > metrics["moe/load_min"]
+    assert statistics.pop() == {}  # reset
+    model.eval()
+    model[0](inputs[0])
+    assert statistics.pop() == {}  # evaluation forwards are not training statistics
+    model.train()
+    statistics.detach()
+    model[0](inputs[0])
+    assert statistics.pop() == {} and statistics.num_layers == 0
+    assert MoeStatistics.attach(FeedForwardBlock(hidden_size=HIDDEN, intermediate_size=8)).num_layers == 0
 
 
 @pytest.mark.parametrize(
@@ -525,3 +545,14 @@ def test_forward_validation():
         block(torch.randn(2, 3, 5))
     with pytest.raises(ValueError, match=r"`attention_mask` has shape \(2, 4\); expected \(2, 3\)"):
         block(torch.randn(2, 3, HIDDEN), torch.ones(2, 4))
+
+
+def test_count_active_parameters_excludes_the_experts_a_token_skips():
+    block = make_block()  # 4 experts, top-2
+    total = sum(p.numel() for p in block.parameters())
+    routed = block.gate_up_proj.numel() + block.down_proj.numel()
+    assert count_active_parameters(block) == total - routed // 2
+    top_p = make_block(top_p=0.5, max_experts_per_tok=3)  # an upper bound: 3 of 4 experts
+    assert count_active_parameters(top_p) == total - routed // 4
+    dense = FeedForwardBlock(hidden_size=HIDDEN, intermediate_size=8)
+    assert count_active_parameters(dense) == sum(p.numel() for p in dense.parameters())

@@ -21,6 +21,7 @@ from genrec.data.datasets import (
     next_item_windows,
 )
 from genrec.models.generative import T5SparseMoeLayerFF
+from genrec.models.layers import MoeStatistics
 from genrec.models.p5 import P5Config, P5ForConditionalGeneration
 from genrec.models.p5.prompts import SEQUENTIAL_TEMPLATES
 
@@ -92,14 +93,17 @@ def test_moe_switch_adds_aux_loss_and_expert_load(item_tokenizer):
     decoder_only = _model(item_tokenizer, ffn_type="moe", num_experts=4)
     assert not any(isinstance(b.layer[-1], T5SparseMoeLayerFF) for b in decoder_only.encoder.block)
     model.train()
+    statistics = MoeStatistics.attach(model)
     out = model(**_batch(model))
     assert out.expert_load.shape == (4, 4)
     torch.testing.assert_close(out.expert_load.sum(-1), torch.ones(4))
     assert float(out.aux_loss.detach()) > 0
     torch.testing.assert_close(out.loss, out.lm_loss + out.aux_loss)
-    stats = model.pop_moe_stats()
-    assert stats["moe/aux_loss"] > 0 and "moe/expert_load/l3_e3" in stats
-    assert model.pop_moe_stats() == {}
+    stats = statistics.pop()  # the one MoE log schema, from the model's own sparse blocks
+    assert statistics.num_layers == 4 and "moe/load/layer3/expert3" in stats
+    assert stats["moe/aux_loss"] == pytest.approx(float(out.aux_loss.detach()), rel=1e-5)
+    assert statistics.pop() == {}
+    statistics.detach()
 
 
 def test_config_validation():

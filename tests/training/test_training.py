@@ -123,6 +123,7 @@ def test_full_ranking_metrics_match_one_big_batch():
     from genrec.training import left_pad
 
     expected = evaluate_scores(model.score(left_pad(histories)), ranking.targets, ks=(1, 5, 10))
+    expected["invalid_rate"] = 0.0  # SASRec scores every item: no slot is empty
     assert small_batches.keys() == expected.keys()
     for key in expected:
         assert small_batches[key] == pytest.approx(expected[key], abs=1e-9)
@@ -274,3 +275,21 @@ def test_exclude_history_in_evaluation_covers_items_older_than_the_window():
     assert ranking.histories == [[3, 4]]  # the model reads the last two items (rows + 1)
     assert full_ranking_metrics(FixedScorer(), ranking, ks=(1,))["recall@1"] == 0.0
     assert full_ranking_metrics(FixedScorer(), ranking, ks=(1,), exclude_history=True)["recall@1"] == 1.0
+
+
+def test_invalid_rate_counts_top_k_slots_without_a_catalog_item():
+    class BeamLikeScorer(torch.nn.Module):
+        """Like a generative model's score(): finite scores for the items found, -inf elsewhere."""
+
+        device = torch.device("cpu")
+
+        def score(self, input_ids):
+            scores = torch.full((input_ids.shape[0], 8), float("-inf"))
+            scores[0, :3] = torch.tensor([3.0, 2.0, 1.0])  # 3 of 5 slots filled
+            scores[1, :8] = 1.0  # every slot filled
+            return scores
+
+    ranking = RankingSet(histories=[[1], [2]], targets=torch.tensor([0, 4]))
+    metrics = full_ranking_metrics(BeamLikeScorer(), ranking, ks=(1, 5))
+    assert metrics["invalid_rate"] == pytest.approx((2 / 5 + 0.0) / 2)
+    assert metrics["recall@1"] == pytest.approx(0.5)
