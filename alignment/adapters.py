@@ -40,25 +40,26 @@ from trl.trainer.utils import FusedCausalLMOutput
 
 __all__ = ["MODEL_KINDS", "genrec_fused_forward", "model_kind", "per_token_outputs"]
 
-MODEL_KINDS = ("seq2seq", "recgpt")
+# the model registry's kinds (genrec.models.registry.KINDS) this adapter serves
+MODEL_KINDS = ("seq2seq", "parallel-codes")
 
 
 def model_kind(model: nn.Module) -> str:
-    """``"seq2seq"`` for P5/OneRec (GenerativeT5Model), ``"recgpt"`` for RecGPT.
+    """The registry kind of ``model``: ``"seq2seq"`` for P5/OneRec, ``"parallel-codes"`` for RecGPT.
 
     Raises:
-        TypeError: any other model (BIGRec goes through TRL's own causal-LM path).
+        TypeError: any other model (BIGRec, kind ``"text-lm"``, goes through TRL's own causal-LM path).
     """
-    from genrec.models.generative import GenerativeT5Model
-    from genrec.models.recgpt import RecGPTForCausalLM
+    from genrec.models.registry import record_of
 
-    if isinstance(model, GenerativeT5Model):
-        return "seq2seq"
-    if isinstance(model, RecGPTForCausalLM):
-        return "recgpt"
-    raise TypeError(
-        f"genrec's DPO adapter supports P5 / OneRec (GenerativeT5Model) and RecGPTForCausalLM, got {type(model).__name__}"
-    )
+    try:
+        kind = record_of(model).kind
+    except ValueError:
+        kind = None
+    if kind not in MODEL_KINDS:
+        raise TypeError(f"genrec's DPO adapter supports the model kinds {list(MODEL_KINDS)} (P5 / OneRec, RecGPT), "
+                        f"got {type(model).__name__}")
+    return kind
 
 
 def per_token_outputs(logits: torch.Tensor, labels: torch.Tensor,
@@ -145,7 +146,7 @@ def _recgpt_fused_forward(self, input_ids=None, attention_mask=None, labels=None
     return per_token_outputs(logits, labels[:, 1:], aux_loss=out.aux_loss)
 
 
-_FUSED_FORWARDS = {"seq2seq": _seq2seq_fused_forward, "recgpt": _recgpt_fused_forward}
+_FUSED_FORWARDS = {"seq2seq": _seq2seq_fused_forward, "parallel-codes": _recgpt_fused_forward}
 _MISSING = object()
 
 

@@ -48,6 +48,7 @@ from genrec.utils.io import (
     atomic_write_text,
     check_output_parent,
 )
+from genrec.utils.runtime import finish_wandb, is_main_process
 
 __all__ = ["ALIGN_CONFIG_FILE", "AlignConfig", "load_align_config", "run_alignment"]
 
@@ -182,25 +183,14 @@ def load_align_config(path: str | os.PathLike, overrides: list[str] | tuple[str,
         FileNotFoundError: no such file.
         ValueError: malformed YAML or invalid values.
     """
-    from genrec.training.arguments import _parse_value, read_yaml_config
+    from genrec.training.arguments import apply_overrides, read_yaml_config
 
     path = Path(path)
-    values = read_yaml_config(path)
-    for override in overrides:
-        key, sep, text = override.partition("=")
-        section, dot, name = key.strip().partition(".")
-        if not sep or not dot or section not in _SECTIONS or not name:
-            raise ValueError(f"--set {override!r}: expected 'section.key=value' with section in {list(_SECTIONS)}")
-        values.setdefault(section, {})
-        values[section][name] = _parse_value(text)
+    values = apply_overrides(read_yaml_config(path), overrides, sections=_SECTIONS)
     return build_align_config(values, source=path)
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-def _is_main_process() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
-
-
 def _barrier() -> None:
     import torch.distributed as dist
 
@@ -220,13 +210,9 @@ def _resolve_path(name: str, config: AlignConfig) -> Path:
 def _load_model(path: Path):
     from transformers import AutoModel
 
-    import genrec.models  # noqa: F401  (registers the Auto classes)
+    from genrec.training.pipeline import resolve_checkpoint
 
-    if (path / "checkpoint" / "config.json").is_file():
-        path = path / "checkpoint"
-    if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"no genrec model at {str(path)!r} (no config.json nor checkpoint/config.json)")
-    return AutoModel.from_pretrained(path)
+    return AutoModel.from_pretrained(resolve_checkpoint(path))
 
 
 def _session_length_supported(model, session_length: int) -> None:
@@ -315,7 +301,7 @@ def _check_resume(output: Path, config: AlignConfig, overwrite: bool) -> bool:
                               "choose another --output or pass --overwrite")
     import shutil
 
-    if _is_main_process():
+    if is_main_process():
         shutil.rmtree(output)
     _barrier()
     return False
@@ -346,7 +332,7 @@ def run_alignment(config: AlignConfig, output: str | os.PathLike, *, overwrite: 
 
     output = check_output_parent(output)
     resumed = _check_resume(output, config, overwrite)
-    main = _is_main_process()
+    main = is_main_process()
     if main:
         output.mkdir(exist_ok=True)
         _remove_scratch(output)  # left by a killed run: trainer scratch and unfinished round staging folders
@@ -509,7 +495,7 @@ def run_alignment(config: AlignConfig, output: str | os.PathLike, *, overwrite: 
         metrics.update(machine_info())
         if main:
             atomic_write_json(metrics_path, metrics)
-        _finish_wandb()
+        finish_wandb()
     return metrics
 
 
@@ -574,7 +560,7 @@ def _staging_dir(path: Path):
     import shutil
     import tempfile
 
-    folder = Path(tempfile.mkdtemp(prefix=path.name, dir=path.parent)) if _is_main_process() else path
+    folder = Path(tempfile.mkdtemp(prefix=path.name, dir=path.parent)) if is_main_process() else path
     try:
         yield folder
     finally:
@@ -623,14 +609,6 @@ def _wandb_log(output: Path, number: int, round_metrics: dict[str, Any]) -> None
                    dir=str(output), config={"output": str(output)})
     wandb.log({"round": number, **{f"align/{k}": v for k, v in round_metrics.items()
                                    if isinstance(v, (int, float)) and not (isinstance(v, float) and math.isnan(v))}})
-
-
-def _finish_wandb() -> None:
-    import sys
-
-    wandb = sys.modules.get("wandb")
-    if wandb is not None and getattr(wandb, "run", None) is not None:
-        wandb.finish()
 
 
 def config_summary(config: AlignConfig) -> dict[str, Any]:

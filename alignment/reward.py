@@ -38,7 +38,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import AutoConfig, AutoModel, PreTrainedConfig, PreTrainedModel
+from transformers import PreTrainedConfig, PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.utils import ModelOutput, cached_file, logging
@@ -422,10 +422,6 @@ class RewardModel(ItemEmbeddingCatalogMixin, PreTrainedModel):
         else:
             logger.warning(f"{pretrained_model_name_or_path}: no {ITEM_IDS_FILE}; score() needs set_item_ids()")
         return model
-
-
-AutoConfig.register(RewardModelConfig.model_type, RewardModelConfig, exist_ok=True)
-AutoModel.register(RewardModelConfig, RewardModel, exist_ok=True)
 
 
 # ===================================================================================================== training

@@ -32,6 +32,8 @@ from typing import Any, Sequence
 import yaml
 from transformers import TrainingArguments
 
+from genrec.models.registry import MODEL_NAMES, get_model_record
+
 __all__ = [
     "DataArguments",
     "GenRecTrainingArguments",
@@ -43,9 +45,9 @@ __all__ = [
     "read_yaml_config",
 ]
 
-# Short model names accepted as `model.type` (YAML holds values only, never Python import paths).
-# Adding a model: extend this tuple, `_model_config_class` below and `pipeline.build_model`.
-MODEL_TYPES = ("sasrec", "recgpt", "bigrec", "p5", "onerec", "popularity", "textknn")
+# Short model names accepted as `model.type` (YAML holds values only, never Python import paths): the model
+# registry's names (adding a model adds its record in genrec/models/registry.py, nothing here).
+MODEL_TYPES = MODEL_NAMES
 
 _RUN_ONLY_TRAINING_KEYS = ("output_dir",)  # set from --output, never from the YAML
 
@@ -191,37 +193,9 @@ class RunConfig:
 
 
 def _allowed_model_keys(model_type: str) -> list[str]:
-    config_class = _model_config_class(model_type)
-    extra = ["tokenizer"] if model_type == "recgpt" else []  # recgpt: fields of its fsq item tokenizer
-    return sorted([f.name for f in dataclasses.fields(config_class) if not f.name.startswith("_")] + extra)
-
-
-def _model_config_class(model_type: str):
-    if model_type == "sasrec":
-        from genrec.models.sasrec import SASRecConfig
-
-        return SASRecConfig
-    if model_type == "recgpt":
-        from genrec.models.recgpt import RecGPTConfig
-
-        return RecGPTConfig
-    if model_type == "bigrec":
-        from genrec.models.bigrec import BIGRecConfig
-
-        return BIGRecConfig
-    if model_type in ("p5", "onerec"):
-        from genrec.models.generative import generative_model_classes
-
-        return generative_model_classes(model_type)[0]
-    if model_type == "popularity":
-        from genrec.models.popularity import PopularityConfig
-
-        return PopularityConfig
-    if model_type == "textknn":
-        from genrec.models.textknn import TextKNNConfig
-
-        return TextKNNConfig
-    raise ValueError(f"`model.type` ({model_type!r}) must be one of {list(MODEL_TYPES)}")
+    record = get_model_record(model_type)
+    fields = [f.name for f in dataclasses.fields(record.load_config_class()) if not f.name.startswith("_")]
+    return sorted(fields + list(record.extra_model_keys))  # extra: e.g. recgpt's `tokenizer` section
 
 
 def _parse_value(text: str) -> Any:
@@ -240,19 +214,27 @@ def _parse_value(text: str) -> Any:
         ) from None
 
 
-def apply_overrides(values: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
-    """Apply ``section.key=value`` overrides to a raw config dict (returns a copy).
+def apply_overrides(values: dict[str, Any], overrides: Sequence[str],
+                    sections: Sequence[str] = ("model", "data", "training")) -> dict[str, Any]:
+    """Apply ``--set section.key=value`` overrides to a raw config dict (returns a copy).
+
+    The one ``--set`` parser of genrec (``genrec train`` and ``genrec align`` alike); values are YAML
+    (:func:`_parse_value`).
+
+    Args:
+        sections: the config's sections; an override naming another section is refused.
 
     Raises:
-        ValueError: an override is not of the form ``section.key=value``.
+        ValueError: an override is not of the form ``section.key=value`` with a known section, or its value is
+            not valid YAML.
     """
     values = copy.deepcopy(values)
     for override in overrides:
         key, sep, text = override.partition("=")
         section, dot, name = key.strip().partition(".")
-        if not sep or not dot or not section or not name:
+        if not sep or not dot or section not in sections or not name:
             raise ValueError(
-                f"--set {override!r}: expected 'section.key=value' with section in ['model', 'data', 'training'], "
+                f"--set {override!r}: expected 'section.key=value' with section in {list(sections)}, "
                 "e.g. training.learning_rate=0.002"
             )
         if values.get(section) is None:  # absent, or `section:` with nothing under it
@@ -405,19 +387,20 @@ def build_run_config(values: dict[str, Any], *, output_dir: str | os.PathLike | 
 
     model_values = dict(raw["model"])
     model_type = model_values.pop("type", "sasrec")
+    record = get_model_record(model_type)
     allowed = _allowed_model_keys(model_type)
     bad = sorted(set(model_values) - set(allowed))
     if bad:
         raise ValueError(f"unknown `model` key(s) {bad} for model type {model_type!r}; allowed: ['type'] + {allowed}")
-    if model_type == "recgpt" and not isinstance(model_values.get("tokenizer", {}), (dict, type(None))):
-        raise ValueError(
-            f"`model.tokenizer` ({model_values['tokenizer']!r}) must be a mapping of fsq item tokenizer fields or null"
-        )
+    for key in record.extra_model_keys:  # builder sections (recgpt's `tokenizer`): mappings of their own fields
+        if not isinstance(model_values.get(key, {}), (dict, type(None))):
+            raise ValueError(f"`model.{key}` ({model_values[key]!r}) must be a mapping or null")
     # Build once to validate the numbers now rather than after loading data.
-    config_values = {key: value for key, value in model_values.items() if key != "tokenizer"}
-    check_value_types("model", config_values, _model_config_class(model_type))
+    config_class = record.load_config_class()
+    config_values = {key: value for key, value in model_values.items() if key not in record.extra_model_keys}
+    check_value_types("model", config_values, config_class)
     try:
-        _model_config_class(model_type)(**({"num_items": 1} if model_type == "sasrec" else {}), **config_values)
+        config_class(**{**record.config_check_kwargs, **config_values})
     except (ValueError, TypeError) as error:  # the config classes name the bare field: say which section
         message = re.sub(r"`(\w+)`", lambda m: f"`model.{m[1]}`" if m[1] in allowed else m[0], str(error))
         raise ValueError(message if "`model." in message else f"invalid `model` value: {message}") from None

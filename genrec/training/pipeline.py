@@ -37,12 +37,12 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import yaml
 from transformers import set_seed
 from transformers.utils import logging
 
+from genrec.models.registry import get_model_record
 from genrec.training.arguments import RunConfig
 from genrec.training.collators import NextItemCollator, NextItemDataset
 from genrec.training.trainer import (
@@ -64,9 +64,10 @@ from genrec.utils.io import (
     replace_directory,
     staging_directory,
 )
+from genrec.utils.runtime import finish_wandb, is_main_process
 
 __all__ = ["run_training", "prepare_output", "machine_info", "build_model", "load_split", "evaluate_checkpoint",
-           "check_checkpoint_files", "log_to_file"]
+           "check_checkpoint_files", "log_to_file", "resolve_checkpoint"]
 
 logger = logging.get_logger(__name__)
 
@@ -124,84 +125,20 @@ def load_split(dataset: str, max_users: int | None = None, *, keep_duplicates: b
 
 
 def build_model(model_type: str, model_kwargs: dict[str, Any], item_ids: list[str], catalog=None,
-                train_sequences=None):
-    """Instantiate the configured model for a catalog.
+                train_sequences=None, *, seed: int = 0):
+    """Instantiate the configured model for a catalog: the builder of its registry record.
 
     P5 / OneRec first fit their item tokenizer on ``catalog`` and ``train_sequences`` (training part only);
     the popularity baseline counts ``train_sequences`` and text-kNN embeds the ``catalog`` texts: both come
     back fitted (``requires_training = False``).
 
     Raises:
-        ValueError: unknown ``model_type`` or invalid architecture values.
+        ValueError: unknown ``model_type``, a missing catalog / training sequences, or invalid architecture values.
     """
-    if model_type == "sasrec":
-        from genrec.models.sasrec import SASRecConfig, SASRecModel
+    from genrec.models.registry import get_model_record
 
-        config = SASRecConfig(**{**model_kwargs, "num_items": len(item_ids)})
-        return SASRecModel(config, item_ids=item_ids)
-    if model_type in ("recgpt", "bigrec") and catalog is None:
-        raise ValueError(f"`model.type` {model_type!r} needs the item catalog (item texts/titles)")
-    if model_type == "recgpt":  # embeds item texts (cached) and fits the fsq item tokenizer
-        from genrec.models.recgpt import RecGPTForCausalLM
-
-        kwargs = dict(model_kwargs)
-        tokenizer_kwargs = dict(kwargs.pop("tokenizer", None) or {})
-        embeddings = _recgpt_item_vectors(catalog, tokenizer_kwargs, train_sequences)
-        return RecGPTForCausalLM.from_catalog(catalog, embeddings=embeddings, tokenizer_kwargs=tokenizer_kwargs,
-                                              **kwargs)
-    if model_type == "bigrec":  # loads the base causal LM and adds fresh LoRA weights
-        from genrec.models.bigrec import BIGRecConfig, BIGRecForCausalLM
-
-        return BIGRecForCausalLM.from_catalog(BIGRecConfig(**model_kwargs), catalog)
-    if model_type in ("p5", "onerec"):
-        if catalog is None or train_sequences is None:
-            raise ValueError(f"`model.type` {model_type!r} needs the catalog and the training sequences")
-        from genrec.models.generative import build_generative_model
-
-        return build_generative_model(model_type, model_kwargs, catalog, train_sequences)
-    if model_type == "popularity":  # counts over the training sequences only (no valid/test target)
-        if train_sequences is None:
-            raise ValueError("`model.type` 'popularity' needs the training sequences")
-        from genrec.models.popularity import PopularityModel
-
-        return PopularityModel.from_sequences(train_sequences, item_ids, **model_kwargs)
-    if model_type == "textknn":  # embeds the item texts (cached)
-        if catalog is None:
-            raise ValueError("`model.type` 'textknn' needs the item catalog (item texts)")
-        from genrec.models.textknn import TextKNNModel
-
-        return TextKNNModel.from_catalog(catalog, **model_kwargs)
-    from genrec.training.arguments import MODEL_TYPES
-
-    raise ValueError(f"`model.type` ({model_type!r}) must be one of {list(MODEL_TYPES)}")
-
-
-def _recgpt_item_vectors(catalog, tokenizer_kwargs: dict[str, Any], train_sequences):
-    """RecGPT's item vectors: the text embedding, plus ``collaborative_dims`` spectral co-occurrence dimensions.
-
-    ``model.tokenizer.collaborative_dims`` (default 0) and ``collaborative_window`` (default 3) are popped from
-    the tokenizer section: with ``d > 0`` every item's vector is ``[text ; spectral_d]`` (the spectral part from
-    the TRAINING histories only, zero for items never seen there), so both the fsq ids and the model's inputs
-    carry collaborative signal. Returns ``None`` (embed text only, inside ``from_catalog``) when ``d = 0``.
-    """
-    from genrec.tokenization.collaborative import spectral_item_embeddings
-    from genrec.tokenization.embeddings import embed_catalog
-
-    dims = tokenizer_kwargs.pop("collaborative_dims", 0)
-    window = tokenizer_kwargs.pop("collaborative_window", 3)
-    if isinstance(dims, bool) or not isinstance(dims, int) or dims < 0:
-        raise ValueError(f"`model.tokenizer.collaborative_dims` ({dims!r}) must be an integer >= 0")
-    if dims == 0:
-        return None
-    if train_sequences is None:
-        raise ValueError("`model.tokenizer.collaborative_dims` needs the training sequences")
-    text = embed_catalog(catalog, tokenizer_kwargs.get("embedding_model"), tokenizer_kwargs.get("embedding_cache_dir"),
-                         tokenizer_kwargs.get("text_fields"),
-                         batch_size=tokenizer_kwargs.get("embedding_batch_size", 256))
-    collaborative = spectral_item_embeddings(train_sequences.values(), catalog.item_ids, dim=dims, window=window)
-    logger.info(f"recgpt item vectors: {text.shape[1]} text + {dims} collaborative dimensions "
-                f"({int((~collaborative.any(1)).sum())} items without co-occurrence get zeros)")
-    return np.concatenate([np.asarray(text, dtype=np.float32), collaborative], axis=1)
+    return get_model_record(model_type).build(model_kwargs, item_ids=item_ids, catalog=catalog,
+                                              train_sequences=train_sequences, seed=seed)
 
 
 @contextlib.contextmanager
@@ -254,11 +191,6 @@ def _wandb_dir(folder: Path | None):
         os.environ.pop("WANDB_DIR", None)
 
 
-def _is_main_process() -> bool:
-    # RANK is set by torchrun / accelerate launch before any process group exists.
-    return int(os.environ.get("RANK", "0")) == 0
-
-
 def run_training(run: RunConfig, output: str | os.PathLike, *, overwrite: bool = False) -> dict[str, Any]:
     """Train and evaluate one configured model; write the run folder atomically.
 
@@ -280,7 +212,7 @@ def run_training(run: RunConfig, output: str | os.PathLike, *, overwrite: bool =
     output = prepare_output(output, overwrite=overwrite, protect=_protected_inputs(run))
     if "wandb" in (run.training.report_to or []):
         os.environ.setdefault("WANDB_MODE", "offline")  # never reach the network unless asked to
-    if not _is_main_process():
+    if not is_main_process():
         # Other ranks train in lockstep but write nothing (the Trainer only saves on process 0).
         run.training.output_dir = str(output)
         loaded = load_split(run.data.dataset, run.data.max_users, keep_duplicates=run.data.keep_duplicates)
@@ -426,6 +358,7 @@ def _train_and_evaluate(run: RunConfig, staging: Path | None, loaded) -> dict[st
         logger.warning(f"data {data.name}: dropped {data.duplicates_dropped} duplicate events (same user, item and "
                        "timestamp) before splitting; `data.keep_duplicates: true` keeps them")
 
+    record = get_model_record(run.model_type)
     build_start = time.time()
     model = build_model(run.model_type, run.model_kwargs, data.item_ids, catalog=data.catalog,
                         train_sequences=train_sequences)
@@ -484,7 +417,7 @@ def _train_and_evaluate(run: RunConfig, staging: Path | None, loaded) -> dict[st
         "model/type": run.model_type,
         "model/loss_type": getattr(model.config, "loss_type", None),
         "model/num_parameters": sum(parameter.numel() for parameter in model.parameters()),
-        **(_item_tokenizer_metrics(model) if run.model_type in ("p5", "onerec") else {}),
+        **(_item_tokenizer_metrics(model) if record.kind == "seq2seq" else {}),
         "eval/exclude_history_items": bool(args.exclude_history_items),
         "eval/protocol": "leave-one-out, full ranking over the catalog",
         **machine_info(),
@@ -498,14 +431,14 @@ def _train_and_evaluate(run: RunConfig, staging: Path | None, loaded) -> dict[st
         "training": args.to_dict(),
     }
     atomic_write_json(staging / "resolved_config.json", resolved)
-    if run.model_type in ("p5", "onerec"):  # the checkpoint's model card (README.md) shows the measured metrics
+    if record.kind == "seq2seq":  # the checkpoint's model card (README.md) shows the measured metrics
         model.card_metrics = {key: round(value, 5) for key, value in evaluation.items() if "@" in key}
     with atomic_directory(staging / CHECKPOINT_DIR) as checkpoint:
         model.save_pretrained(checkpoint)
     atomic_write_json(staging / "log_history.json", trained.log_history)
     atomic_write_json(staging / "metrics.json", metrics)
     logger.info(f"metrics: {metrics}")
-    _finish_wandb()
+    finish_wandb()
     return metrics
 
 
@@ -519,15 +452,6 @@ def _item_tokenizer_metrics(model) -> dict[str, Any]:
         "model/ffn_type": model.config.ffn_type,
         "model/num_beams": model.config.num_beams,
     }
-
-
-def _finish_wandb() -> None:
-    """Close an active W&B run before its folder (inside the run folder) is moved into place."""
-    import sys
-
-    wandb = sys.modules.get("wandb")
-    if wandb is not None and getattr(wandb, "run", None) is not None:
-        wandb.finish()
 
 
 class _Records(std_logging.Handler):
@@ -569,6 +493,20 @@ def _load_checkpoint_model(auto_class, path: Path):
     for record in captured.records:
         hf_logger.handle(record)
     return model
+
+
+def resolve_checkpoint(path: str | os.PathLike) -> Path:
+    """The saved-model folder of ``path``: ``path`` itself, or the ``checkpoint/`` of a run folder.
+
+    Raises:
+        FileNotFoundError: neither holds a ``config.json``.
+    """
+    folder = Path(path)
+    if (folder / CHECKPOINT_DIR / "config.json").is_file():
+        return folder / CHECKPOINT_DIR
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"checkpoint {str(path)!r} has no config.json (nor {CHECKPOINT_DIR}/config.json)")
+    return folder
 
 
 def check_checkpoint_files(folder: str | os.PathLike) -> None:
@@ -631,15 +569,9 @@ def evaluate_checkpoint(
         FileNotFoundError: no checkpoint there.
         ValueError: unknown split, or the model's catalog does not match the dataset's.
     """
-    from transformers import AutoModel
+    from transformers import AutoModel  # `import genrec` registered genrec's models with it
 
-    import genrec.models  # noqa: F401  (registers the Auto classes)
-
-    path = Path(checkpoint)
-    if (path / CHECKPOINT_DIR / "config.json").is_file():
-        path = path / CHECKPOINT_DIR
-    if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"checkpoint {str(checkpoint)!r} has no config.json (nor {CHECKPOINT_DIR}/config.json)")
+    path = resolve_checkpoint(checkpoint)
     for split_name in splits:
         if split_name not in ("valid", "test"):
             raise ValueError(f"`split` ({split_name!r}) must be one of ['valid', 'test']")

@@ -166,7 +166,7 @@ def test_recommend_contract_and_score(item_tokenizer):
 
 
 def test_recommend_caps_k_at_the_catalog_and_bounds_the_beam_rows(item_tokenizer, monkeypatch):
-    import genrec.models.generative as generative
+    import genrec.models.generative.modeling_generative as generative
 
     model = _model(item_tokenizer)
     with pytest.raises(ValueError, match=r"`k` \(1000000\) must be an integer in \[1, 40\]"):
