@@ -42,6 +42,7 @@ from typing import Any
 import yaml
 from transformers.utils import logging
 
+from genrec.utils.checks import is_int
 from genrec.utils.io import (
     atomic_directory,
     atomic_write_json,
@@ -96,7 +97,7 @@ class AlignmentArguments:
         for name in ("rounds", "users_per_round", "num_candidates", "session_length", "reward_users",
                      "generation_batch_size", "eval_batch_size"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if not is_int(value) or value < 1:
                 raise ValueError(f"`alignment.{name}` ({value!r}) must be an integer >= 1")
         if self.num_candidates < 2 and self.strategy == "reward":
             raise ValueError(f"`alignment.num_candidates` ({self.num_candidates}) must be >= 2 with strategy 'reward'")
@@ -111,7 +112,7 @@ class AlignmentArguments:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
                 raise ValueError(f"`alignment.{name}` ({value!r}) must be a number >= 0")
-        if self.eval_users is not None and (isinstance(self.eval_users, bool) or not isinstance(self.eval_users, int)
+        if self.eval_users is not None and (not is_int(self.eval_users)
                                             or self.eval_users < 1):
             raise ValueError(f"`alignment.eval_users` ({self.eval_users!r}) must be null or an integer >= 1")
 

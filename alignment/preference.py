@@ -25,7 +25,6 @@ import math
 import time
 import weakref
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import torch
 from transformers.utils import logging

@@ -46,7 +46,7 @@ from transformers import initialization as hf_init
 from transformers.activations import ACT2FN
 from transformers.utils import ModelOutput
 
-from genrec.utils.checks import check_int
+from genrec.utils.checks import check_int, is_int
 
 __all__ = [
     "MoeBlockOutput",
@@ -474,7 +474,7 @@ class SparseMoeBlock(nn.Module):
                 raise ValueError(
                     f"`max_experts_per_tok` ({max_experts_per_tok}) must be <= `num_experts` ({num_experts})"
                 )
-        if isinstance(num_shared_experts, bool) or not isinstance(num_shared_experts, int) or num_shared_experts < 0:
+        if not is_int(num_shared_experts) or num_shared_experts < 0:
             raise ValueError(f"`num_shared_experts` ({num_shared_experts!r}) must be an int >= 0")
         if shared_expert_intermediate_size is not None:
             if num_shared_experts == 0:

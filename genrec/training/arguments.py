@@ -33,6 +33,7 @@ import yaml
 from transformers import TrainingArguments
 
 from genrec.models.registry import MODEL_NAMES, get_model_record
+from genrec.utils.checks import is_int
 
 __all__ = [
     "DataArguments",
@@ -80,7 +81,7 @@ class DataArguments:
         if not isinstance(self.dataset, str) or not self.dataset:
             raise ValueError(f"`data.dataset` ({self.dataset!r}) must be a non-empty dataset name or folder path")
         if self.max_users is not None and (
-            isinstance(self.max_users, bool) or not isinstance(self.max_users, int) or self.max_users < 1
+            not is_int(self.max_users) or self.max_users < 1
         ):
             raise ValueError(f"`data.max_users` ({self.max_users!r}) must be a positive integer or null")
         if not isinstance(self.keep_duplicates, bool):
@@ -145,7 +146,7 @@ class GenRecTrainingArguments(TrainingArguments):
             self.use_cpu = True
         for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if not is_int(value) or value < 1:
                 raise ValueError(f"`training.{name}` ({value!r}) must be an integer >= 1")
         if (self.max_steps is None or self.max_steps <= 0) and not self.num_train_epochs > 0:
             raise ValueError(
@@ -157,7 +158,7 @@ class GenRecTrainingArguments(TrainingArguments):
         super().__post_init__()
         if isinstance(self.eval_ks, int):
             self.eval_ks = [self.eval_ks]
-        if not self.eval_ks or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in self.eval_ks):
+        if not self.eval_ks or any(not is_int(k) or k < 1 for k in self.eval_ks):
             raise ValueError(f"`training.eval_ks` ({self.eval_ks!r}) must be a non-empty list of positive integers")
         metric_k = self.metric_for_early_stopping.partition("@")[2]
         if not metric_k.isdigit() or int(metric_k) not in self.eval_ks:

@@ -135,8 +135,6 @@ def build_model(model_type: str, model_kwargs: dict[str, Any], item_ids: list[st
     Raises:
         ValueError: unknown ``model_type``, a missing catalog / training sequences, or invalid architecture values.
     """
-    from genrec.models.registry import get_model_record
-
     return get_model_record(model_type).build(model_kwargs, item_ids=item_ids, catalog=catalog,
                                               train_sequences=train_sequences, seed=seed)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from genrec.utils.checks import is_int
 from genrec.utils.lazy import lazy_exports
 
 _CONFIG, _MODELING = "genrec.models.recgpt.configuration_recgpt", "genrec.models.recgpt.modeling_recgpt"
@@ -51,7 +52,7 @@ def _item_vectors(catalog, tokenizer_kwargs: dict[str, Any], train_sequences):
 
     dims = tokenizer_kwargs.pop("collaborative_dims", 0)
     window = tokenizer_kwargs.pop("collaborative_window", 3)
-    if isinstance(dims, bool) or not isinstance(dims, int) or dims < 0:
+    if not is_int(dims) or dims < 0:
         raise ValueError(f"`model.tokenizer.collaborative_dims` ({dims!r}) must be an integer >= 0")
     if dims == 0:
         return None
