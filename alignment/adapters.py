@@ -57,7 +57,7 @@ def model_kind(model: nn.Module) -> str:
     except ValueError:
         kind = None
     if kind not in MODEL_KINDS:
-        raise TypeError(f"genrec's DPO adapter supports the model kinds {list(MODEL_KINDS)} (P5 / OneRec, RecGPT), "
+        raise TypeError(f"genrec's DPO adapter supports P5 / OneRec and RecGPT (registry kinds {list(MODEL_KINDS)}), "
                         f"got {type(model).__name__}")
     return kind
 
