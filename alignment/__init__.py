@@ -15,8 +15,7 @@ Names are imported lazily (TRL is only loaded when DPO is used).
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from genrec.utils.lazy import lazy_exports
 
 _EXPORTS = {
     "RewardModelConfig": "genrec.models.reward",
@@ -33,14 +32,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'genrec.alignment' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

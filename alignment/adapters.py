@@ -28,26 +28,26 @@ from torch import nn
 
 __all__ = ["MODEL_KINDS", "TokenLogProbs", "model_kind", "preference_token_log_probs", "token_log_probs"]
 
-MODEL_KINDS = ("seq2seq", "recgpt")
+# the model registry's kinds (genrec.models.registry.KINDS) this adapter serves
+MODEL_KINDS = ("seq2seq", "parallel-codes")
 
 
 def model_kind(model: nn.Module) -> str:
-    """``"seq2seq"`` for P5/OneRec (GenerativeT5Model), ``"recgpt"`` for RecGPT.
+    """The registry kind of ``model``: ``"seq2seq"`` for P5/OneRec, ``"parallel-codes"`` for RecGPT.
 
     Raises:
-        TypeError: any other model (BIGRec goes through TRL's own causal-LM path).
+        TypeError: any other model (BIGRec, kind ``"text-lm"``, goes through TRL's own causal-LM path).
     """
-    from genrec.models.generative import GenerativeT5Model
-    from genrec.models.recgpt import RecGPTForCausalLM
+    from genrec.models.registry import record_of
 
-    if isinstance(model, GenerativeT5Model):
-        return "seq2seq"
-    if isinstance(model, RecGPTForCausalLM):
-        return "recgpt"
-    raise TypeError(
-        f"genrec's preference trainer supports P5 / OneRec (GenerativeT5Model) and RecGPTForCausalLM, got "
-        f"{type(model).__name__}"
-    )
+    try:
+        kind = record_of(model).kind
+    except ValueError:
+        kind = None
+    if kind not in MODEL_KINDS:
+        raise TypeError(f"genrec's DPO adapter supports P5 / OneRec and RecGPT (registry kinds {list(MODEL_KINDS)}), "
+                        f"got {type(model).__name__}")
+    return kind
 
 
 @dataclass
@@ -103,7 +103,7 @@ def preference_token_log_probs(model: nn.Module, kind: str, batch: dict[str, tor
     """Per-token log-probabilities of the batch's scored sequences (one forward of ``model``).
 
     Args:
-        model: a P5 / OneRec (``kind="seq2seq"``) or RecGPT (``kind="recgpt"``) model, possibly wrapped (DDP).
+        model: a P5 / OneRec (``kind="seq2seq"``) or RecGPT (``kind="parallel-codes"``) model, possibly wrapped (DDP).
         kind: :func:`model_kind` of the unwrapped model.
         batch: :class:`~genrec.alignment.dpo.GenRecPreferenceCollator` keys: ``input_ids`` / ``attention_mask`` /
             ``completion_mask`` ``(rows, 1 + L)`` (``[start] + tokens``), ``context_input_ids`` /
@@ -121,7 +121,7 @@ def preference_token_log_probs(model: nn.Module, kind: str, batch: dict[str, tor
         out = model(input_ids=context, attention_mask=context_mask, decoder_input_ids=input_ids[:, :-1],
                     decoder_attention_mask=batch["attention_mask"][:, :-1], use_cache=False)
         logits = out.logits  # (rows, L, vocab)
-    elif kind == "recgpt":
+    elif kind == "parallel-codes":
         out = model(input_ids=batch["context_input_ids"], attention_mask=batch["context_attention_mask"])
         logits = _tile_rows(out.logits, rows, "context_input_ids")  # (rows, C, K): one history pass for both
     else:

@@ -46,13 +46,13 @@ from typing import Any
 
 import torch
 from datasets import Dataset, IterableDataset
-from genrec.alignment.adapters import model_kind, preference_token_log_probs
-from genrec.alignment.losses import check_preference_args, preference_loss, sequence_log_probs
 from torch import nn
 from transformers import Trainer
 from transformers.utils import logging
 from trl import DPOConfig, DPOTrainer
 
+from genrec.alignment.adapters import MODEL_KINDS, model_kind, preference_token_log_probs
+from genrec.alignment.losses import check_preference_args, preference_loss, sequence_log_probs
 from genrec.utils.io import atomic_directory, atomic_write_text
 
 logger = logging.get_logger(__name__)
@@ -182,7 +182,7 @@ class _PreferenceRowEncoder:
         return rows
 
     def _session(self, rows: list[int], field: str, index: int, items: Any) -> list[int]:
-        if self.kind == "recgpt":
+        if self.kind == "parallel-codes":
             if len(rows) != 1:
                 raise ValueError(f"row {index}: `{field}` has {len(rows)} items ({list(items)!r}); RecGPT predicts one "
                                  "next item, so its sessions must hold exactly 1 item")
@@ -213,7 +213,7 @@ class _PreferenceRowEncoder:
         if self.with_targets:
             target_items = example[TARGET_COLUMN]
             target = self._rows(target_items if target_items is not None else [], TARGET_COLUMN, index)
-            if target and self.kind == "recgpt":
+            if target and self.kind == "parallel-codes":
                 if len(target) != 1:
                     raise ValueError(f"row {index}: `{TARGET_COLUMN}` has {len(target)} items; RecGPT's next-token "
                                      "term takes exactly 1 target item (or none)")
@@ -251,7 +251,7 @@ class GenRecPreferenceCollator:
     with a non-empty ``target_ids``. ``row_has_pair`` ``(B,)`` bool marks the rows with a pair.
 
     Args:
-        kind: ``"seq2seq"`` (P5/OneRec) or ``"recgpt"``.
+        kind: the model registry's kind: ``"seq2seq"`` (P5/OneRec) or ``"parallel-codes"`` (RecGPT).
         pad_token_id: encoder/decoder padding (T5); RecGPT pads with 0.
         decoder_start_token_id: first token of every scored sequence (T5: the decoder start; RecGPT: 0, unused).
 
@@ -268,11 +268,11 @@ class GenRecPreferenceCollator:
     decoder_start_token_id: int = 0
 
     def __post_init__(self):
-        if self.kind not in ("seq2seq", "recgpt"):
-            raise ValueError(f"`kind` ({self.kind!r}) must be 'seq2seq' or 'recgpt'")
+        if self.kind not in MODEL_KINDS:
+            raise ValueError(f"`kind` ({self.kind!r}) must be one of {list(MODEL_KINDS)}")
 
     def _context(self, contexts: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.kind == "recgpt":
+        if self.kind == "parallel-codes":
             ids = _pad(contexts, 0, left=True)
             return ids, (ids != 0).long()
         ids = _pad(contexts, self.pad_token_id)

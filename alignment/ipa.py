@@ -43,12 +43,14 @@ from typing import Any
 import yaml
 from transformers.utils import logging
 
+from genrec.utils.checks import is_int
 from genrec.utils.io import (
     atomic_directory,
     atomic_write_json,
     atomic_write_text,
     check_output_parent,
 )
+from genrec.utils.runtime import finish_wandb, is_main_process
 
 __all__ = ["ALIGN_CONFIG_FILE", "AlignConfig", "load_align_config", "run_alignment"]
 
@@ -96,7 +98,7 @@ class AlignmentArguments:
         for name in ("rounds", "users_per_round", "num_candidates", "session_length", "reward_users",
                      "generation_batch_size", "eval_batch_size"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if not is_int(value) or value < 1:
                 raise ValueError(f"`alignment.{name}` ({value!r}) must be an integer >= 1")
         if self.num_candidates < 2 and self.strategy == "reward":
             raise ValueError(f"`alignment.num_candidates` ({self.num_candidates}) must be >= 2 with strategy 'reward'")
@@ -111,7 +113,7 @@ class AlignmentArguments:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
                 raise ValueError(f"`alignment.{name}` ({value!r}) must be a number >= 0")
-        if self.eval_users is not None and (isinstance(self.eval_users, bool) or not isinstance(self.eval_users, int)
+        if self.eval_users is not None and (not is_int(self.eval_users)
                                             or self.eval_users < 1):
             raise ValueError(f"`alignment.eval_users` ({self.eval_users!r}) must be null or an integer >= 1")
 
@@ -183,25 +185,14 @@ def load_align_config(path: str | os.PathLike, overrides: list[str] | tuple[str,
         FileNotFoundError: no such file.
         ValueError: malformed YAML or invalid values.
     """
-    from genrec.training.arguments import _parse_value, read_yaml_config
+    from genrec.training.arguments import apply_overrides, read_yaml_config
 
     path = Path(path)
-    values = read_yaml_config(path)
-    for override in overrides:
-        key, sep, text = override.partition("=")
-        section, dot, name = key.strip().partition(".")
-        if not sep or not dot or section not in _SECTIONS or not name:
-            raise ValueError(f"--set {override!r}: expected 'section.key=value' with section in {list(_SECTIONS)}")
-        values.setdefault(section, {})
-        values[section][name] = _parse_value(text)
+    values = apply_overrides(read_yaml_config(path), overrides, sections=_SECTIONS)
     return build_align_config(values, source=path)
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-def _is_main_process() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
-
-
 def _barrier() -> None:
     import torch.distributed as dist
 
@@ -221,13 +212,9 @@ def _resolve_path(name: str, config: AlignConfig) -> Path:
 def _load_model(path: Path):
     from transformers import AutoModel
 
-    import genrec.models  # noqa: F401  (registers the Auto classes)
+    from genrec.training.pipeline import resolve_checkpoint
 
-    if (path / "checkpoint" / "config.json").is_file():
-        path = path / "checkpoint"
-    if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"no genrec model at {str(path)!r} (no config.json nor checkpoint/config.json)")
-    return AutoModel.from_pretrained(path)
+    return AutoModel.from_pretrained(resolve_checkpoint(path))
 
 
 def _session_length_supported(model, session_length: int) -> None:
@@ -316,7 +303,7 @@ def _check_resume(output: Path, config: AlignConfig, overwrite: bool) -> bool:
                               "choose another --output or pass --overwrite")
     import shutil
 
-    if _is_main_process():
+    if is_main_process():
         shutil.rmtree(output)
     _barrier()
     return False
@@ -336,19 +323,19 @@ def run_alignment(config: AlignConfig, output: str | os.PathLike, *, overwrite: 
         the flat metrics written to ``OUTPUT/metrics.json``.
     """
     import torch
-    from genrec.alignment.dpo import build_dpo_trainer
-    from genrec.alignment.preference import build_preference_dataset
-    from genrec.alignment.reward import train_reward_model
     from transformers import set_seed
     from trl import DPOConfig
 
+    from genrec.alignment.dpo import build_dpo_trainer
+    from genrec.alignment.preference import build_preference_dataset
+    from genrec.alignment.reward import train_reward_model
     from genrec.data import leave_one_out, load_dataset
     from genrec.models.reward import RewardModel
     from genrec.training.pipeline import machine_info
 
     output = check_output_parent(output)
     resumed = _check_resume(output, config, overwrite)
-    main = _is_main_process()
+    main = is_main_process()
     if main:
         output.mkdir(exist_ok=True)
         _remove_scratch(output)  # left by a killed run: trainer scratch and unfinished round staging folders
@@ -511,7 +498,7 @@ def run_alignment(config: AlignConfig, output: str | os.PathLike, *, overwrite: 
         metrics.update(machine_info())
         if main:
             atomic_write_json(metrics_path, metrics)
-        _finish_wandb()
+        finish_wandb()
     return metrics
 
 
@@ -576,7 +563,7 @@ def _staging_dir(path: Path):
     import shutil
     import tempfile
 
-    folder = Path(tempfile.mkdtemp(prefix=path.name, dir=path.parent)) if _is_main_process() else path
+    folder = Path(tempfile.mkdtemp(prefix=path.name, dir=path.parent)) if is_main_process() else path
     try:
         yield folder
     finally:
@@ -627,14 +614,6 @@ def _wandb_log(output: Path, number: int, round_metrics: dict[str, Any]) -> None
         wandb.define_metric("align/*", step_metric="round")  # per-round reward and N@10 charted against the round
     wandb.log({"round": number, **{f"align/{k}": v for k, v in round_metrics.items()
                                    if isinstance(v, (int, float)) and not (isinstance(v, float) and math.isnan(v))}})
-
-
-def _finish_wandb() -> None:
-    import sys
-
-    wandb = sys.modules.get("wandb")
-    if wandb is not None and getattr(wandb, "run", None) is not None:
-        wandb.finish()
 
 
 def config_summary(config: AlignConfig) -> dict[str, Any]:

@@ -25,41 +25,39 @@ import math
 import time
 import weakref
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import torch
 from transformers.utils import logging
+
+from genrec.utils.checks import check_int
 
 logger = logging.get_logger(__name__)
 
 __all__ = ["PREFERENCE_STRATEGIES", "build_preference_dataset", "generate_candidates", "render_preference_text"]
 
 PREFERENCE_STRATEGIES = ("ground_truth", "reward")
-SUPPORTED_MODELS = ("OneRecForConditionalGeneration", "P5ForConditionalGeneration", "RecGPTForCausalLM",
-                    "BIGRecForCausalLM")
+# the model registry's kinds (genrec.models.registry.KINDS) that generate candidates: P5/OneRec, RecGPT, BIGRec
+SUPPORTED_KINDS = ("seq2seq", "parallel-codes", "text-lm")
 
 
 # ------------------------------------------------------------------------------------------------ model helpers
 def _model_kind(model) -> str:
-    """``"onerec"``, ``"t5"`` (P5 and other GenerativeT5Model), ``"recgpt"`` or ``"bigrec"``.
+    """The registry kind of ``model``: ``"seq2seq"`` (P5, OneRec), ``"parallel-codes"`` (RecGPT) or ``"text-lm"``
+    (BIGRec).
 
     Raises:
         ValueError: any other model.
     """
-    from genrec.models.bigrec import BIGRecForCausalLM
-    from genrec.models.generative import GenerativeT5Model
-    from genrec.models.onerec import OneRecForConditionalGeneration
-    from genrec.models.recgpt import RecGPTForCausalLM
+    from genrec.models.registry import MODEL_RECORDS, record_of
 
-    if isinstance(model, OneRecForConditionalGeneration):
-        return "onerec"
-    if isinstance(model, GenerativeT5Model):
-        return "t5"
-    if isinstance(model, RecGPTForCausalLM):
-        return "recgpt"
-    if isinstance(model, BIGRecForCausalLM):
-        return "bigrec"
-    raise ValueError(f"`model` ({type(model).__name__}) must be one of {list(SUPPORTED_MODELS)}")
+    try:
+        kind = record_of(model).kind
+    except ValueError:
+        kind = None
+    if kind not in SUPPORTED_KINDS:
+        names = [record.name for record in MODEL_RECORDS if record.kind in SUPPORTED_KINDS]
+        raise ValueError(f"`model` ({type(model).__name__}) must be one of the genrec models {names}")
+    return kind
 
 
 def _item_index(model) -> dict[str, int]:
@@ -74,11 +72,6 @@ def _item_index(model) -> dict[str, int]:
     if not isinstance(index, Mapping) or not index:
         raise ValueError(f"{type(model).__name__} has no catalog bound; bind one (item tokenizer / set_catalog) first")
     return dict(index)
-
-
-def _check_int(name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"`{name}` ({value!r}) must be an integer >= {minimum}")
 
 
 def _check_histories(histories: Sequence[Sequence[str]]) -> list[list[str]]:
@@ -97,7 +90,7 @@ def _scored_candidates(model, histories: list[list[str]], num_candidates: int, s
                        batch_size: int) -> list[list[tuple[list[str], float]]]:
     """Per user, up to ``num_candidates`` distinct ``(session, score)`` best first (score = model log-prob)."""
     kind = _model_kind(model)
-    if session_length > 1 and kind != "onerec":
+    if session_length > 1 and not hasattr(model, "generate_candidate_sessions"):
         raise ValueError(
             f"`session_length` ({session_length}) must be 1 for {type(model).__name__}: it generates one next item "
             "per decoding; only OneRec generates sessions of several items"
@@ -107,14 +100,8 @@ def _scored_candidates(model, histories: list[list[str]], num_candidates: int, s
     for start in range(0, len(histories), batch_size):
         chunk = histories[start:start + batch_size]
         if session_length > 1:
-            generate = getattr(model, "generate_candidate_sessions", None)
-            if generate is None:
-                raise ValueError(
-                    f"`session_length` ({session_length}) > 1 needs OneRecForConditionalGeneration."
-                    "generate_candidate_sessions (N distinct sessions per user), which this genrec version lacks; "
-                    "use session_length=1"
-                )
-            sessions = generate(chunk, num_sessions=num_candidates, session_length=session_length)
+            sessions = model.generate_candidate_sessions(chunk, num_sessions=num_candidates,
+                                                         session_length=session_length)
             for user_sessions in sessions:
                 results.append([([item for item, _ in session], float(sum(score for _, score in session)))
                                 for session in user_sessions])
@@ -122,7 +109,7 @@ def _scored_candidates(model, histories: list[list[str]], num_candidates: int, s
         k = min(num_candidates, num_items)
         # the model's own recommend() with the contract's defaults: history items are never candidates
         options = {"batch_size": batch_size}
-        if kind == "bigrec":
+        if kind == "text-lm":
             # the title-constrained beam search (the embedding grounding is not constrained decoding)
             options["method"] = "constrained"
         ranked = model.recommend(chunk, k=k, **options)
@@ -160,9 +147,9 @@ def generate_candidates(model, histories: Sequence[Sequence[str]], *, num_candid
         ValueError: an unsupported model, ``session_length > 1`` for a one-item model, bad sizes, or a history
             that is empty or holds an unknown item id.
     """
-    _check_int("num_candidates", num_candidates, 1)
-    _check_int("session_length", session_length, 1)
-    _check_int("batch_size", batch_size, 1)
+    check_int("num_candidates", num_candidates, 1)
+    check_int("session_length", session_length, 1)
+    check_int("batch_size", batch_size, 1)
     histories = _check_histories(histories)
     return [[session for session, _ in user]
             for user in _scored_candidates(model, histories, num_candidates, session_length, batch_size)]
@@ -226,13 +213,13 @@ def _render(model, kind: str, index: Mapping[str, int], history: Sequence[str], 
                 raise ValueError(f"`{where}` holds item id {item!r}, which is not in the model's catalog of "
                                  f"{len(index)} items")
     rows = [index[str(item)] for item in items]
-    if kind in ("t5", "onerec"):
+    if kind == "seq2seq":
         tokenizer = model.tokenizer
         prompt_ids = model.encode_history([index[item] for item in history])
         prompt = tokenizer.decode(prompt_ids, skip_special_tokens=True)
         completion = tokenizer.decode([t for row in rows for t in model.item_tokens(row)])
         return prompt, completion
-    if kind == "bigrec":
+    if kind == "text-lm":
         from genrec.models.bigrec.prompts import format_response
 
         completion = ", ".join(format_response(model.item_titles[row], model.config.max_title_chars) for row in rows)
@@ -323,10 +310,10 @@ def build_preference_dataset(model, examples, *, strategy: str = "ground_truth",
 
     if strategy not in PREFERENCE_STRATEGIES:
         raise ValueError(f"`strategy` ({strategy!r}) must be one of {list(PREFERENCE_STRATEGIES)}")
-    _check_int("num_candidates", num_candidates, 1)
-    _check_int("session_length", session_length, 1)
-    _check_int("batch_size", batch_size, 1)
-    _check_int("seed", seed, 0)
+    check_int("num_candidates", num_candidates, 1)
+    check_int("session_length", session_length, 1)
+    check_int("batch_size", batch_size, 1)
+    check_int("seed", seed, 0)
     if strategy == "reward":
         if reward_model is None:
             raise ValueError("`strategy` 'reward' needs a `reward_model` (genrec.alignment.reward.RewardModel)")

@@ -96,7 +96,6 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     from genrec.alignment.ipa import load_align_config, run_alignment
-
     from genrec.cli.align import format_rounds_table
     from genrec.training.pipeline import machine_info
     from genrec.utils.io import atomic_write_json

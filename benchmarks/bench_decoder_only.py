@@ -77,10 +77,9 @@ class _TextKNN(torch.nn.Module):
 
 
 def run_recgpt(args, out):
-    from genrec.tokenization.embeddings import embed_catalog
-
     from genrec.data import leave_one_out, load_dataset
     from genrec.models.recgpt import RecGPTForCausalLM
+    from genrec.tokenization.embeddings import embed_catalog
     from genrec.training import (
         BestModelCallback,
         NextItemCollator,
@@ -158,9 +157,8 @@ def run_recgpt(args, out):
 
 
 def run_yelp(args, model, out):
-    from genrec.tokenization.embeddings import embed_catalog
-
     from genrec.data import leave_one_out, load_dataset
+    from genrec.tokenization.embeddings import embed_catalog
     from genrec.training import RankingSet, full_ranking_metrics
 
     data = load_dataset(args.yelp)

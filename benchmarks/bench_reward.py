@@ -39,7 +39,6 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     from genrec.alignment.reward import RewardModelConfig, train_reward_model
-
     from genrec.data import leave_one_out, load_dataset
     from genrec.training.pipeline import machine_info
     from genrec.utils.io import atomic_write_json

@@ -34,17 +34,16 @@ def main(argv: list[str] | None = None) -> int:
 
     from transformers import AutoModel
 
-    import genrec.models  # noqa: F401  (registers the Auto classes)
     from genrec.data import leave_one_out, load_dataset
     from genrec.models import TextKNNModel
     from genrec.tokenization.embeddings import embed_catalog
+    from genrec.training.pipeline import resolve_checkpoint
     from genrec.training.trainer import RankingSet, full_ranking_metrics
     from genrec.utils.io import atomic_write_json, check_output_file
 
     check_output_file(args.result)
     start = time.time()
-    checkpoint = Path(args.checkpoint)
-    checkpoint = checkpoint / "checkpoint" if (checkpoint / "checkpoint").is_dir() else checkpoint
+    checkpoint = resolve_checkpoint(args.checkpoint)
     data = load_dataset(args.dataset)
     split = leave_one_out(data, drop_short_users=True)
     vectors = embed_catalog(data.catalog)

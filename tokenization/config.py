@@ -15,6 +15,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Iterable
 
+from genrec.utils.checks import is_int
+
 __all__ = [
     "ItemTokenizerConfig",
     "check_int",
@@ -39,7 +41,7 @@ def check_int(name: str, value: Any, *, minimum: int | None = None, maximum: int
     Raises:
         ValueError: not an int, or out of range.
     """
-    if isinstance(value, bool) or not isinstance(value, int):
+    if not is_int(value):
         raise ValueError(f"`{name}` must be an integer, got {value!r} ({type(value).__name__})")
     if minimum is not None and value < minimum:
         raise ValueError(f"`{name}` ({value}) must be >= {minimum}")

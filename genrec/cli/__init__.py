@@ -2,7 +2,8 @@
 
 Each subcommand lives in its own module exposing ``register(subparsers)``; the module adds its
 parser and sets ``func`` (a callable taking the parsed ``argparse.Namespace`` and returning an exit
-code). Modules are imported lazily so ``genrec --help`` stays fast.
+code). ``genrec`` itself (``import genrec``) registers the models with the Auto classes before this runs, which
+imports torch (see the README's Architecture section).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import importlib
 import os
 import sys
 
-# Before torch is imported by any subcommand: the default active OpenMP wait policy made small
+# Normally already set by `import genrec` (before it loads torch): the default active OpenMP wait policy made small
 # steps 30-40x slower on a busy 2-core machine (measured); passive waiting costs nothing when idle.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 

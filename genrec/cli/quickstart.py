@@ -119,10 +119,12 @@ def quickstart_from_args(args: argparse.Namespace) -> int:
         f"(stopped by {metrics['train/stopped_by']}) on {metrics['machine/cpu']}"
     )
     print(f"checkpoint: {output / 'checkpoint'}  metrics: {output / 'metrics.json'}")
-    auto_class = "AutoModelForSeq2SeqLM" if run.model_type in ("p5", "onerec") else "AutoModel"
+    from genrec.models.registry import get_model_record
+
+    auto_class = get_model_record(run.model_type).auto_classes[0]
     print(
         "next: genrec evaluate --checkpoint "
-        f"{output} --split test   |   python -c \"from transformers import {auto_class}; import genrec.models; "
+        f"{output} --split test   |   python -c \"from transformers import {auto_class}; import genrec; "
         f"m = {auto_class}.from_pretrained('{output / 'checkpoint'}'); print(m.recommend([['1', '2']], k=5))\""
     )
     return 0

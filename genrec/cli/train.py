@@ -96,6 +96,7 @@ def run_from_args(args: argparse.Namespace) -> int:
     """Parse the config, run training, print where everything went and the metrics table."""
     from genrec.training import load_run_config, prepare_output, run_training
     from genrec.utils.errors import UserInputError
+    from genrec.utils.runtime import is_main_process
 
     output = Path(args.output) if args.output else default_output(args.config)
     # A run folder's own config.yaml may re-run it in place (it is read first, then rewritten);
@@ -114,19 +115,13 @@ def run_from_args(args: argparse.Namespace) -> int:
         overrides += ["training.save_strategy=steps", f"training.save_steps={args.save_steps}"]
     run = load_run_config(args.config, overrides)
     metrics = run_training(run, output, overwrite=args.overwrite, resume=getattr(args, "resume", False))
-    if _is_main_process():
+    if is_main_process():
         print(format_metrics_table(metrics))
         resumed = metrics.get("train/resumed_from_step")
         print(f"train time {metrics['train/seconds']:.1f}s, {metrics['train/epochs']:.1f} epochs "
               f"(stopped by {metrics['train/stopped_by']}{f'; resumed at step {resumed}' if resumed else ''}); "
               f"run folder: {output}")
     return 0
-
-
-def _is_main_process() -> bool:
-    import os
-
-    return int(os.environ.get("RANK", "0")) == 0
 
 
 def register(subparsers) -> None:

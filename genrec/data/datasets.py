@@ -22,6 +22,8 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from genrec.utils.checks import is_int
+
 __all__ = ["GenerativeRecDataset", "Seq2SeqRecCollator", "next_item_windows"]
 
 
@@ -52,7 +54,7 @@ def next_item_windows(
         ``[a, b, c]`` with ``num_targets=2`` gives ``([a], [b, c])`` and ``([a, b], [c])``.
     """
     for name, value in (("max_history", max_history), ("num_targets", num_targets), ("min_history", min_history)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        if not is_int(value) or value < 1:
             raise ValueError(f"`{name}` ({value!r}) must be an integer >= 1")
     windows: list[tuple[list[int], list[int]]] = []
     for sequence in sequences:

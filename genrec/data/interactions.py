@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+from transformers.utils import logging
 
 from genrec.data.catalog import ItemCatalog
-from transformers.utils import logging
 
 logger = logging.get_logger(__name__)
 

@@ -21,6 +21,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from transformers.utils import logging
+
 from genrec.data.catalog import ItemCatalog
 from genrec.data.interactions import InteractionData, drop_duplicate_events
 from genrec.data.readers import (
@@ -30,7 +32,6 @@ from genrec.data.readers import (
     read_sequence_file,
     read_table,
 )
-from transformers.utils import logging
 
 logger = logging.get_logger(__name__)
 

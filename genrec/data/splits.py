@@ -21,9 +21,9 @@ from typing import Any, Sequence
 import datasets
 import numpy as np
 import pyarrow as pa
+from transformers.utils import logging
 
 from genrec.data.interactions import InteractionData
-from transformers.utils import logging
 
 logger = logging.get_logger(__name__)
 

@@ -1,4 +1,4 @@
-"""Shared building blocks for the genrec models: RMSNorm, a dense feed-forward block and a sparse MoE block.
+"""Shared building blocks for the genrec models: a dense feed-forward block and a sparse MoE block.
 
 Every model (P5, RecGPT, BIGRec, OneRec) builds its feed-forward layers from this file, so switching a layer
 between dense and sparse is a config flag: both blocks take ``(hidden_states, attention_mask=None)`` and return a
@@ -45,8 +45,9 @@ from transformers import initialization as hf_init
 from transformers.activations import ACT2FN
 from transformers.utils import ModelOutput
 
+from genrec.utils.checks import check_int, is_int
+
 __all__ = [
-    "RMSNorm",
     "MoeBlockOutput",
     "FeedForwardBlock",
     "SparseMoeBlock",
@@ -60,40 +61,6 @@ __all__ = [
 ]
 
 EXPERT_IMPLEMENTATIONS = ("auto", "grouped_mm", "loop")
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Normalisation
-# ----------------------------------------------------------------------------------------------------------------
-
-
-class RMSNorm(nn.Module):
-    """Root-mean-square layer norm (no mean subtraction, no bias), computed in float32.
-
-    Args:
-        hidden_size (`int`): size of the last dimension.
-        eps (`float`, defaults to 1e-6): added to the mean square before the square root.
-    """
-
-    def __init__(self, hidden_size: int, *, eps: float = 1e-6) -> None:
-        super().__init__()
-        _check_positive_int("hidden_size", hidden_size)
-        if not eps > 0:
-            raise ValueError(f"`eps` ({eps}) must be > 0")
-        self.weight = nn.Parameter(torch.ones(hidden_size))
-        self.eps = eps
-
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        """Normalise ``hidden_states`` (..., hidden_size) over its last dimension; same shape and dtype back."""
-        input_dtype = hidden_states.dtype
-        # float32 statistics: bf16 mean squares lose most of their mantissa on long hidden vectors.
-        hidden_states = hidden_states.float()
-        variance = hidden_states.pow(2).mean(-1, keepdim=True)
-        hidden_states = hidden_states * torch.rsqrt(variance + self.eps)
-        return self.weight * hidden_states.to(input_dtype)
-
-    def extra_repr(self) -> str:
-        return f"{self.weight.shape[0]}, eps={self.eps}"
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -269,11 +236,6 @@ class _MLP(nn.Module):
         return self.down_proj(projected)  # (..., H)
 
 
-def _check_positive_int(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"`{name}` ({value!r}) must be a positive int")
-
-
 def _check_act(hidden_act: str) -> None:
     if hidden_act not in ACT2FN:
         raise ValueError(f"`hidden_act` ({hidden_act!r}) is not supported; choose one of {sorted(ACT2FN.keys())}")
@@ -305,8 +267,8 @@ class FeedForwardBlock(nn.Module):
         bias: bool = False,
     ) -> None:
         super().__init__()
-        _check_positive_int("hidden_size", hidden_size)
-        _check_positive_int("intermediate_size", intermediate_size)
+        check_int("hidden_size", hidden_size, 1)
+        check_int("intermediate_size", intermediate_size, 1)
         _check_act(hidden_act)
         self.hidden_size = hidden_size
         self.intermediate_size = intermediate_size
@@ -496,7 +458,7 @@ class SparseMoeBlock(nn.Module):
             ("num_experts", num_experts),
             ("num_experts_per_tok", num_experts_per_tok),
         ):
-            _check_positive_int(name, value)
+            check_int(name, value, 1)
         if num_experts_per_tok > num_experts:
             raise ValueError(f"`num_experts_per_tok` ({num_experts_per_tok}) must be <= `num_experts` ({num_experts})")
         if top_p is not None and not (isinstance(top_p, (int, float)) and 0.0 < top_p <= 1.0):
@@ -507,12 +469,12 @@ class SparseMoeBlock(nn.Module):
                     f"`max_experts_per_tok` ({max_experts_per_tok}) only applies to top-p routing; set `top_p` or "
                     "leave it None"
                 )
-            _check_positive_int("max_experts_per_tok", max_experts_per_tok)
+            check_int("max_experts_per_tok", max_experts_per_tok, 1)
             if max_experts_per_tok > num_experts:
                 raise ValueError(
                     f"`max_experts_per_tok` ({max_experts_per_tok}) must be <= `num_experts` ({num_experts})"
                 )
-        if isinstance(num_shared_experts, bool) or not isinstance(num_shared_experts, int) or num_shared_experts < 0:
+        if not is_int(num_shared_experts) or num_shared_experts < 0:
             raise ValueError(f"`num_shared_experts` ({num_shared_experts!r}) must be an int >= 0")
         if shared_expert_intermediate_size is not None:
             if num_shared_experts == 0:
@@ -520,7 +482,7 @@ class SparseMoeBlock(nn.Module):
                     f"`shared_expert_intermediate_size` ({shared_expert_intermediate_size}) needs "
                     "`num_shared_experts` >= 1 (it is 0)"
                 )
-            _check_positive_int("shared_expert_intermediate_size", shared_expert_intermediate_size)
+            check_int("shared_expert_intermediate_size", shared_expert_intermediate_size, 1)
         if shared_expert_gate and num_shared_experts == 0:
             raise ValueError("`shared_expert_gate` (True) needs `num_shared_experts` >= 1 (it is 0)")
         _check_act(hidden_act)

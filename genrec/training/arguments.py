@@ -32,6 +32,9 @@ from typing import Any, Sequence
 import yaml
 from transformers import TrainingArguments
 
+from genrec.models.registry import MODEL_NAMES, get_model_record
+from genrec.utils.checks import is_int
+
 __all__ = [
     "DataArguments",
     "GenRecTrainingArguments",
@@ -43,9 +46,9 @@ __all__ = [
     "read_yaml_config",
 ]
 
-# Short model names accepted as `model.type` (YAML holds values only, never Python import paths).
-# Adding a model: extend this tuple, `_model_config_class` below and `pipeline.build_model`.
-MODEL_TYPES = ("sasrec", "recgpt", "bigrec", "p5", "onerec", "popularity", "textknn")
+# Short model names accepted as `model.type` (YAML holds values only, never Python import paths): the model
+# registry's names (adding a model adds its record in genrec/models/registry.py, nothing here).
+MODEL_TYPES = MODEL_NAMES
 
 _RUN_ONLY_TRAINING_KEYS = ("output_dir",)  # set from --output, never from the YAML
 
@@ -78,7 +81,7 @@ class DataArguments:
         if not isinstance(self.dataset, str) or not self.dataset:
             raise ValueError(f"`data.dataset` ({self.dataset!r}) must be a non-empty dataset name or folder path")
         if self.max_users is not None and (
-            isinstance(self.max_users, bool) or not isinstance(self.max_users, int) or self.max_users < 1
+            not is_int(self.max_users) or self.max_users < 1
         ):
             raise ValueError(f"`data.max_users` ({self.max_users!r}) must be a positive integer or null")
         if not isinstance(self.keep_duplicates, bool):
@@ -143,7 +146,7 @@ class GenRecTrainingArguments(TrainingArguments):
             self.use_cpu = True
         for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if not is_int(value) or value < 1:
                 raise ValueError(f"`training.{name}` ({value!r}) must be an integer >= 1")
         if (self.max_steps is None or self.max_steps <= 0) and not self.num_train_epochs > 0:
             raise ValueError(
@@ -155,7 +158,7 @@ class GenRecTrainingArguments(TrainingArguments):
         super().__post_init__()
         if isinstance(self.eval_ks, int):
             self.eval_ks = [self.eval_ks]
-        if not self.eval_ks or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in self.eval_ks):
+        if not self.eval_ks or any(not is_int(k) or k < 1 for k in self.eval_ks):
             raise ValueError(f"`training.eval_ks` ({self.eval_ks!r}) must be a non-empty list of positive integers")
         metric_k = self.metric_for_early_stopping.partition("@")[2]
         if not metric_k.isdigit() or int(metric_k) not in self.eval_ks:
@@ -191,37 +194,9 @@ class RunConfig:
 
 
 def _allowed_model_keys(model_type: str) -> list[str]:
-    config_class = _model_config_class(model_type)
-    extra = ["tokenizer"] if model_type == "recgpt" else []  # recgpt: fields of its fsq item tokenizer
-    return sorted([f.name for f in dataclasses.fields(config_class) if not f.name.startswith("_")] + extra)
-
-
-def _model_config_class(model_type: str):
-    if model_type == "sasrec":
-        from genrec.models.sasrec import SASRecConfig
-
-        return SASRecConfig
-    if model_type == "recgpt":
-        from genrec.models.recgpt import RecGPTConfig
-
-        return RecGPTConfig
-    if model_type == "bigrec":
-        from genrec.models.bigrec import BIGRecConfig
-
-        return BIGRecConfig
-    if model_type in ("p5", "onerec"):
-        from genrec.models.generative import generative_model_classes
-
-        return generative_model_classes(model_type)[0]
-    if model_type == "popularity":
-        from genrec.models.popularity import PopularityConfig
-
-        return PopularityConfig
-    if model_type == "textknn":
-        from genrec.models.textknn import TextKNNConfig
-
-        return TextKNNConfig
-    raise ValueError(f"`model.type` ({model_type!r}) must be one of {list(MODEL_TYPES)}")
+    record = get_model_record(model_type)
+    fields = [f.name for f in dataclasses.fields(record.load_config_class()) if not f.name.startswith("_")]
+    return sorted(fields + list(record.extra_model_keys))  # extra: e.g. recgpt's `tokenizer` section
 
 
 def _parse_value(text: str) -> Any:
@@ -240,19 +215,27 @@ def _parse_value(text: str) -> Any:
         ) from None
 
 
-def apply_overrides(values: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
-    """Apply ``section.key=value`` overrides to a raw config dict (returns a copy).
+def apply_overrides(values: dict[str, Any], overrides: Sequence[str],
+                    sections: Sequence[str] = ("model", "data", "training")) -> dict[str, Any]:
+    """Apply ``--set section.key=value`` overrides to a raw config dict (returns a copy).
+
+    The one ``--set`` parser of genrec (``genrec train`` and ``genrec align`` alike); values are YAML
+    (:func:`_parse_value`).
+
+    Args:
+        sections: the config's sections; an override naming another section is refused.
 
     Raises:
-        ValueError: an override is not of the form ``section.key=value``.
+        ValueError: an override is not of the form ``section.key=value`` with a known section, or its value is
+            not valid YAML.
     """
     values = copy.deepcopy(values)
     for override in overrides:
         key, sep, text = override.partition("=")
         section, dot, name = key.strip().partition(".")
-        if not sep or not dot or not section or not name:
+        if not sep or not dot or section not in sections or not name:
             raise ValueError(
-                f"--set {override!r}: expected 'section.key=value' with section in ['model', 'data', 'training'], "
+                f"--set {override!r}: expected 'section.key=value' with section in {list(sections)}, "
                 "e.g. training.learning_rate=0.002"
             )
         if values.get(section) is None:  # absent, or `section:` with nothing under it
@@ -405,19 +388,20 @@ def build_run_config(values: dict[str, Any], *, output_dir: str | os.PathLike | 
 
     model_values = dict(raw["model"])
     model_type = model_values.pop("type", "sasrec")
+    record = get_model_record(model_type)
     allowed = _allowed_model_keys(model_type)
     bad = sorted(set(model_values) - set(allowed))
     if bad:
         raise ValueError(f"unknown `model` key(s) {bad} for model type {model_type!r}; allowed: ['type'] + {allowed}")
-    if model_type == "recgpt" and not isinstance(model_values.get("tokenizer", {}), (dict, type(None))):
-        raise ValueError(
-            f"`model.tokenizer` ({model_values['tokenizer']!r}) must be a mapping of fsq item tokenizer fields or null"
-        )
+    for key in record.extra_model_keys:  # builder sections (recgpt's `tokenizer`): mappings of their own fields
+        if not isinstance(model_values.get(key, {}), (dict, type(None))):
+            raise ValueError(f"`model.{key}` ({model_values[key]!r}) must be a mapping or null")
     # Build once to validate the numbers now rather than after loading data.
-    config_values = {key: value for key, value in model_values.items() if key != "tokenizer"}
-    check_value_types("model", config_values, _model_config_class(model_type))
+    config_class = record.load_config_class()
+    config_values = {key: value for key, value in model_values.items() if key not in record.extra_model_keys}
+    check_value_types("model", config_values, config_class)
     try:
-        _model_config_class(model_type)(**({"num_items": 1} if model_type == "sasrec" else {}), **config_values)
+        config_class(**{**record.config_check_kwargs, **config_values})
     except (ValueError, TypeError) as error:  # the config classes name the bare field: say which section
         message = re.sub(r"`(\w+)`", lambda m: f"`model.{m[1]}`" if m[1] in allowed else m[0], str(error))
         raise ValueError(message if "`model." in message else f"invalid `model` value: {message}") from None

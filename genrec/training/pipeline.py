@@ -44,6 +44,7 @@ import yaml
 from transformers import set_seed
 from transformers.utils import logging
 
+from genrec.models.registry import get_model_record
 from genrec.training.arguments import RunConfig
 from genrec.training.callbacks import MoeLoggingCallback, use_compact_console
 from genrec.training.collators import NextItemCollator, NextItemDataset
@@ -73,9 +74,10 @@ from genrec.utils.io import (
     replace_directory,
     staging_directory,
 )
+from genrec.utils.runtime import finish_wandb, is_main_process
 
-__all__ = ["run_training", "prepare_output", "machine_info", "build_model", "load_split", "evaluate_checkpoint", "load_checkpoint",
-           "check_checkpoint_files", "log_to_file"]
+__all__ = ["run_training", "prepare_output", "machine_info", "build_model", "load_split", "evaluate_checkpoint",
+           "load_checkpoint", "check_checkpoint_files", "log_to_file", "resolve_checkpoint"]
 
 logger = logging.get_logger(__name__)
 
@@ -134,7 +136,7 @@ def load_split(dataset: str, max_users: int | None = None, *, keep_duplicates: b
 
 def build_model(model_type: str, model_kwargs: dict[str, Any], item_ids: list[str], catalog=None,
                 train_sequences=None, *, seed: int = 0):
-    """Instantiate the configured model for a dataset: ``<ModelClass>.from_dataset(catalog, train_sequences, ...)``.
+    """Instantiate the configured model for a catalog: the builder of its registry record.
 
     P5 / OneRec first fit their item tokenizer on ``catalog`` and ``train_sequences`` (training part only);
     the popularity baseline counts ``train_sequences`` and text-kNN embeds the ``catalog`` texts: both come
@@ -143,37 +145,8 @@ def build_model(model_type: str, model_kwargs: dict[str, Any], item_ids: list[st
     Raises:
         ValueError: unknown ``model_type``, a missing catalog / training sequences, or invalid architecture values.
     """
-    import importlib
-
-    from genrec.training.arguments import MODEL_TYPES
-
-    classes = {
-        "sasrec": ("genrec.models.sasrec", "SASRecModel"),
-        "recgpt": ("genrec.models.recgpt", "RecGPTForCausalLM"),
-        "bigrec": ("genrec.models.bigrec", "BIGRecForCausalLM"),
-        "p5": ("genrec.models.p5", "P5ForConditionalGeneration"),
-        "onerec": ("genrec.models.onerec", "OneRecForConditionalGeneration"),
-        "popularity": ("genrec.models.popularity", "PopularityModel"),
-        "textknn": ("genrec.models.textknn", "TextKNNModel"),
-    }
-    if model_type not in classes:
-        raise ValueError(f"`model.type` ({model_type!r}) must be one of {list(MODEL_TYPES)}")
-    if catalog is None:
-        if model_type not in ("sasrec", "popularity"):
-            raise ValueError(f"`model.type` {model_type!r} needs the item catalog (item texts/titles)")
-        catalog = _IdsOnly(list(item_ids))
-    if train_sequences is None and model_type in ("p5", "onerec", "popularity"):
-        raise ValueError(f"`model.type` {model_type!r} needs the training sequences")
-    module, name = classes[model_type]
-    model_class = getattr(importlib.import_module(module), name)
-    return model_class.from_dataset(catalog, train_sequences, seed=seed, **model_kwargs)
-
-
-class _IdsOnly:
-    """A catalog of ids only (SASRec and popularity read nothing else)."""
-
-    def __init__(self, item_ids: list[str]):
-        self.item_ids = item_ids
+    return get_model_record(model_type).build(model_kwargs, item_ids=item_ids, catalog=catalog,
+                                              train_sequences=train_sequences, seed=seed)
 
 
 @contextlib.contextmanager
@@ -226,11 +199,6 @@ def _wandb_dir(folder: Path | None):
         os.environ.pop("WANDB_DIR", None)
 
 
-def _is_main_process() -> bool:
-    # RANK is set by torchrun / accelerate launch before any process group exists.
-    return int(os.environ.get("RANK", "0")) == 0
-
-
 def run_training(run: RunConfig, output: str | os.PathLike, *, overwrite: bool = False,
                  resume: bool = False) -> dict[str, Any]:
     """Train and evaluate one configured model; write the run folder atomically.
@@ -256,7 +224,7 @@ def run_training(run: RunConfig, output: str | os.PathLike, *, overwrite: bool =
     if "wandb" in (run.training.report_to or []):
         os.environ.setdefault("WANDB_MODE", "offline")  # never reach the network unless asked to
     checkpoints = checkpoints_folder(output) if saves_checkpoints(run.training) else None
-    if not _is_main_process():
+    if not is_main_process():
         # Other ranks train in lockstep but write nothing (the Trainer only saves on process 0; each rank adds
         # its RNG state to the checkpoints).
         run.training.output_dir = str(checkpoints or output)
@@ -420,6 +388,7 @@ def _train_and_evaluate(run: RunConfig, staging: Path | None, loaded, *,
         logger.warning(f"data {data.name}: dropped {data.duplicates_dropped} duplicate events (same user, item and "
                        "timestamp) before splitting; `data.keep_duplicates: true` keeps them")
 
+    record = get_model_record(run.model_type)
     build_start = time.time()
     model = build_model(run.model_type, run.model_kwargs, data.item_ids, catalog=data.catalog,
                         train_sequences=train_sequences)
@@ -482,7 +451,7 @@ def _train_and_evaluate(run: RunConfig, staging: Path | None, loaded, *,
         "model/loss_type": getattr(model.config, "loss_type", None),
         "model/num_parameters": sum(parameter.numel() for parameter in model.parameters()),
         "model/num_active_parameters": count_active_parameters(model),  # per token: MoE experts not routed to excluded
-        **(_item_tokenizer_metrics(model) if run.model_type in ("p5", "onerec") else {}),
+        **(_item_tokenizer_metrics(model) if record.kind == "seq2seq" else {}),
         "eval/exclude_history_items": bool(args.exclude_history_items),
         "eval/protocol": "leave-one-out, full ranking over the catalog",
         **machine_info(),
@@ -496,14 +465,14 @@ def _train_and_evaluate(run: RunConfig, staging: Path | None, loaded, *,
         "training": args.to_dict(),
     }
     atomic_write_json(staging / "resolved_config.json", resolved)
-    if run.model_type in ("p5", "onerec"):  # the checkpoint's model card (README.md) shows the measured metrics
+    if record.kind == "seq2seq":  # the checkpoint's model card (README.md) shows the measured metrics
         model.card_metrics = {key: round(value, 5) for key, value in evaluation.items() if "@" in key}
     with atomic_directory(staging / CHECKPOINT_DIR) as checkpoint:
         model.save_pretrained(checkpoint)
     atomic_write_json(staging / "log_history.json", trained.log_history)
     atomic_write_json(staging / "metrics.json", metrics)
     logger.info(f"metrics: {metrics}")
-    _finish_wandb()
+    finish_wandb()
     return metrics
 
 
@@ -517,15 +486,6 @@ def _item_tokenizer_metrics(model) -> dict[str, Any]:
         "model/ffn_type": model.config.ffn_type,
         "model/num_beams": model.config.num_beams,
     }
-
-
-def _finish_wandb() -> None:
-    """Close an active W&B run before its folder (inside the run folder) is moved into place."""
-    import sys
-
-    wandb = sys.modules.get("wandb")
-    if wandb is not None and getattr(wandb, "run", None) is not None:
-        wandb.finish()
 
 
 class _Records(std_logging.Handler):
@@ -567,6 +527,20 @@ def _load_checkpoint_model(auto_class, path: Path):
     for record in captured.records:
         hf_logger.handle(record)
     return model
+
+
+def resolve_checkpoint(path: str | os.PathLike) -> Path:
+    """The saved-model folder of ``path``: ``path`` itself, or the ``checkpoint/`` of a run folder.
+
+    Raises:
+        FileNotFoundError: neither holds a ``config.json``.
+    """
+    folder = Path(path)
+    if (folder / CHECKPOINT_DIR / "config.json").is_file():
+        return folder / CHECKPOINT_DIR
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"checkpoint {str(path)!r} has no config.json (nor {CHECKPOINT_DIR}/config.json)")
+    return folder
 
 
 def check_checkpoint_files(folder: str | os.PathLike) -> None:
@@ -611,15 +585,9 @@ def load_checkpoint(checkpoint: str | os.PathLike):
         FileNotFoundError: no config.json there (nor in ``checkpoint/``).
         ValueError: a damaged file, a config that does not fit the weights, or no catalog saved with the model.
     """
-    from transformers import AutoModel
+    from transformers import AutoModel  # `import genrec` registered genrec's models with it
 
-    import genrec.models  # noqa: F401  (registers the Auto classes)
-
-    path = Path(checkpoint)
-    if (path / CHECKPOINT_DIR / "config.json").is_file():
-        path = path / CHECKPOINT_DIR
-    if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"checkpoint {str(checkpoint)!r} has no config.json (nor {CHECKPOINT_DIR}/config.json)")
+    path = resolve_checkpoint(checkpoint)
     check_checkpoint_files(path)
     model = _load_checkpoint_model(AutoModel, path)
     if getattr(model, "item_ids", None) is None:

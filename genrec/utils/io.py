@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -17,19 +17,19 @@ import pytest
 import torch
 import torch.nn.functional as F
 from datasets import Dataset
+from transformers import Trainer
+from trl import DPOConfig, DPOTrainer
+
 from genrec.alignment.dpo import (
     BIGRecDPOTrainer,
     GenRecDPOTrainer,
     GenRecPreferenceCollator,
     build_dpo_trainer,
 )
-from genrec.tokenization import get_tokenizer_class
-from transformers import Trainer
-from trl import DPOConfig, DPOTrainer
-
 from genrec.models.onerec import OneRecForConditionalGeneration
 from genrec.models.p5 import P5ForConditionalGeneration
 from genrec.models.recgpt import RecGPTConfig, RecGPTForCausalLM
+from genrec.tokenization import get_tokenizer_class
 
 NUM_ITEMS = 12
 IDS = [f"i{n}" for n in range(NUM_ITEMS)]
@@ -182,7 +182,7 @@ def test_collator_layout_for_both_kinds():
                "ref_chosen_logps": -1.0, "ref_rejected_logps": -2.0},
               {"context_ids": [2], "chosen_ids": [], "rejected_ids": [], "target_ids": [4],
                "ref_chosen_logps": 0.0, "ref_rejected_logps": 0.0}]
-    batch = GenRecPreferenceCollator("recgpt")(recgpt)
+    batch = GenRecPreferenceCollator("parallel-codes")(recgpt)
     assert batch["context_input_ids"].tolist() == [[3, 4]]
     assert batch["target_context_input_ids"].tolist() == [[3, 4], [0, 2]]  # left-padded catalog rows + 1
     assert batch["target_labels"].tolist() == [[0, 3], [0, 4]]  # the next item after the last position

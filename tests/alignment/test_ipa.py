@@ -4,6 +4,7 @@ import json
 
 import pytest
 import yaml
+
 from genrec.alignment.ipa import build_align_config, load_align_config, run_alignment
 
 TINY_ONEREC = {"d_model": 16, "d_kv": 8, "d_ff": 32, "num_layers": 1, "num_heads": 2, "dropout_rate": 0.0,
@@ -14,10 +15,10 @@ TINY_ONEREC = {"d_model": 16, "d_kv": 8, "d_ff": 32, "num_layers": 1, "num_heads
 @pytest.fixture
 def base_checkpoint(tmp_path, toy_dataset):
     import torch
-    from genrec.tokenization import get_tokenizer_class
 
     from genrec.data import load_dataset
     from genrec.models.onerec import OneRecForConditionalGeneration
+    from genrec.tokenization import get_tokenizer_class
 
     data = load_dataset(toy_dataset)
     tokenizer = get_tokenizer_class("random")(codebook_size=5, num_levels=2, seed=0).fit(data.catalog)

@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+
 from genrec.alignment.preference import (
     build_preference_dataset,
     generate_candidates,

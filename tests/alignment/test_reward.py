@@ -5,15 +5,15 @@ import json
 
 import pytest
 import torch
+from transformers import AutoConfig, AutoModel
+
 from genrec.alignment.reward import (
     METRICS_FILE,
     RewardNegativeSamplingCollator,
     _training_windows,
     train_reward_model,
 )
-
 from genrec.models.reward import RewardModel, RewardModelConfig
-from transformers import AutoConfig, AutoModel
 
 TINY = {"hidden_size": 16, "num_layers": 2, "num_heads": 2, "max_history_items": 5, "dropout": 0.0}
 IDS = [f"i{n}" for n in range(7)]

@@ -2,7 +2,7 @@
 
 import pytest
 
-from genrec.data import ItemCatalog, load_dataset
+from genrec.data import ItemCatalog
 
 
 def _catalog():

@@ -5,7 +5,6 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from genrec.tokenization import get_tokenizer_class
 from transformers import AutoConfig, AutoModelForSeq2SeqLM
 
 import genrec.models.onerec  # noqa: F401  (registers genrec-onerec with the Auto classes)
@@ -17,6 +16,7 @@ from genrec.data.datasets import (
 from genrec.models.generative import T5SparseMoeLayerFF, build_generative_training_data
 from genrec.models.layers import MoeStatistics
 from genrec.models.onerec import OneRecConfig, OneRecForConditionalGeneration
+from genrec.tokenization import get_tokenizer_class
 
 NUM_ITEMS = 30
 TINY = {"d_model": 32, "d_kv": 8, "d_ff": 64, "num_layers": 2, "num_heads": 4, "dropout_rate": 0.0, "num_experts": 4,

@@ -5,8 +5,6 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from genrec.decoding import beam_search
-from genrec.tokenization import get_tokenizer_class
 from transformers import (
     AutoConfig,
     AutoModelForSeq2SeqLM,
@@ -20,10 +18,12 @@ from genrec.data.datasets import (
     Seq2SeqRecCollator,
     next_item_windows,
 )
+from genrec.decoding import beam_search
 from genrec.models.generative import T5SparseMoeLayerFF
 from genrec.models.layers import MoeStatistics
 from genrec.models.p5 import P5Config, P5ForConditionalGeneration
 from genrec.models.p5.prompts import SEQUENTIAL_TEMPLATES
+from genrec.tokenization import get_tokenizer_class
 
 NUM_ITEMS = 40
 TINY = {"d_model": 32, "d_kv": 8, "d_ff": 64, "num_layers": 2, "num_heads": 4, "dropout_rate": 0.0,
@@ -170,7 +170,7 @@ def test_recommend_contract_and_score(item_tokenizer):
 
 
 def test_recommend_caps_k_at_the_catalog_and_bounds_the_beam_rows(item_tokenizer, monkeypatch):
-    import genrec.models.generative as generative
+    import genrec.models.generative.modeling_generative as generative
 
     model = _model(item_tokenizer)
     with pytest.raises(ValueError, match=r"`k` \(1000000\) must be an integer in \[1, 40\]"):

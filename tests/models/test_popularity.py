@@ -68,8 +68,9 @@ def test_config_errors_name_the_field(kwargs, message):
 
 
 def test_save_load_round_trip_and_auto_model(tmp_path):
-    import genrec  # noqa: F401  (registers the Auto classes)
     from transformers import AutoModel
+
+    import genrec  # noqa: F401  (registers the Auto classes)
 
     model = PopularityModel.from_sequences([["a", "b", "b"], ["c", "b"]], ["a", "b", "c"], max_position_embeddings=7)
     model.save_pretrained(tmp_path / "pop")

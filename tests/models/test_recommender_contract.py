@@ -101,7 +101,7 @@ def test_signature_and_defaults_are_the_same_everywhere(model):
 def test_return_type_order_and_k(model):
     result = model.recommend(HISTORIES, k=4)
     assert isinstance(result, list) and len(result) == len(HISTORIES)
-    for history, pairs in zip(HISTORIES, result):
+    for pairs in result:
         assert isinstance(pairs, list) and len(pairs) == 4
         for pair in pairs:
             assert isinstance(pair, tuple) and isinstance(pair[0], str) and type(pair[1]) is float

@@ -85,8 +85,9 @@ def test_bad_embeddings_are_refused():
 
 
 def test_from_catalog_embeds_once_and_a_saved_model_needs_no_encoder(tmp_path, monkeypatch):
-    import genrec  # noqa: F401  (registers the Auto classes)
     from transformers import AutoModel
+
+    import genrec  # noqa: F401  (registers the Auto classes)
 
     calls = []
 

@@ -1,12 +1,13 @@
 """OneRec: semantic-id encoder, sparse-MoE decoder, session-wise generation."""
 
-from genrec.models.generative import register_generative_auto_classes
-from genrec.models.onerec.configuration_onerec import OneRecConfig
-from genrec.models.onerec.modeling_onerec import (
-    OneRecForConditionalGeneration,
-    SessionEncoder,
-)
+from __future__ import annotations
 
-register_generative_auto_classes(OneRecConfig, OneRecForConditionalGeneration)
+from genrec.utils.lazy import lazy_exports
 
-__all__ = ["OneRecConfig", "OneRecForConditionalGeneration", "SessionEncoder"]
+_EXPORTS = {
+    "OneRecConfig": "genrec.models.onerec.configuration_onerec",
+    "OneRecForConditionalGeneration": "genrec.models.onerec.modeling_onerec",
+    "SessionEncoder": "genrec.models.onerec.modeling_onerec",
+}
+__all__ = [*sorted(_EXPORTS)]
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

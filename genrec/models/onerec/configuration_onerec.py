@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from genrec.models.generative import GenerativeT5Config, _check_int
+from genrec.models.generative.configuration_generative import GenerativeT5Config
+from genrec.utils.checks import check_int
 
 __all__ = ["OneRecConfig"]
 
@@ -32,4 +33,4 @@ class OneRecConfig(GenerativeT5Config):
         if self.item_tokenizer_config is None and self.item_tokenizer_method == "rq-kmeans":
             self.item_tokenizer_config = {"num_levels": 3, "codebook_size": 256, "balanced": True}
         super().__post_init__(**kwargs)
-        _check_int("session_length", self.session_length, 1)
+        check_int("session_length", self.session_length, 1)

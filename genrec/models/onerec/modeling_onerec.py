@@ -27,9 +27,10 @@ from typing import Any
 import torch
 from transformers.utils import logging
 
-from genrec.models.generative import GenerativeT5Model, _check_int
+from genrec.models.generative.modeling_generative import GenerativeT5Model
 from genrec.models.histories import history_rows
 from genrec.models.onerec.configuration_onerec import OneRecConfig
+from genrec.utils.checks import check_int
 
 logger = logging.get_logger(__name__)
 
@@ -129,9 +130,9 @@ class OneRecForConditionalGeneration(GenerativeT5Model):
             log-probability given the history and the session so far (``-inf`` where the item is -1).
         """
         m = self.config.session_length if session_length is None else session_length
-        _check_int("session_length", m, 1)
+        check_int("session_length", m, 1)
         num_beams = self.config.num_beams if num_beams is None else num_beams
-        _check_int("num_beams", num_beams, 1)
+        check_int("num_beams", num_beams, 1)
         first_items, first_scores = self.recommend_rows(histories, 1, num_beams=num_beams)
         return self._complete_sessions(histories, first_items[:, 0], first_scores[:, 0], m, num_beams)
 
@@ -230,11 +231,11 @@ class OneRecForConditionalGeneration(GenerativeT5Model):
                 ``num_beams`` < 1.
         """
         self._require_bound()
-        _check_int("num_sessions", num_sessions, 1)
+        check_int("num_sessions", num_sessions, 1)
         m = self.config.session_length if session_length is None else session_length
-        _check_int("session_length", m, 1)
+        check_int("session_length", m, 1)
         num_beams = self.config.num_beams if num_beams is None else num_beams
-        _check_int("num_beams", num_beams, 1)
+        check_int("num_beams", num_beams, 1)
         rows = history_rows(histories, self._item_index)
         first_items, first_scores = self.recommend_rows(rows, num_sessions, num_beams=max(num_beams, num_sessions))
         pair_histories = [history for history in rows for _ in range(num_sessions)]  # (user, n) pairs, user-major

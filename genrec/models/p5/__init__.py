@@ -1,24 +1,16 @@
 """P5: personalized-prompt T5 recommender over genrec item tokens."""
 
-from genrec.models.generative import register_generative_auto_classes
-from genrec.models.p5.configuration_p5 import P5Config
-from genrec.models.p5.modeling_p5 import (
-    P5ForConditionalGeneration,
-    build_prompt_tokenizer,
-)
-from genrec.models.p5.prompts import (
-    DIRECT_TEMPLATES,
-    SEQUENTIAL_TEMPLATES,
-    PromptBuilder,
-)
+from __future__ import annotations
 
-register_generative_auto_classes(P5Config, P5ForConditionalGeneration)
+from genrec.utils.lazy import lazy_exports
 
-__all__ = [
-    "DIRECT_TEMPLATES",
-    "SEQUENTIAL_TEMPLATES",
-    "P5Config",
-    "P5ForConditionalGeneration",
-    "PromptBuilder",
-    "build_prompt_tokenizer",
-]
+_EXPORTS = {
+    "P5Config": "genrec.models.p5.configuration_p5",
+    "P5ForConditionalGeneration": "genrec.models.p5.modeling_p5",
+    "build_prompt_tokenizer": "genrec.models.p5.modeling_p5",
+    "DIRECT_TEMPLATES": "genrec.models.p5.prompts",
+    "SEQUENTIAL_TEMPLATES": "genrec.models.p5.prompts",
+    "PromptBuilder": "genrec.models.p5.prompts",
+}
+__all__ = [*sorted(_EXPORTS)]
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

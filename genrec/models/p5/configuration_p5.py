@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from genrec.models.generative import GenerativeT5Config, _check_float, _check_int
+from genrec.models.generative.configuration_generative import GenerativeT5Config
+from genrec.utils.checks import check_int, check_number
 
 __all__ = ["P5Config"]
 
@@ -35,10 +36,10 @@ class P5Config(GenerativeT5Config):
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
-        _check_float("direct_task_ratio", self.direct_task_ratio, 0.0)
+        check_number("direct_task_ratio", self.direct_task_ratio, 0.0)
         if self.direct_task_ratio > 1:
             raise ValueError(f"`direct_task_ratio` ({self.direct_task_ratio!r}) must be in [0, 1]")
-        _check_int("num_candidates", self.num_candidates, 2)
-        _check_int("text_vocab_size", self.text_vocab_size, 50)
+        check_int("num_candidates", self.num_candidates, 2)
+        check_int("text_vocab_size", self.text_vocab_size, 50)
         if self.backbone is not None and (not isinstance(self.backbone, str) or not self.backbone):
             raise ValueError(f"`backbone` ({self.backbone!r}) must be a T5 Hub id / folder or None")

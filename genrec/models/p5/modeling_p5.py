@@ -22,7 +22,7 @@ import torch
 from transformers import PreTrainedTokenizerFast
 from transformers.utils import logging
 
-from genrec.models.generative import GenerativeT5Model
+from genrec.models.generative.modeling_generative import GenerativeT5Model
 from genrec.models.p5.configuration_p5 import P5Config
 from genrec.models.p5.prompts import PromptBuilder, template_texts
 

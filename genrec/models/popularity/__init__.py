@@ -1,6 +1,11 @@
 """Popularity baseline: every user gets the items bought most often in the training sequences."""
 
-from genrec.models.popularity.configuration_popularity import PopularityConfig
-from genrec.models.popularity.modeling_popularity import PopularityModel
+from __future__ import annotations
+
+from genrec.utils.lazy import lazy_exports
 
 __all__ = ["PopularityConfig", "PopularityModel"]
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "PopularityConfig": "genrec.models.popularity.configuration_popularity",
+    "PopularityModel": "genrec.models.popularity.modeling_popularity",
+})

@@ -1,29 +1,18 @@
 """RecGPT (HKUDS/RecGPT): FSQ text-derived item tokens, hybrid attention, parallel next-item code prediction."""
 
-from transformers import AutoConfig, AutoModelForCausalLM
+from __future__ import annotations
 
-from genrec.models.recgpt.configuration_recgpt import (
-    RECGPT_CODE_EMBEDDING_TYPES,
-    RECGPT_FFN_TYPES,
-    RecGPTConfig,
-)
-from genrec.models.recgpt.modeling_recgpt import (
-    RecGPTForCausalLM,
-    RecGPTOutput,
-    RecGPTPreTrainedModel,
-    hybrid_attention_mask,
-)
+from genrec.utils.lazy import lazy_exports
 
-# Registered here too, so `import genrec.models.recgpt` alone makes the Auto classes resolve "genrec-recgpt".
-AutoConfig.register(RecGPTConfig.model_type, RecGPTConfig, exist_ok=True)
-AutoModelForCausalLM.register(RecGPTConfig, RecGPTForCausalLM, exist_ok=True)
-
-__all__ = [
-    "RECGPT_CODE_EMBEDDING_TYPES",
-    "RECGPT_FFN_TYPES",
-    "RecGPTConfig",
-    "RecGPTForCausalLM",
-    "RecGPTOutput",
-    "RecGPTPreTrainedModel",
-    "hybrid_attention_mask",
-]
+_CONFIG, _MODELING = "genrec.models.recgpt.configuration_recgpt", "genrec.models.recgpt.modeling_recgpt"
+_EXPORTS = {
+    "RECGPT_CODE_EMBEDDING_TYPES": _CONFIG,
+    "RECGPT_FFN_TYPES": _CONFIG,
+    "RecGPTConfig": _CONFIG,
+    "RecGPTForCausalLM": _MODELING,
+    "RecGPTOutput": _MODELING,
+    "RecGPTPreTrainedModel": _MODELING,
+    "hybrid_attention_mask": _MODELING,
+}
+__all__ = [*sorted(_EXPORTS)]
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

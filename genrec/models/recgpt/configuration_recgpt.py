@@ -7,6 +7,8 @@ import math
 from transformers import PreTrainedConfig
 from transformers.activations import ACT2FN
 
+from genrec.utils.checks import is_int
+
 __all__ = ["RECGPT_CODE_EMBEDDING_TYPES", "RECGPT_FFN_TYPES", "RECGPT_INPUT_GRANULARITIES", "RecGPTConfig"]
 
 RECGPT_CODE_EMBEDDING_TYPES = ("table", "digits", "both")
@@ -136,7 +138,7 @@ class RecGPTConfig(PreTrainedConfig):
                      "num_attention_heads", "intermediate_size", "max_position_embeddings", "num_experts",
                      "num_experts_per_tok"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if not is_int(value) or value < 1:
                 raise ValueError(f"`{name}` ({value!r}) must be a positive integer")
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(
@@ -147,7 +149,7 @@ class RecGPTConfig(PreTrainedConfig):
             raise ValueError(
                 f"`text_embedding_dim` ({self.text_embedding_dim}) must be divisible by `num_chunks` ({self.num_chunks})"
             )
-        if not self.fsq_levels or any(isinstance(v, bool) or not isinstance(v, int) or v < 2 for v in self.fsq_levels):
+        if not self.fsq_levels or any(not is_int(v) or v < 2 for v in self.fsq_levels):
             raise ValueError(f"`fsq_levels` ({self.fsq_levels!r}) must be a non-empty list of ints >= 2")
         if math.prod(self.fsq_levels) != self.codebook_size:
             raise ValueError(
@@ -168,7 +170,7 @@ class RecGPTConfig(PreTrainedConfig):
             or not self.logit_temperature > 0
         ):
             raise ValueError(f"`logit_temperature` ({self.logit_temperature!r}) must be null or a number > 0")
-        if isinstance(self.num_negatives, bool) or not isinstance(self.num_negatives, int) or self.num_negatives < 0:
+        if not is_int(self.num_negatives) or self.num_negatives < 0:
             raise ValueError(f"`num_negatives` ({self.num_negatives!r}) must be an integer >= 0")
         if not isinstance(self.text_logits, bool):
             raise ValueError(f"`text_logits` ({self.text_logits!r}) must be true or false")

@@ -36,9 +36,9 @@ from transformers import PreTrainedModel
 from transformers.utils import ModelOutput, logging
 
 from genrec.models.histories import history_rows, left_padded_rows
-from genrec.models.recommender import Recommender
 from genrec.models.layers import FeedForwardBlock, SparseMoeBlock
 from genrec.models.recgpt.configuration_recgpt import RecGPTConfig
+from genrec.models.recommender import Recommender
 
 logger = logging.get_logger(__name__)
 
@@ -837,6 +837,7 @@ class RecGPTForCausalLM(Recommender, RecGPTPreTrainedModel):
             ValueError: those files are not the ones the weights were saved with (config.json's fingerprint).
         """
         from safetensors.torch import load_file
+
         from genrec.utils.hub import hub_lookup, optional_file
 
         model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)

@@ -29,7 +29,7 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import AutoConfig, AutoModel, PreTrainedModel
+from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.utils import ModelOutput, logging
@@ -351,5 +351,3 @@ class RewardModel(ItemEmbeddingCatalogMixin, PreTrainedModel):
         return model
 
 
-AutoConfig.register(RewardModelConfig.model_type, RewardModelConfig, exist_ok=True)
-AutoModel.register(RewardModelConfig, RewardModel, exist_ok=True)

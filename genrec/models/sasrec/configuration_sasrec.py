@@ -5,6 +5,8 @@ from __future__ import annotations
 from transformers import PreTrainedConfig
 from transformers.activations import ACT2FN
 
+from genrec.utils.checks import is_int
+
 __all__ = ["SASRecConfig", "SASREC_LOSS_TYPES"]
 
 SASREC_LOSS_TYPES = ("ce", "bce")
@@ -77,7 +79,7 @@ class SASRecConfig(PreTrainedConfig):
             "max_position_embeddings",
         ):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
+            if not is_int(value):
                 raise ValueError(f"`{name}` ({value!r}) must be an integer")
         for name in ("num_items",):
             value = getattr(self, name)

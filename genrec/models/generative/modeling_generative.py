@@ -30,155 +30,34 @@ import torch
 from torch import nn
 from transformers import (
     LogitsProcessorList,
-    T5Config,
     T5ForConditionalGeneration,
 )
 from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput
 from transformers.models.t5.modeling_t5 import T5LayerNorm
 from transformers.utils import logging
 
+from genrec.models.generative.configuration_generative import GenerativeT5Config
 from genrec.models.histories import catalog_fingerprint, check_catalog_fingerprint, history_rows
 from genrec.models.layers import SparseMoeBlock
 from genrec.models.recommender import DEFAULT_BATCH_SIZE, DEFAULT_EXCLUDE_HISTORY, DEFAULT_K, Recommender
+from genrec.utils.checks import check_int
 from genrec.utils.io import atomic_write_text
 
 logger = logging.get_logger(__name__)
 
 __all__ = [
-    "FFN_TYPES",
-    "GENERATIVE_MODEL_TYPES",
-    "MOE_LAYERS",
     "GenerativeSeq2SeqOutput",
-    "GenerativeT5Config",
     "GenerativeT5Model",
     "T5SparseMoeLayerFF",
     "build_generative_model",
     "build_generative_training_data",
-    "generative_model_classes",
-    "register_generative_auto_classes",
 ]
 
-FFN_TYPES = ("dense", "moe")
-MOE_LAYERS = ("decoder", "encoder", "all")
 ITEM_TOKENIZER_DIR = "item_tokenizer"
 CATALOG_FILE = "catalog.safetensors"
 # Beam rows (users x beams) one beam-search call holds at most: ``recommend_rows`` splits the users to stay under
 # it, so memory is bounded whatever ``k`` is (one call for batch 512 x 20 beams, the evaluation default).
 MAX_BEAM_ROWS = 16_384
-
-
-def _check_int(name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"`{name}` ({value!r}) must be an integer >= {minimum}")
-
-
-def _check_float(name: str, value: Any, low: float, high: float | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < low or (high is not None and value >= high):
-        bound = f"[{low}, {high})" if high is not None else f">= {low}"
-        raise ValueError(f"`{name}` ({value!r}) must be a number in {bound}")
-
-
-class GenerativeT5Config(T5Config):
-    r"""T5 architecture numbers plus the generative-recommendation fields P5 and OneRec share.
-
-    The T5 architecture defaults are genrec's small from-scratch model (TIGER-sized, ~4M parameters without the
-    vocabulary): ``d_model=128``, ``d_kv=32``, ``d_ff=512``, ``num_layers=4`` (and as many decoder layers),
-    ``num_heads=4``, ``dropout_rate=0.1``, ``feed_forward_proj="relu"``; P5 and OneRec inherit them.
-
-    Args (beyond :class:`transformers.T5Config`'s ``d_model``, ``d_kv``, ``d_ff``, ``num_layers``,
-    ``num_decoder_layers``, ``num_heads``, ``dropout_rate``, ``feed_forward_proj``, ...):
-        num_items (int, defaults to 0): catalog size; 0 until the model is bound to an item tokenizer.
-        item_tokenizer_method (str, defaults to "rq-kmeans"): genrec item tokenizer used when a run fits one.
-        item_tokenizer_config (dict | None): that tokenizer's options (``None`` = its defaults).
-        item_token_range (list[int] | None): ``[lo, hi)`` vocabulary ids of all item code tokens (set on binding).
-        item_start_token_range (list[int] | None): ``[lo, hi)`` ids of level-0 code tokens (an item's first).
-        max_history_items (int, defaults to 20): most recent history items read (older ones dropped).
-        use_item_position_embeddings (bool, defaults to True): add the item-position ("whole-word") embedding.
-        max_item_positions (int, defaults to 64): size of that table; item index ``n`` is clamped to it - 1.
-        ffn_type (str, defaults to "dense"): ``"dense"`` (T5's FFN) or ``"moe"`` (genrec SparseMoeBlock).
-        moe_layers (str, defaults to "decoder"): where the MoE replaces the FFN: "decoder", "encoder" or "all".
-        num_experts (int, defaults to 8), num_experts_per_tok (int, defaults to 2): routed experts and top-k.
-        moe_intermediate_size (int | None): width of each expert (``None`` = ``d_ff``).
-        num_shared_experts (int, defaults to 0): always-active experts.
-        router_aux_loss_coef (float, defaults to 0.01), router_z_loss_coef (float, defaults to 0.001): weights of
-            the load-balancing and z losses added to the training loss.
-        num_beams (int, defaults to 20): beams of :meth:`recommend` / ``score`` (the most items one call returns).
-    """
-
-    d_model: int = 128
-    d_kv: int = 32
-    d_ff: int = 512
-    num_layers: int = 4
-    num_heads: int = 4
-    dropout_rate: float | int = 0.1
-    feed_forward_proj: str = "relu"
-    num_items: int = 0
-    decoder_start_token_id: int | None = 0
-    item_tokenizer_method: str = "rq-kmeans"
-    item_tokenizer_config: dict | None = None
-    item_token_range: list[int] | None = None
-    item_start_token_range: list[int] | None = None
-    max_history_items: int = 20
-    use_item_position_embeddings: bool = True
-    max_item_positions: int = 64
-    ffn_type: str = "dense"
-    moe_layers: str = "decoder"
-    num_experts: int = 8
-    num_experts_per_tok: int = 2
-    moe_intermediate_size: int | None = None
-    num_shared_experts: int = 0
-    router_aux_loss_coef: float = 0.01
-    router_z_loss_coef: float = 0.001
-    num_beams: int = 20
-
-    def __post_init__(self, **kwargs):
-        super().__post_init__(**kwargs)
-        self._check_generative_fields()
-
-    def _check_generative_fields(self) -> None:
-        """Raise ``ValueError`` naming the first out-of-range field."""
-        for name, minimum in (("num_items", 0), ("d_model", 1), ("d_kv", 1), ("d_ff", 1), ("num_layers", 1),
-                              ("num_decoder_layers", 1), ("num_heads", 1), ("max_history_items", 1),
-                              ("max_item_positions", 2), ("num_experts", 1), ("num_experts_per_tok", 1),
-                              ("num_shared_experts", 0), ("num_beams", 1)):
-            _check_int(name, getattr(self, name), minimum)
-        if self.moe_intermediate_size is not None:
-            _check_int("moe_intermediate_size", self.moe_intermediate_size, 1)
-        _check_float("dropout_rate", self.dropout_rate, 0.0, 1.0)
-        _check_float("router_aux_loss_coef", self.router_aux_loss_coef, 0.0)
-        _check_float("router_z_loss_coef", self.router_z_loss_coef, 0.0)
-        from transformers.activations import ACT2FN
-
-        parts = self.feed_forward_proj.split("-") if isinstance(self.feed_forward_proj, str) else []
-        if not (len(parts) == 1 or (len(parts) == 2 and parts[0] == "gated")) or self.dense_act_fn not in ACT2FN:
-            # T5Config accepts any string here; the model would fail only when built, after the data loaded.
-            raise ValueError(
-                f"`feed_forward_proj` ({self.feed_forward_proj!r}) must be 'ACT' or 'gated-ACT' with ACT one of "
-                f"{sorted(ACT2FN)}"
-            )
-        if self.ffn_type not in FFN_TYPES:
-            raise ValueError(f"`ffn_type` ({self.ffn_type!r}) must be one of {list(FFN_TYPES)}")
-        if self.moe_layers not in MOE_LAYERS:
-            raise ValueError(f"`moe_layers` ({self.moe_layers!r}) must be one of {list(MOE_LAYERS)}")
-        if self.num_experts_per_tok > self.num_experts:
-            raise ValueError(
-                f"`num_experts_per_tok` ({self.num_experts_per_tok}) must be <= `num_experts` ({self.num_experts})"
-            )
-        if not isinstance(self.item_tokenizer_method, str) or not self.item_tokenizer_method:
-            raise ValueError(f"`item_tokenizer_method` ({self.item_tokenizer_method!r}) must be a non-empty string")
-        if self.item_tokenizer_config is not None and not isinstance(self.item_tokenizer_config, dict):
-            raise ValueError(f"`item_tokenizer_config` ({self.item_tokenizer_config!r}) must be a mapping or None")
-        for name in ("item_token_range", "item_start_token_range"):
-            value = getattr(self, name)
-            if value is not None:
-                if len(value) != 2 or not all(isinstance(v, int) for v in value) or not 0 <= value[0] < value[1]:
-                    raise ValueError(f"`{name}` ({value!r}) must be [lo, hi) with 0 <= lo < hi, or None")
-                if value[1] > self.vocab_size:
-                    raise ValueError(f"`{name}` ({value!r}) exceeds `vocab_size` ({self.vocab_size})")
-
-    def sparse_layers(self, stack: str) -> bool:
-        """Whether the FFNs of ``stack`` ("encoder" or "decoder") are sparse MoE blocks."""
-        return self.ffn_type == "moe" and self.moe_layers in (stack, "all")
 
 
 class T5SparseMoeLayerFF(nn.Module):
@@ -543,9 +422,9 @@ class GenerativeT5Model(Recommender, T5ForConditionalGeneration):
 
         self._require_bound()
         num_items = self.config.num_items
-        _check_int("k", k, 1)
+        check_int("k", k, 1)
         num_beams = max(k, self.config.num_beams) if num_beams is None else num_beams
-        _check_int("num_beams", num_beams, k)
+        check_int("num_beams", num_beams, k)
         num_beams = min(num_beams, num_items)  # a beam per item already finds every item
         found = min(k, num_items)
         if candidates is not None:
@@ -705,8 +584,7 @@ class GenerativeT5Model(Recommender, T5ForConditionalGeneration):
         save_file({"item_token_ids": self.item_token_table.contiguous()}, str(tmp),
                   metadata={"format": "genrec-catalog", "num_items": str(self.config.num_items)})
         os.replace(tmp, directory / CATALOG_FILE)
-        if not (directory / "README.md").exists() or getattr(self, "_write_model_card", True):
-            atomic_write_text(directory / "README.md", self.model_card())
+        atomic_write_text(directory / "README.md", self.model_card())
         return result
 
     @classmethod
@@ -804,40 +682,13 @@ def _resolve_folder(name_or_path, kwargs: dict) -> Path | None:
     return Path(local) / subfolder if subfolder else Path(local)
 
 
-def register_generative_auto_classes(config_class, model_class) -> None:
-    """Register a genrec seq2seq config/model pair with ``AutoConfig`` and ``AutoModelForSeq2SeqLM`` (idempotent)."""
-    from transformers import AutoConfig, AutoModelForSeq2SeqLM
-
-    AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
-    AutoModelForSeq2SeqLM.register(config_class, model_class, exist_ok=True)
-
-
-GENERATIVE_MODEL_TYPES = ("p5", "onerec")
-
-
-def generative_model_classes(model_type: str):
-    """``(config_class, model_class)`` of a generative ``model.type`` ("p5" or "onerec").
-
-    Raises:
-        ValueError: unknown type.
-    """
-    if model_type == "p5":
-        from genrec.models.p5 import P5Config, P5ForConditionalGeneration
-
-        return P5Config, P5ForConditionalGeneration
-    if model_type == "onerec":
-        from genrec.models.onerec import OneRecConfig, OneRecForConditionalGeneration
-
-        return OneRecConfig, OneRecForConditionalGeneration
-    raise ValueError(f"`model.type` ({model_type!r}) must be one of {list(GENERATIVE_MODEL_TYPES)}")
-
-
-def build_generative_model(model_type: str, model_kwargs: dict[str, Any], catalog, train_sequences,
-                           *, seed: int = 0) -> GenerativeT5Model:
+def build_generative_model(model_class: type[GenerativeT5Model], model_kwargs: dict[str, Any], catalog,
+                           train_sequences, *, seed: int = 0) -> GenerativeT5Model:
     """Fit the configured item tokenizer on the catalog + TRAINING sequences and build the model around it.
 
     Args:
-        model_type: "p5" or "onerec".
+        model_class: a :class:`GenerativeT5Model` subclass (P5 / OneRec); its ``config_class`` reads
+            ``model_kwargs``.
         model_kwargs: config fields (``item_tokenizer_method`` / ``item_tokenizer_config`` pick the tokenizer).
         catalog: ``genrec.data.ItemCatalog`` (row order = the model's item order).
         train_sequences: ``{user: [item ids]}`` of the training part only (no validation/test items).
@@ -847,9 +698,8 @@ def build_generative_model(model_type: str, model_kwargs: dict[str, Any], catalo
         a new model bound to the fitted item tokenizer.
 
     Raises:
-        ValueError: unknown type, bad config values, or an unknown tokenizer method.
+        ValueError: bad config values, or an unknown tokenizer method.
     """
-    _, model_class = generative_model_classes(model_type)
     return model_class.from_dataset(catalog, train_sequences, seed=seed, **model_kwargs)
 
 
