@@ -2,7 +2,6 @@
 
 import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -45,8 +44,7 @@ def test_overrides_split_per_model_and_the_table_states_bigrec_subsample():
 
 @pytest.mark.slow
 def test_smoke_mode_trains_every_model_in_turn_and_writes_table_json_and_chart(tmp_path, toy_dataset, monkeypatch):
-    sys.path.insert(0, str(REPO / "tests"))
-    from llm_helpers import save_tiny_llama
+    from tests.llm_helpers import save_tiny_llama
 
     folder = Path(toy_dataset)  # 24 items with titles: the text-based tokenizers, RecGPT and BIGRec read them
     titles = [f"Product {item} shade {item % 5}" for item in range(1, 25)]
