@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import threading
@@ -147,22 +146,16 @@ def run_one(run: dict[str, Any], workdir: Path, budget_minutes: float, marks: li
                "--set", "training.disable_tqdm=true"]
     for override in [*run["extra"], *overrides]:
         command += ["--set", override]
-    start = time.time()
     row: dict[str, Any] = {key: run[key] for key in ("name", "config", "model_type", "role")}
     row["command"] = " ".join(command[1:])
     row["log"] = str(log_path)
-    with open(log_path, "w", encoding="utf-8") as log:
-        try:
-            process = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, cwd=workdir,
-                                     timeout=timeout_seconds, check=False)
-        except subprocess.TimeoutExpired:  # recorded as this run's error; the benchmark exits with status 1
-            row["wall_seconds"] = round(time.time() - start, 1)
-            row["error"] = f"killed after the run timeout of {timeout_seconds:.0f}s (--run-timeout-minutes); see {log_path}"
-            return row
-    row["wall_seconds"] = round(time.time() - start, 1)
-    if process.returncode != 0:
-        tail = log_path.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-15:]
-        row["error"] = f"exit status {process.returncode}; last lines of {log_path}:\n" + "\n".join(tail)
+    from genrec.utils.processes import run_logged
+
+    # a timeout is recorded as this run's error; the benchmark exits with status 1
+    row["wall_seconds"], error = run_logged(command, log_path, workdir, timeout_seconds,
+                                            f"the run timeout of {timeout_seconds:.0f}s (--run-timeout-minutes)")
+    if error is not None:
+        row["error"] = error
         return row
     metrics = json.loads((output / "metrics.json").read_text(encoding="utf-8"))
     row["run_folder"] = str(output)

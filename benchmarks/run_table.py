@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -112,19 +111,12 @@ def run_one(name: str, entry: Entry, args, workdir: Path, overrides: list[str]) 
         command += ["--set", setting]
     row: dict[str, Any] = {"name": name, "label": entry.label, "preset": preset.name, "overrides": settings,
                            "log": str(log_path)}
-    start = time.time()
-    with open(log_path, "w", encoding="utf-8") as log:
-        try:
-            process = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, cwd=workdir,
-                                     timeout=args.run_timeout_minutes * 60, check=False)
-        except subprocess.TimeoutExpired:
-            row["wall_seconds"] = round(time.time() - start, 1)
-            row["error"] = f"killed after --run-timeout-minutes {args.run_timeout_minutes:g}; see {log_path}"
-            return row
-    row["wall_seconds"] = round(time.time() - start, 1)
-    if process.returncode != 0:
-        tail = log_path.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-15:]
-        row["error"] = f"exit status {process.returncode}; last lines of {log_path}:\n" + "\n".join(tail)
+    from genrec.utils.processes import run_logged
+
+    row["wall_seconds"], error = run_logged(command, log_path, workdir, args.run_timeout_minutes * 60,
+                                            f"--run-timeout-minutes {args.run_timeout_minutes:g}")
+    if error is not None:
+        row["error"] = error
         return row
     metrics = json.loads((output / "metrics.json").read_text(encoding="utf-8"))
     row["run_folder"] = str(output)
