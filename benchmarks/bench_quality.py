@@ -121,8 +121,14 @@ def plan_runs(configs: list[str], overrides: list[str], baselines: bool) -> list
         same = [f"data.dataset={protocol['data']['dataset']}",
                 f"data.max_users={json.dumps(protocol['data']['max_users'])}",
                 f"training.exclude_history_items={json.dumps(protocol['exclude_history_items'])}"]
+        from genrec.data import has_item_text
+
         for model_type, config in BASELINES.items():
             if any(run["model_type"] == model_type for run in runs):
+                continue
+            if model_type == "textknn" and not has_item_text(protocol["data"]["dataset"]):
+                print(f"note: {protocol['data']['dataset']} has no item text; no text-kNN baseline row",
+                      file=sys.stderr)
                 continue
             name = config.stem if config.stem not in names else f"{config.stem}-baseline"
             names.add(name)

@@ -13,7 +13,13 @@ from genrec.data.interactions import (
     kcore_filter,
     sequence_length_stats,
 )
-from genrec.data.registry import bundled_datasets, detect_format, load_dataset, resolve_dataset_path
+from genrec.data.registry import (
+    bundled_datasets,
+    detect_format,
+    has_item_text,
+    load_dataset,
+    resolve_dataset_path,
+)
 from genrec.data.splits import LeaveOneOutSplit, leave_one_out, sliding_windows
 
 __all__ = [
@@ -24,6 +30,7 @@ __all__ = [
     "bundled_datasets",
     "consecutive_id_rate",
     "detect_format",
+    "has_item_text",
     "kcore_filter",
     "leave_one_out",
     "load_dataset",

@@ -134,6 +134,18 @@ def _meta_file(folder: Path) -> Path | None:
     return _first_existing(folder, ("item_meta.jsonl", "item_meta.jsonl.gz"))
 
 
+def has_item_text(name_or_path: str | os.PathLike) -> bool:
+    """Whether a dataset ships item text (an ``item_meta.jsonl[.gz]`` or MovieLens ``movies.dat`` beside its
+    interactions), read from the file names alone, without loading it.
+
+    Raises:
+        FileNotFoundError: neither a bundled name nor an existing path.
+    """
+    _, path = resolve_dataset_path(name_or_path)
+    folder = path if path.is_dir() else path.parent
+    return _meta_file(folder) is not None or (folder / "movies.dat").is_file()
+
+
 def _catalog_from(
     name: str, sequences: dict[str, list[str]], meta: dict[str, dict[str, Any]] | None
 ) -> ItemCatalog:

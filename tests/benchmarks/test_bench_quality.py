@@ -28,6 +28,12 @@ def test_value_at_and_plan_refuse_mixed_protocols(tmp_path):
     runs = bench.plan_runs([str(first), str(first)], [], baselines=True)
     assert [run["name"] for run in runs] == ["a", "a-2", "popularity-beauty", "textknn-beauty"]
     assert "data.max_users=10" in runs[-1]["extra"]  # the baselines rank the same users
+    no_text = tmp_path / "plain"
+    no_text.mkdir()
+    (no_text / "sequential_data.txt").write_text("1 1 2 3\n2 2 3 1\n")
+    first.write_text(yaml.safe_dump({"data": {"dataset": str(no_text)}}))
+    runs = bench.plan_runs([str(first)], [], baselines=True)  # no item text: no text-kNN row
+    assert [run["name"] for run in runs] == ["a", "popularity-beauty"]
     with pytest.raises(ValueError, match="--marks"):
         bench._parse_marks([5, 10], budget_minutes=2)
 

@@ -374,3 +374,15 @@ def test_missing_value_cells_are_not_item_ids(tmp_path, cell):
         s3 = _write_s3rec(tmp_path / "s3", ["1 5 2", f"2 5 {cell} 2"])
         with pytest.raises(ValueError, match=rf"sequential_data.txt:2: missing value '{re.escape(cell)}'"):
             load_dataset(s3)
+
+
+def test_has_item_text_reads_file_names_only(tmp_path):
+    from genrec.data import has_item_text
+
+    assert has_item_text("amazon-beauty")
+    plain = _write_s3rec(tmp_path / "plain", ["1 5 2"])
+    assert not has_item_text(plain) and not has_item_text(plain / "sequential_data.txt")
+    with_meta = _write_s3rec(tmp_path / "meta", ["1 1 2"], [{"item_id": 1, "title": "a"}, {"item_id": 2}])
+    assert has_item_text(with_meta)
+    with pytest.raises(FileNotFoundError, match="no bundled dataset"):
+        has_item_text(tmp_path / "missing")
