@@ -90,6 +90,13 @@ def _parse_marks(marks: list[float], budget_minutes: float) -> list[float]:
     return kept
 
 
+def _absolute_dataset(dataset: str) -> str:
+    """A dataset path relative to this process's folder made absolute (each run starts in its own work folder,
+    where the relative path would not resolve); a bundled name or an absolute path unchanged."""
+    path = Path(str(dataset)).expanduser()
+    return str(path.resolve()) if not path.is_absolute() and path.exists() else str(dataset)
+
+
 def plan_runs(configs: list[str], overrides: list[str], baselines: bool) -> list[dict[str, Any]]:
     """One entry per run: name, config path, model type, role and the run's own extra overrides.
 
@@ -115,10 +122,12 @@ def plan_runs(configs: list[str], overrides: list[str], baselines: bool) -> list
             name += "-2"
         names.add(name)
         model_type = (values.get("model") or {}).get("type", "sasrec")
+        dataset = _absolute_dataset(this["data"]["dataset"])
         runs.append({"name": name, "config": str(config), "model_type": model_type,
-                     "role": "baseline" if model_type in BASELINES else "model", "extra": []})
+                     "role": "baseline" if model_type in BASELINES else "model",
+                     "extra": [] if dataset == this["data"]["dataset"] else [f"data.dataset={dataset}"]})
     if baselines and protocol is not None:
-        same = [f"data.dataset={protocol['data']['dataset']}",
+        same = [f"data.dataset={_absolute_dataset(protocol['data']['dataset'])}",
                 f"data.max_users={json.dumps(protocol['data']['max_users'])}",
                 f"training.exclude_history_items={json.dumps(protocol['exclude_history_items'])}"]
         from genrec.data import has_item_text
@@ -150,7 +159,8 @@ def run_one(run: dict[str, Any], workdir: Path, budget_minutes: float, marks: li
                "--set", f"training.eval_at_minutes={json.dumps(marks)}",
                "--set", f"training.metric_for_early_stopping={METRIC}",
                "--set", "training.disable_tqdm=true"]
-    for override in [*run["extra"], *overrides]:
+    # the run's own settings last: they already include the overrides (plan_runs), with the dataset path absolute
+    for override in [*overrides, *run["extra"]]:
         command += ["--set", override]
     row: dict[str, Any] = {key: run[key] for key in ("name", "config", "model_type", "role")}
     row["command"] = " ".join(command[1:])

@@ -17,7 +17,7 @@ def _bench_module():
     return module
 
 
-def test_value_at_and_plan_refuse_mixed_protocols(tmp_path):
+def test_value_at_and_plan_refuse_mixed_protocols(tmp_path, monkeypatch):
     bench = _bench_module()
     assert bench.value_at([[0.5, 0.1], [1.2, 0.3]], 1.0) == 0.1 and bench.value_at([[0.5, 0.1]], 0.2) is None
     first, second = tmp_path / "a.yaml", tmp_path / "b.yaml"
@@ -34,6 +34,10 @@ def test_value_at_and_plan_refuse_mixed_protocols(tmp_path):
     first.write_text(yaml.safe_dump({"data": {"dataset": str(no_text)}}))
     runs = bench.plan_runs([str(first)], [], baselines=True)  # no item text: no text-kNN row
     assert [run["name"] for run in runs] == ["a", "popularity-beauty"]
+    monkeypatch.chdir(tmp_path)  # a dataset path relative to here reaches the runs (in their own folder) absolute
+    first.write_text(yaml.safe_dump({"data": {"dataset": "plain"}}))
+    runs = bench.plan_runs([str(first)], [], baselines=True)
+    assert [run["extra"][0] for run in runs] == [f"data.dataset={no_text.resolve()}"] * 2
     with pytest.raises(ValueError, match="--marks"):
         bench._parse_marks([5, 10], budget_minutes=2)
 
