@@ -887,7 +887,8 @@ def build_generative_training_data(model: GenerativeT5Model, train_sequences, it
         item_index: catalog id -> row.
 
     Returns:
-        ``(dataset, collator)`` for the Trainer.
+        ``(dataset, collator)`` for the Trainer; the dataset knows each window's user (``window_users``), which
+        ``training.train_targets: random_cut`` samples by.
     """
     from genrec.data.datasets import (
         GenerativeRecDataset,
@@ -895,7 +896,7 @@ def build_generative_training_data(model: GenerativeT5Model, train_sequences, it
         next_item_windows,
     )
 
-    windows = next_item_windows(train_sequences, item_index, max_history=model.config.max_history_items,
-                                num_targets=getattr(model.config, "session_length", 1))
-    dataset = GenerativeRecDataset(windows, model.example_encoder(), seed=seed)
+    windows, users = next_item_windows(train_sequences, item_index, max_history=model.config.max_history_items,
+                                       num_targets=getattr(model.config, "session_length", 1), with_users=True)
+    dataset = GenerativeRecDataset(windows, model.example_encoder(), seed=seed, window_users=users)
     return dataset, Seq2SeqRecCollator(pad_token_id=model.config.pad_token_id)
