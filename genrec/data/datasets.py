@@ -119,8 +119,9 @@ class OneWindowPerUserSampler(Sampler[int]):
     (the full pass weighs a user by its sequence length). GRID's TIGER recipe trains on every contiguous
     sub-sequence; this is the sampled form of it, with the history always the most recent items before the cut.
 
-    The draws are a function of ``(seed, epoch)`` only (``set_epoch``, which the Trainer calls), so every process of
-    a distributed run and a resumed run see the same windows.
+    The draws are a function of ``(seed, epoch)`` only (``set_epoch``, which the Trainer calls every epoch, also for
+    the epoch a run resumes in the middle of), so every process of a distributed run draws the same windows and a
+    resumed run ends with the weights of one never stopped (tests/models/test_generative_item_inputs.py).
 
     Args:
         window_users: int ``(num_windows,)``: the user of each window (``GenerativeRecDataset.window_users``).

@@ -188,3 +188,30 @@ def test_item_level_random_cut_run_learns_the_toy_pattern(model_type, toy_datase
     assert metrics["test/recall@10"] > 0.6, metrics
     loaded = AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "run" / "checkpoint")
     assert loaded.config.item_vector_dim == 4 and len(loaded.recommend([["1", "2", "3"]], k=5)[0]) == 5
+
+
+def test_random_cut_resumed_mid_epoch_ends_with_the_same_weights(item_tokenizer, tmp_path):
+    """Trainer checkpoint in the middle of an epoch, then ``resume_from_checkpoint``: the resumed run redraws that
+    epoch's windows (the Trainer sets the sampler's epoch) and ends with the weights of the run never stopped."""
+    from genrec.training import GenRecTrainingArguments
+    from genrec.training.trainer import RecommendationTrainer
+
+    rng = random.Random(1)
+    sequences = [[f"i{rng.randrange(NUM_ITEMS)}" for _ in range(rng.randrange(3, 8))] for _ in range(40)]
+
+    def train(output, resume_from=None):
+        model = _model("onerec", item_tokenizer)
+        dataset, collator = build_generative_training_data(model, sequences, model.item_index, seed=0)
+        args = GenRecTrainingArguments(
+            output_dir=str(output), seed=0, learning_rate=1e-2, per_device_train_batch_size=4, num_train_epochs=3,
+            train_targets="random_cut", train_sampling_strategy="group_by_length", eval_strategy="no",
+            save_strategy="steps", save_steps=15, logging_strategy="no", report_to="none", disable_tqdm=True)
+        trainer = RecommendationTrainer(model=model, args=args, train_dataset=dataset, data_collator=collator)
+        trainer.train(resume_from_checkpoint=resume_from)
+        assert trainer.state.global_step == 30  # 40 users / batch 4 = 10 steps per epoch, not 1 per window
+        return {key: value.detach().clone() for key, value in model.state_dict().items()}
+
+    straight = train(tmp_path / "straight")
+    resumed = train(tmp_path / "resumed", resume_from=str(tmp_path / "straight" / "checkpoint-15"))  # epoch 1.5
+    for key, value in straight.items():
+        torch.testing.assert_close(resumed[key], value, msg=key)
