@@ -215,3 +215,28 @@ def test_random_cut_resumed_mid_epoch_ends_with_the_same_weights(item_tokenizer,
     resumed = train(tmp_path / "resumed", resume_from=str(tmp_path / "straight" / "checkpoint-15"))  # epoch 1.5
     for key, value in straight.items():
         torch.testing.assert_close(resumed[key], value, msg=key)
+
+
+@pytest.mark.parametrize("collaborative_dims", [0, 2])
+def test_from_dataset_builds_text_and_collaborative_item_vectors(item_tokenizer, monkeypatch, collaborative_dims):
+    """``item_vectors`` as RecGPT's tokenizer section: the catalog text embedding (with the item tokenizer's encoder
+    settings), plus spectral dimensions of the training histories."""
+    from genrec.data.catalog import ItemCatalog
+    from genrec.tokenization.collaborative import spectral_item_embeddings
+
+    ids = [f"i{n}" for n in range(NUM_ITEMS)]
+    catalog = ItemCatalog(ids, [{"title": f"item {n}"} for n in range(NUM_ITEMS)])
+    text = np.random.default_rng(1).normal(size=(NUM_ITEMS, 6)).astype(np.float32)
+    encoders = []
+    monkeypatch.setattr("genrec.tokenization.embeddings.embed_catalog",
+                        lambda catalog, model_name=None, *args, **kwargs: encoders.append(model_name) or text)
+    train = {"u1": ["i0", "i1", "i2"], "u2": ["i2", "i3", "i4"], "u3": ["i5", "i6", "i7"]}
+    model = OneRecForConditionalGeneration.from_dataset(
+        catalog, train, item_tokenizer=item_tokenizer, **{**TINY, **MODELS["onerec"][1]},
+        item_tokenizer_config={"embedding_model": "my-encoder"},
+        item_vectors={"collaborative_dims": collaborative_dims, "collaborative_window": 0})
+    expected = text
+    if collaborative_dims:
+        expected = np.concatenate([text, spectral_item_embeddings(train.values(), ids, dim=2, window=0)], 1)
+    assert encoders == ["my-encoder"] and model.config.item_vector_dim == expected.shape[1]
+    torch.testing.assert_close(model.item_vector_table, torch.from_numpy(expected))

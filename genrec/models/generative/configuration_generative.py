@@ -15,7 +15,7 @@ __all__ = ["FFN_TYPES", "INPUT_GRANULARITIES", "ITEM_VECTOR_OPTIONS", "MOE_LAYER
 FFN_TYPES = ("dense", "moe")
 MOE_LAYERS = ("decoder", "encoder", "all")
 INPUT_GRANULARITIES = ("token", "item")
-# keys of `item_vectors`: the options of genrec.models.recgpt.modeling_recgpt.dataset_item_vectors (RecGPT's
+# keys of `item_vectors`: the options of genrec.models.item_vectors.dataset_item_vectors (RecGPT's
 # `model.tokenizer` section) plus the text encoder's
 ITEM_VECTOR_OPTIONS = ("item_text", "collaborative_dims", "collaborative_window", "embedding_model", "text_fields",
                        "embedding_cache_dir", "embedding_batch_size")
@@ -58,7 +58,7 @@ class GenerativeT5Config(T5Config):
             ``generate``, genrec's beam search, DPO) passes it through as usual.
         item_vectors (dict | None, defaults to None): ``input_granularity="item"`` only: how ``from_dataset`` builds
             the per-item vector added to an item's input; ``None`` = codes only. Keys as RecGPT's ``model.tokenizer``
-            section (``genrec.models.recgpt.modeling_recgpt.dataset_item_vectors``): ``item_text`` (bool, default
+            section (``genrec.models.item_vectors.dataset_item_vectors``): ``item_text`` (bool, default
             true: the item's text embedding; the dataset needs item text), ``collaborative_dims`` (int, default 0:
             append that many spectral co-occurrence dimensions of the TRAINING histories), ``collaborative_window``,
             and the text encoder's ``embedding_model``, ``text_fields``, ``embedding_cache_dir``,

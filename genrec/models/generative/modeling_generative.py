@@ -840,7 +840,7 @@ def dataset_item_input_vectors(catalog, options: dict[str, Any], train_sequences
     Raises:
         ValueError: ``item_text`` on a catalog without item text, or bad option values.
     """
-    from genrec.models.recgpt.modeling_recgpt import dataset_item_vectors
+    from genrec.models.item_vectors import dataset_item_vectors
     from genrec.tokenization.embeddings import embed_catalog
 
     options = dict(options)
