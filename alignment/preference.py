@@ -215,7 +215,8 @@ def _render(model, kind: str, index: Mapping[str, int], history: Sequence[str], 
     rows = [index[str(item)] for item in items]
     if kind == "seq2seq":
         tokenizer = model.tokenizer
-        prompt_ids = model.encode_history([index[item] for item in history])
+        # item-level models write a history item as one id past the vocabulary: show its code tokens instead
+        prompt_ids = model.expand_item_inputs(model.encode_history([index[item] for item in history]))
         prompt = tokenizer.decode(prompt_ids, skip_special_tokens=True)
         completion = tokenizer.decode([t for row in rows for t in model.item_tokens(row)])
         return prompt, completion

@@ -63,6 +63,7 @@ from genrec.training.trainer import (
     TimeBudgetCallback,
     WallClockEvalCallback,
     full_ranking_metrics,
+    random_cut_sampler,
 )
 from genrec.utils.io import (
     atomic_directory,
@@ -323,6 +324,13 @@ def training_data(model, train_sequences, item_index, *, max_length: int, seed: 
     return NextItemDataset(list(train_sequences.values()), item_index, max_length=max_length), NextItemCollator()
 
 
+def _examples_per_epoch(train_dataset, args) -> int:
+    """Training examples one epoch holds: every row, or one window per user under ``train_targets: random_cut``."""
+    if getattr(args, "train_targets", "all_windows") == "random_cut":
+        return len(random_cut_sampler(train_dataset, args))
+    return len(train_dataset)
+
+
 def _train(model, args, train_sequences, item_index, valid_set: RankingSet, max_length: int,
            resume_from: Path | None = None) -> _Trained:
     """Train with :class:`RecommendationTrainer`, validating per ``eval_strategy`` and at ``eval_at_minutes``;
@@ -371,7 +379,7 @@ def _train(model, args, train_sequences, item_index, valid_set: RankingSet, max_
         best_epoch=float(best.best_epoch) if best.best_epoch is not None else None,
         best_value=best.best_value,
         stopped_by=stopped_by,
-        num_examples=len(train_dataset),
+        num_examples=_examples_per_epoch(train_dataset, args),
         curve=clock.curve,
         log_history=trainer.state.log_history,
     )

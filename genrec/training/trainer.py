@@ -24,6 +24,7 @@ from genrec.training.collators import encode_rows, left_pad
 __all__ = [
     "RankingSet",
     "RecommendationTrainer",
+    "random_cut_sampler",
     "BestModelCallback",
     "TimeBudgetCallback",
     "WallClockEvalCallback",
@@ -137,6 +138,28 @@ def full_ranking_metrics(
     return accumulator.compute()
 
 
+def random_cut_sampler(dataset, args):
+    """The sampler of ``training.train_targets: random_cut`` for a window dataset (P5 / OneRec training data).
+
+    Args:
+        dataset: a :class:`genrec.data.datasets.GenerativeRecDataset` built with ``window_users``.
+        args: the training arguments (``seed``, ``train_sampling_strategy``, the batch size).
+
+    Raises:
+        ValueError: the dataset does not know the user of each window (a model not trained on windows).
+    """
+    from genrec.data.datasets import OneWindowPerUserSampler
+
+    users = getattr(dataset, "window_users", None)
+    if users is None:
+        raise ValueError("`training.train_targets: random_cut` needs training windows that know their user (P5 / "
+                         f"OneRec build them); this model's training data is a {type(dataset).__name__}")
+    grouped = args.train_sampling_strategy == "group_by_length"
+    lengths = [len(history) for history, _ in dataset.windows] if grouped else None
+    return OneWindowPerUserSampler(users, seed=args.seed, lengths=lengths,
+                                   group_size=args.train_batch_size * args.gradient_accumulation_steps if grouped else None)
+
+
 class RecommendationTrainer(Trainer):
     """``Trainer`` whose evaluation is full-catalog ranking of the next item.
 
@@ -144,6 +167,13 @@ class RecommendationTrainer(Trainer):
     :class:`genrec.training.arguments.GenRecTrainingArguments` (reads ``eval_ks`` and
     ``exclude_history_items``).
     """
+
+    def _get_train_sampler(self, train_dataset=None):
+        """``training.train_targets: random_cut``: one window per user per epoch (:class:`OneWindowPerUserSampler`,
+        grouped by history length under ``train_sampling_strategy: group_by_length``); else transformers' sampler."""
+        if getattr(self.args, "train_targets", "all_windows") != "random_cut":
+            return super()._get_train_sampler(train_dataset)
+        return random_cut_sampler(train_dataset if train_dataset is not None else self.train_dataset, self.args)
 
     def evaluate(
         self,

@@ -49,10 +49,10 @@ def _model(kind: str):
     torch.manual_seed(0)
     if kind == "p5":
         return P5ForConditionalGeneration.from_item_tokenizer(_item_tokenizer(), **T5_TINY, num_candidates=5)
-    if kind == "onerec":
+    if kind in ("onerec", "onerec-item"):  # "-item": one encoder position per history item
         return OneRecForConditionalGeneration.from_item_tokenizer(
             _item_tokenizer(), **T5_TINY, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32,
-            session_length=2)
+            session_length=2, input_granularity="item" if kind == "onerec-item" else "token")
     rng = np.random.default_rng(0)
     codes = np.stack([np.arange(NUM_ITEMS) % 12, (np.arange(NUM_ITEMS) * 5 + 1) % 12], 1)
     text = rng.normal(size=(NUM_ITEMS, 8)).astype(np.float32)
@@ -412,7 +412,7 @@ def _margin(policy, reference, rows):
     return total / len(rows)
 
 
-@pytest.mark.parametrize("kind,session_length", [("onerec", 2), ("recgpt-moe", 1)])
+@pytest.mark.parametrize("kind,session_length", [("onerec", 2), ("onerec-item", 2), ("recgpt-moe", 1)])
 def test_training_grows_the_margin_and_logs_trl_metrics_and_aux_loss(tmp_path, kind, session_length):
     model = _model(kind)
     data = _preferences(session_length, with_ntp_only_row=True)
@@ -431,7 +431,7 @@ def test_training_grows_the_margin_and_logs_trl_metrics_and_aux_loss(tmp_path, k
     assert all(record["aux_loss"] > 0 for record in logs)
     assert logs[-1]["rewards/margins"] > logs[0]["rewards/margins"]
     assert np.mean([r["loss"] for r in logs[-3:]]) < np.mean([r["loss"] for r in logs[:3]])
-    if kind == "onerec":
+    if kind.startswith("onerec"):
         assert "moe/load_balancing_loss" in logs[-1]  # OneRec's own MoE logging rides along
     metrics = trainer.evaluate()
     assert metrics["eval_rewards/margins"] > 0 and metrics["eval_aux_loss"] > 0 and "eval_ntp_loss" in metrics

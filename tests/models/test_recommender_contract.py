@@ -28,7 +28,9 @@ HISTORIES = [["i1", "i2"], ["i3"], LONG, ["i9", "i9", "i10"], ["i11", "i0", "i4"
 T5_TINY = {"d_model": 32, "d_kv": 8, "d_ff": 64, "num_layers": 2, "num_heads": 4, "dropout_rate": 0.0,
            "max_history_items": 3, "num_beams": 6, "item_tokenizer_method": "random",
            "item_tokenizer_config": {"codebook_size": 4, "num_levels": 3}}
-MODEL_NAMES = ["sasrec", "popularity", "textknn", "recgpt", "p5", "onerec", "bigrec"]
+# item-level inputs (one encoder position per history item) with collaborative item vectors: no sentence encoder
+T5_ITEM = {"input_granularity": "item", "item_vectors": {"item_text": False, "collaborative_dims": 4}}
+MODEL_NAMES = ["sasrec", "popularity", "textknn", "recgpt", "p5", "onerec", "p5-item", "onerec-item", "bigrec"]
 
 
 def _vectors(dim=8):
@@ -58,15 +60,16 @@ def _build(name, tmp_path_factory):
                                                              "batch_size": 8},
             hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
             max_position_embeddings=6, hidden_dropout_prob=0.0, attention_dropout=0.0)
-    if name == "p5":
+    if name in ("p5", "p5-item"):
         from genrec.models.p5 import P5ForConditionalGeneration
 
-        return P5ForConditionalGeneration.from_dataset(CATALOG, TRAIN, **T5_TINY)
-    if name == "onerec":
+        return P5ForConditionalGeneration.from_dataset(CATALOG, TRAIN, **T5_TINY, **(T5_ITEM if name == "p5-item" else {}))
+    if name in ("onerec", "onerec-item"):
         from genrec.models.onerec import OneRecForConditionalGeneration
 
         return OneRecForConditionalGeneration.from_dataset(CATALOG, TRAIN, **T5_TINY, ffn_type="moe", num_experts=4,
-                                                           num_experts_per_tok=2, session_length=2)
+                                                           num_experts_per_tok=2, session_length=2,
+                                                           **(T5_ITEM if name == "onerec-item" else {}))
     if name == "bigrec":
         from genrec.models.bigrec import BIGRecForCausalLM
         from tests.llm_helpers import save_tiny_llama

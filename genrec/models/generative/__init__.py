@@ -16,6 +16,8 @@ _CONFIG = "genrec.models.generative.configuration_generative"
 _MODELING = "genrec.models.generative.modeling_generative"
 _EXPORTS = {
     "FFN_TYPES": _CONFIG,
+    "INPUT_GRANULARITIES": _CONFIG,
+    "ITEM_VECTOR_OPTIONS": _CONFIG,
     "MOE_LAYERS": _CONFIG,
     "GenerativeT5Config": _CONFIG,
     "GenerativeSeq2SeqOutput": _MODELING,
@@ -24,6 +26,7 @@ _EXPORTS = {
     "T5SparseMoeLayerFF": _MODELING,
     "build_generative_model": _MODELING,
     "build_generative_training_data": _MODELING,
+    "dataset_item_input_vectors": _MODELING,
     "T5CachedDecoder": "genrec.models.generative.cached_decoder",
 }
 __all__ = sorted(_EXPORTS)

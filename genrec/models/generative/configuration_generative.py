@@ -10,10 +10,15 @@ from transformers import T5Config
 
 from genrec.utils.checks import check_int, check_number
 
-__all__ = ["FFN_TYPES", "MOE_LAYERS", "GenerativeT5Config"]
+__all__ = ["FFN_TYPES", "INPUT_GRANULARITIES", "ITEM_VECTOR_OPTIONS", "MOE_LAYERS", "GenerativeT5Config"]
 
 FFN_TYPES = ("dense", "moe")
 MOE_LAYERS = ("decoder", "encoder", "all")
+INPUT_GRANULARITIES = ("token", "item")
+# keys of `item_vectors`: the options of genrec.models.item_vectors.dataset_item_vectors (RecGPT's
+# `model.tokenizer` section) plus the text encoder's
+ITEM_VECTOR_OPTIONS = ("item_text", "collaborative_dims", "collaborative_window", "embedding_model", "text_fields",
+                       "embedding_cache_dir", "embedding_batch_size")
 
 
 class GenerativeT5Config(T5Config):
@@ -41,6 +46,25 @@ class GenerativeT5Config(T5Config):
         router_aux_loss_coef (float, defaults to 0.01), router_z_loss_coef (float, defaults to 0.001): weights of
             the load-balancing and z losses added to the training loss.
         num_beams (int, defaults to 20): beams of :meth:`recommend` / ``score`` (the most items one call returns).
+        input_granularity (str, defaults to "token"): how the encoder reads a history item. ``"token"``: every code
+            token of the item is one encoder position (P5 also writes a separator between items), today's layout.
+            ``"item"``: the cheap path (RPG-style, as RecGPT's ``input_granularity: item``): ONE encoder position per
+            history item, ``RMSNorm(mean of its code embeddings)`` read from the SAME ``shared`` table the decoder
+            embeds and scores codes with (sum and mean are the same after the RMS norm), plus
+            ``RMSNorm(Linear(item vector))`` when the model has item vectors (``item_vector_dim`` > 0), plus the
+            item-position embedding. About ``code_length`` times fewer encoder positions (P5: no separators
+            either); the decoder, its targets and catalog-constrained decoding are unchanged. An item position is
+            written in ``input_ids`` as ``vocab_size + catalog row``, so every caller of the encoder (HF
+            ``generate``, genrec's beam search, DPO) passes it through as usual.
+        item_vectors (dict | None, defaults to None): ``input_granularity="item"`` only: how ``from_dataset`` builds
+            the per-item vector added to an item's input; ``None`` = codes only. Keys as RecGPT's ``model.tokenizer``
+            section (``genrec.models.item_vectors.dataset_item_vectors``): ``item_text`` (bool, default
+            true: the item's text embedding; the dataset needs item text), ``collaborative_dims`` (int, default 0:
+            append that many spectral co-occurrence dimensions of the TRAINING histories), ``collaborative_window``,
+            and the text encoder's ``embedding_model``, ``text_fields``, ``embedding_cache_dir``,
+            ``embedding_batch_size`` (defaults: the item tokenizer's, so its cached text embeddings are reused).
+        item_vector_dim (int, defaults to 0): width of those vectors (set by the builder; 0 = none). The vectors are
+            saved with the checkpoint (``catalog.safetensors``).
     """
 
     d_model: int = 128
@@ -68,6 +92,9 @@ class GenerativeT5Config(T5Config):
     router_aux_loss_coef: float = 0.01
     router_z_loss_coef: float = 0.001
     num_beams: int = 20
+    input_granularity: str = "token"
+    item_vectors: dict | None = None
+    item_vector_dim: int = 0
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
@@ -113,6 +140,23 @@ class GenerativeT5Config(T5Config):
                     raise ValueError(f"`{name}` ({value!r}) must be [lo, hi) with 0 <= lo < hi, or None")
                 if value[1] > self.vocab_size:
                     raise ValueError(f"`{name}` ({value!r}) exceeds `vocab_size` ({self.vocab_size})")
+        self._check_item_inputs()
+
+    def _check_item_inputs(self) -> None:
+        """``input_granularity`` / ``item_vectors`` / ``item_vector_dim``: raise ``ValueError`` naming the field."""
+        if self.input_granularity not in INPUT_GRANULARITIES:
+            raise ValueError(
+                f"`input_granularity` ({self.input_granularity!r}) must be one of {list(INPUT_GRANULARITIES)}")
+        check_int("item_vector_dim", self.item_vector_dim, 0)
+        if self.item_vectors is not None:
+            if not isinstance(self.item_vectors, dict):
+                raise ValueError(f"`item_vectors` ({self.item_vectors!r}) must be a mapping or null")
+            unknown = sorted(set(self.item_vectors) - set(ITEM_VECTOR_OPTIONS))
+            if unknown:
+                raise ValueError(f"`item_vectors` has unknown key(s) {unknown}; allowed: {list(ITEM_VECTOR_OPTIONS)}")
+        if self.input_granularity != "item" and (self.item_vectors is not None or self.item_vector_dim):
+            raise ValueError('`item_vectors` / `item_vector_dim` need `input_granularity: "item"` (the token layout '
+                             "reads code tokens only)")
 
     def sparse_layers(self, stack: str) -> bool:
         """Whether the FFNs of ``stack`` ("encoder" or "decoder") are sparse MoE blocks."""

@@ -16,6 +16,11 @@ transformers' own), with three additions:
 
 Subclasses implement :meth:`GenerativeRecommenderMixin.encode_history` (history -> encoder tokens) and
 :meth:`GenerativeRecommenderMixin.training_example` (history + next items -> encoder tokens + labels).
+
+**Item-level inputs** (``config.input_granularity = "item"``): the encoder reads ONE position per history item
+instead of one per code token. In ``input_ids`` such a position is the id ``vocab_size + catalog row`` (text tokens
+keep their ids), and :meth:`GenerativeT5Model.embed_item_inputs` turns it into ``RMSNorm(mean of the item's code
+embeddings in the shared table) + RMSNorm(Linear(item vector))``; the decoder still generates the item's code tokens.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from transformers import (
@@ -51,6 +57,7 @@ __all__ = [
     "T5SparseMoeLayerFF",
     "build_generative_model",
     "build_generative_training_data",
+    "dataset_item_input_vectors",
 ]
 
 ITEM_TOKENIZER_DIR = "item_tokenizer"
@@ -158,15 +165,25 @@ class GenerativeT5Model(Recommender, T5ForConditionalGeneration):
             if config.sparse_layers(stack_name):
                 for block in stack.block:
                     block.layer[-1] = T5SparseMoeLayerFF(config)
+        # input_granularity "item": one encoder position per history item (see embed_item_inputs)
+        item_level = config.input_granularity == "item"
+        self.item_code_norm = T5LayerNorm(config.d_model, eps=config.layer_norm_epsilon) if item_level else None
+        vector_dim = config.item_vector_dim if item_level else 0
+        self.item_vector_proj = nn.Linear(vector_dim, config.d_model, bias=False) if vector_dim else None
+        self.item_vector_norm = T5LayerNorm(config.d_model, eps=config.layer_norm_epsilon) if vector_dim else None
         self.item_tokenizer = None
         self.tokenizer = None
         self.item_token_table: torch.Tensor | None = None
+        self.item_vector_table: torch.Tensor | None = None  # (num_items, item_vector_dim) float, item-level only
+        self._input_code_table: torch.Tensor | None = None  # item_token_table on the encoder's device
         self.catalog = None
         self.post_init()
         # zero start: the sum equals the plain token embedding until training moves it (keeps a pretrained
         # backbone's behaviour at step 0)
         with torch.no_grad():
             self.item_position_embedding.weight.zero_()
+            if self.item_vector_proj is not None:  # T5's _init_weights does not know a bare Linear
+                self.item_vector_proj.weight.normal_(0.0, vector_dim**-0.5)
 
     # ------------------------------------------------------------------ structure
     def _moe_layers(self) -> list[T5SparseMoeLayerFF]:
@@ -185,21 +202,86 @@ class GenerativeT5Model(Recommender, T5ForConditionalGeneration):
             LongTensor (batch, seq), clamped to ``max_item_positions - 1``.
         """
         config = self.config
-        if config.item_token_range is None or config.item_start_token_range is None:
+        if config.input_granularity == "item":  # one position per item: every item id starts (and is) an item
+            is_item = is_start = input_ids >= config.vocab_size
+        elif config.item_token_range is None or config.item_start_token_range is None:
             return torch.zeros_like(input_ids)
-        lo, hi = config.item_token_range
-        start_lo, start_hi = config.item_start_token_range
-        is_item = (input_ids >= lo) & (input_ids < hi)
-        is_start = (input_ids >= start_lo) & (input_ids < start_hi)
+        else:
+            lo, hi = config.item_token_range
+            start_lo, start_hi = config.item_start_token_range
+            is_item = (input_ids >= lo) & (input_ids < hi)
+            is_start = (input_ids >= start_lo) & (input_ids < start_hi)
         positions = is_start.long().cumsum(-1) * is_item.long()  # (batch, seq)
         return positions.clamp(max=config.max_item_positions - 1)
+
+    @property
+    def item_input_offset(self) -> int | None:
+        """``input_granularity="item"``: history item ``r`` is the encoder input id ``offset + r`` (``offset`` =
+        ``vocab_size``, past every real token); ``None`` in the token layout."""
+        return self.config.vocab_size if self.config.input_granularity == "item" else None
+
+    def embed_item_inputs(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Encoder input embeddings of the item layout (``input_granularity="item"``).
+
+        A text / special token ``t < vocab_size`` gets ``shared(t)``; an item position ``vocab_size + r`` gets
+        ``RMSNorm(mean_c shared(code_c(r))) + RMSNorm(W @ item_vector(r))`` (the second term only with item vectors).
+        The code embeddings are the decoder's own (``shared``, tied to the LM head), so what the decoder learns to
+        emit and what the encoder reads are one table, as RPG / RecGPT's item layout tie them.
+
+        Args:
+            input_ids: LongTensor (batch, seq).
+
+        Returns:
+            FloatTensor (batch, seq, d_model).
+
+        Raises:
+            ValueError: the model has no catalog, or has ``item_vector_dim`` > 0 but no item vectors set.
+        """
+        self._require_bound()
+        vocab = self.config.vocab_size
+        is_item = input_ids >= vocab  # (batch, seq)
+        embeds = self.shared(input_ids.masked_fill(is_item, self.config.pad_token_id))  # (batch, seq, d)
+        if not bool(is_item.any()):
+            return embeds
+        device = embeds.device
+        if self._input_code_table is None or self._input_code_table.device != device:  # a device copy; the
+            self._input_code_table = self.item_token_table.to(device)  # catalog's own table stays on the CPU
+        rows = input_ids[is_item] - vocab  # (n,) catalog rows, row-major order of the positions
+        codes = self._input_code_table[rows]  # (n, L) token ids, -1 = padding (variable code lengths)
+        valid = (codes >= 0).unsqueeze(-1)  # (n, L, 1)
+        code_sum = (self.shared(codes.clamp(min=0)) * valid).sum(1)  # (n, d)
+        items = self.item_code_norm(code_sum / valid.sum(1).clamp(min=1))
+        if self.item_vector_proj is not None:
+            if self.item_vector_table is None:
+                raise ValueError(f"this model reads item vectors (`item_vector_dim` = {self.config.item_vector_dim}) "
+                                 "but none are set; call set_item_vectors(...) or load a checkpoint saved with them")
+            if self.item_vector_table.device != device:
+                self.item_vector_table = self.item_vector_table.to(device)
+            vectors = self.item_vector_table[rows].to(self.item_vector_proj.weight.dtype)  # (n, D)
+            items = items + self.item_vector_norm(self.item_vector_proj(vectors))
+        # fill the item positions in row-major order (the order of `rows`)
+        return embeds.masked_scatter(is_item.unsqueeze(-1), items.to(embeds.dtype))
+
+    def expand_item_inputs(self, input_ids: Sequence[int]) -> list[int]:
+        """Encoder ids with every item position (``vocab_size + row``) replaced by that item's code tokens, for
+        display (``tokenizer.decode``); the token layout comes back unchanged."""
+        offset = self.item_input_offset
+        if offset is None:
+            return list(input_ids)
+        expanded: list[int] = []
+        for token in input_ids:
+            expanded.extend(self.item_tokens(int(token) - offset) if token >= offset else [int(token)])
+        return expanded
 
     def _encode(self, input_ids=None, attention_mask=None, inputs_embeds=None, **kwargs) -> BaseModelOutput:
         """The encoder with item-position embeddings added to the token embeddings."""
         if inputs_embeds is None:
             if input_ids is None:
                 raise ValueError("the encoder needs `input_ids` or `inputs_embeds`")
-            inputs_embeds = self.shared(input_ids)  # (batch, seq, d_model)
+            if self.config.input_granularity == "item":
+                inputs_embeds = self.embed_item_inputs(input_ids)  # (batch, seq, d_model): one position per item
+            else:
+                inputs_embeds = self.shared(input_ids)  # (batch, seq, d_model)
             if self.config.use_item_position_embeddings:
                 inputs_embeds = inputs_embeds + self.item_position_embedding(self.item_positions(input_ids))
         for layer in self._moe_layers_of(self.encoder):
@@ -305,6 +387,7 @@ class GenerativeT5Model(Recommender, T5ForConditionalGeneration):
         self.item_tokenizer = item_tokenizer
         self.tokenizer = tokenizer
         self.item_token_table = table
+        self._input_code_table = None
         self.catalog = Catalog.from_codes(table)
         self._item_index = {item_id: row for row, item_id in enumerate(item_tokenizer.item_ids)}
         self._on_bind()
@@ -343,6 +426,42 @@ class GenerativeT5Model(Recommender, T5ForConditionalGeneration):
     def item_tokens(self, row: int) -> list[int]:
         """Token ids of catalog row ``row`` (padding dropped)."""
         return [t for t in self.item_token_table[row].tolist() if t >= 0]
+
+    @staticmethod
+    def _size_item_vectors(config: GenerativeT5Config, item_vector_table) -> None:
+        """Set ``config.item_vector_dim`` from the vectors a new model is built with (``from_item_tokenizer``).
+
+        Raises:
+            ValueError: vectors for a token-level config, or not a 2-d array.
+        """
+        if item_vector_table is None:
+            return
+        if config.input_granularity != "item":
+            raise ValueError('`item_vector_table` needs `input_granularity: "item"` (the token layout reads code '
+                             "tokens only)")
+        shape = np.shape(item_vector_table)
+        if len(shape) != 2 or shape[1] < 1:
+            raise ValueError(f"item vectors have shape {shape}; expected (num_items, dim)")
+        config.item_vector_dim = int(shape[1])
+
+    def set_item_vectors(self, vectors) -> None:
+        """Set the per-item vectors an item-level input adds (``input_granularity="item"``, ``item_vector_dim`` > 0).
+
+        Args:
+            vectors: float ``(num_items, item_vector_dim)`` in catalog order (e.g. the items' text embeddings).
+
+        Raises:
+            ValueError: the model reads no item vectors, or the shape is not ``(num_items, item_vector_dim)``.
+        """
+        if self.item_vector_proj is None:
+            raise ValueError('this model reads no item vectors: it needs `input_granularity: "item"` and '
+                             "`item_vector_dim` > 0")
+        table = torch.as_tensor(np.asarray(vectors, dtype=np.float32))
+        expected = (self.config.num_items, self.config.item_vector_dim)
+        if tuple(table.shape) != expected:
+            raise ValueError(f"item vectors have shape {tuple(table.shape)}; expected (num_items, item_vector_dim) = "
+                             f"{expected}")
+        self.item_vector_table = table.to(self.item_vector_proj.weight.device)
 
     # ------------------------------------------------------------------ inputs (subclass hooks)
     def example_encoder(self):
@@ -493,32 +612,48 @@ class GenerativeT5Model(Recommender, T5ForConditionalGeneration):
                 for row_items, row_scores in zip(items, scores)]
 
     @classmethod
-    def from_dataset(cls, catalog, train_sequences, *, seed: int = 0, **config_kwargs: Any):
+    def from_dataset(cls, catalog, train_sequences, *, seed: int = 0, item_tokenizer=None, item_vector_table=None,
+                     **config_kwargs: Any):
         """genrec's one builder (:mod:`genrec.models.recommender`): fit the configured item tokenizer on the
         catalog + TRAINING sequences and build an untrained model bound to it.
+
+        With ``input_granularity="item"`` and ``item_vectors`` set, the per-item vectors (text embedding, optionally
+        plus collaborative dimensions) are computed here too (:func:`dataset_item_input_vectors`).
 
         Args:
             catalog: ``genrec.data.ItemCatalog`` (row order = the model's item order).
             train_sequences: ``{user: [item ids]}`` of the training part only (no validation/test items).
             seed: tokenizer seed when its config has none.
+            item_tokenizer: an item tokenizer already fitted on this catalog to reuse (skips the fit; e.g. several
+                variants of one model in a benchmark).
+            item_vector_table: precomputed ``(num_items, D)`` item vectors to use instead of building them from
+                ``item_vectors`` (item-level inputs only).
             **config_kwargs: config fields (``item_tokenizer_method`` / ``item_tokenizer_config`` pick the tokenizer).
 
         Raises:
-            ValueError: bad config values, or an unknown tokenizer method.
+            ValueError: bad config values, an unknown tokenizer method, or ``item_vectors`` reading item text from a
+                catalog without text.
         """
         import time
 
         from genrec.tokenization import get_tokenizer_class
 
         config = cls.config_class(**{key: value for key, value in config_kwargs.items() if key != "num_items"})
-        tokenizer_config = dict(config.item_tokenizer_config or {})
-        tokenizer_class = get_tokenizer_class(config.item_tokenizer_method)
-        tokenizer_config.setdefault("seed", seed)
-        start = time.time()
-        item_tokenizer = tokenizer_class(tokenizer_config).fit(catalog, sequences=train_sequences)
-        logger.info(f"item tokenizer {config.item_tokenizer_method} fitted in {time.time() - start:.1f}s: "
-                    f"code length {item_tokenizer.code_length}, codebooks {item_tokenizer.codebook_sizes}")
-        return cls.from_item_tokenizer(item_tokenizer, config)
+        vectors = item_vector_table
+        if vectors is None and config.input_granularity == "item" and config.item_vectors is not None:
+            vectors = dataset_item_input_vectors(catalog, config.item_vectors, train_sequences,
+                                                 tokenizer_config=config.item_tokenizer_config)
+        if item_tokenizer is None:
+            tokenizer_config = dict(config.item_tokenizer_config or {})
+            tokenizer_class = get_tokenizer_class(config.item_tokenizer_method)
+            tokenizer_config.setdefault("seed", seed)
+            start = time.time()
+            item_tokenizer = tokenizer_class(tokenizer_config).fit(catalog, sequences=train_sequences)
+            logger.info(f"item tokenizer {config.item_tokenizer_method} fitted in {time.time() - start:.1f}s: "
+                        f"code length {item_tokenizer.code_length}, codebooks {item_tokenizer.codebook_sizes}")
+        elif list(item_tokenizer.item_ids) != list(catalog.item_ids):
+            raise ValueError("`item_tokenizer` was fitted on another catalog (its item_ids differ from the catalog's)")
+        return cls.from_item_tokenizer(item_tokenizer, config, item_vector_table=vectors)
 
     @torch.no_grad()
     def score(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -581,8 +716,10 @@ class GenerativeT5Model(Recommender, T5ForConditionalGeneration):
         self.tokenizer.save_pretrained(directory)
         self.item_tokenizer.save_pretrained(directory / ITEM_TOKENIZER_DIR)
         tmp = directory / f".{CATALOG_FILE}.tmp"
-        save_file({"item_token_ids": self.item_token_table.contiguous()}, str(tmp),
-                  metadata={"format": "genrec-catalog", "num_items": str(self.config.num_items)})
+        tensors = {"item_token_ids": self.item_token_table.cpu().contiguous()}
+        if self.item_vector_table is not None:  # item-level inputs: the vectors travel with the item -> codes table
+            tensors["item_vectors"] = self.item_vector_table.float().cpu().contiguous()
+        save_file(tensors, str(tmp), metadata={"format": "genrec-catalog", "num_items": str(self.config.num_items)})
         os.replace(tmp, directory / CATALOG_FILE)
         atomic_write_text(directory / "README.md", self.model_card())
         return result
@@ -605,13 +742,19 @@ class GenerativeT5Model(Recommender, T5ForConditionalGeneration):
 
             item_tokenizer = AutoItemTokenizer.from_pretrained(folder / ITEM_TOKENIZER_DIR)
             tokenizer = AutoTokenizer.from_pretrained(folder)
-            table = None
+            table = vectors = None
             if (folder / CATALOG_FILE).is_file():
-                table = load_file(str(folder / CATALOG_FILE))["item_token_ids"]
+                stored = load_file(str(folder / CATALOG_FILE))
+                table, vectors = stored["item_token_ids"], stored.get("item_vectors")
                 expected = item_tokenizer.item_token_ids(tokenizer)
                 if not torch.equal(table, expected):
                     raise ValueError(f"{folder / CATALOG_FILE} does not match the item tokenizer and tokenizer there")
             model.bind_item_tokenizer(item_tokenizer, tokenizer, table)
+            if model.item_vector_proj is not None:
+                if vectors is None:
+                    raise ValueError(f"{folder} holds a model with item vectors (`item_vector_dim` = "
+                                     f"{model.config.item_vector_dim}) but {CATALOG_FILE} has no `item_vectors`")
+                model.set_item_vectors(vectors)
             check_catalog_fingerprint(
                 model.config, catalog_fingerprint(item_tokenizer.item_ids, model.item_token_table), folder,
                 f"{ITEM_TOKENIZER_DIR}/, {CATALOG_FILE} and the tokenizer files")
@@ -682,6 +825,38 @@ def _resolve_folder(name_or_path, kwargs: dict) -> Path | None:
     return Path(local) / subfolder if subfolder else Path(local)
 
 
+def dataset_item_input_vectors(catalog, options: dict[str, Any], train_sequences, *,
+                               tokenizer_config: dict | None = None) -> np.ndarray:
+    """The per-item vectors of an item-level P5 / OneRec (``config.item_vectors``), as RecGPT builds its own.
+
+    ``options`` are RecGPT's ``model.tokenizer`` keys (see :data:`ITEM_VECTOR_OPTIONS`): ``item_text`` (default
+    true) embeds the catalog text, ``collaborative_dims`` appends spectral co-occurrence dimensions of the TRAINING
+    histories. The text encoder settings default to the item tokenizer's (``tokenizer_config``), so the text
+    embeddings its fit cached are reused.
+
+    Returns:
+        float32 ``(num_items, D)`` in catalog order.
+
+    Raises:
+        ValueError: ``item_text`` on a catalog without item text, or bad option values.
+    """
+    from genrec.models.item_vectors import dataset_item_vectors
+    from genrec.tokenization.embeddings import embed_catalog
+
+    options = dict(options)
+    for key in ("embedding_model", "text_fields", "embedding_cache_dir", "embedding_batch_size"):
+        if key not in options and (tokenizer_config or {}).get(key) is not None:
+            options[key] = tokenizer_config[key]
+    if options.get("item_text", True) and not getattr(catalog, "has_text", False):
+        raise ValueError("`model.item_vectors` embeds the item text (`item_text: true`, the default), but the dataset "
+                         "has no item text; set `item_vectors: null`, or `{item_text: false, collaborative_dims: 64}`")
+    vectors = dataset_item_vectors(catalog, options, train_sequences)  # pops the RecGPT keys it reads
+    if vectors is None:  # text only (no collaborative dimensions)
+        vectors = embed_catalog(catalog, options.get("embedding_model"), options.get("embedding_cache_dir"),
+                                options.get("text_fields"), batch_size=options.get("embedding_batch_size", 256))
+    return np.asarray(vectors, dtype=np.float32)
+
+
 def build_generative_model(model_class: type[GenerativeT5Model], model_kwargs: dict[str, Any], catalog,
                            train_sequences, *, seed: int = 0) -> GenerativeT5Model:
     """Fit the configured item tokenizer on the catalog + TRAINING sequences and build the model around it.
@@ -712,7 +887,8 @@ def build_generative_training_data(model: GenerativeT5Model, train_sequences, it
         item_index: catalog id -> row.
 
     Returns:
-        ``(dataset, collator)`` for the Trainer.
+        ``(dataset, collator)`` for the Trainer; the dataset knows each window's user (``window_users``), which
+        ``training.train_targets: random_cut`` samples by.
     """
     from genrec.data.datasets import (
         GenerativeRecDataset,
@@ -720,7 +896,7 @@ def build_generative_training_data(model: GenerativeT5Model, train_sequences, it
         next_item_windows,
     )
 
-    windows = next_item_windows(train_sequences, item_index, max_history=model.config.max_history_items,
-                                num_targets=getattr(model.config, "session_length", 1))
-    dataset = GenerativeRecDataset(windows, model.example_encoder(), seed=seed)
+    windows, users = next_item_windows(train_sequences, item_index, max_history=model.config.max_history_items,
+                                       num_targets=getattr(model.config, "session_length", 1), with_users=True)
+    dataset = GenerativeRecDataset(windows, model.example_encoder(), seed=seed, window_users=users)
     return dataset, Seq2SeqRecCollator(pad_token_id=model.config.pad_token_id)

@@ -47,20 +47,28 @@ class SessionEncoder:
         max_history_items: most recent items kept.
         session_length: target items per training example.
 
+        item_input_offset: ``input_granularity="item"``: history item ``r`` is the one encoder id ``offset + r``
+            (``None``: its code tokens). Labels are code tokens either way.
+
     Example:
-        rows ``[4, 9]`` with codes ``[[5, 20, 40], [7, 21, 44]]`` encode to ``[5, 20, 40, 7, 21, 44, 1]``.
+        rows ``[4, 9]`` with codes ``[[5, 20, 40], [7, 21, 44]]`` encode to ``[5, 20, 40, 7, 21, 44, 1]``; with
+        ``item_input_offset=100`` to ``[104, 109, 1]``.
     """
 
     item_token_table: list[list[int]]
     eos_token_id: int
     max_history_items: int = 50
     session_length: int = 5
+    item_input_offset: int | None = None
 
     def encode(self, history_rows: Sequence[int], candidates: Sequence[int] | None = None) -> list[int]:
         if candidates is not None:
             raise ValueError("OneRec does not take `candidates`; it ranks the whole catalog")
+        recent = list(history_rows)[-self.max_history_items:]
+        if self.item_input_offset is not None:
+            return [self.item_input_offset + row for row in recent] + [self.eos_token_id]
         tokens: list[int] = []
-        for row in list(history_rows)[-self.max_history_items:]:
+        for row in recent:
             tokens.extend(self.item_token_table[row])
         tokens.append(self.eos_token_id)
         return tokens
@@ -85,18 +93,21 @@ class OneRecForConditionalGeneration(GenerativeT5Model):
     config_class = OneRecConfig
 
     @classmethod
-    def from_item_tokenizer(cls, item_tokenizer, config: OneRecConfig | None = None, **config_kwargs: Any
-                            ) -> OneRecForConditionalGeneration:
+    def from_item_tokenizer(cls, item_tokenizer, config: OneRecConfig | None = None, *, item_vector_table=None,
+                            **config_kwargs: Any) -> OneRecForConditionalGeneration:
         """A new OneRec whose vocabulary is the item tokenizer's (``<pad> </s> <unk> <s> <sep>`` + code tokens).
 
         Args:
             item_tokenizer: a fitted genrec ``ItemTokenizer``.
             config: a :class:`OneRecConfig` (default: built from ``config_kwargs``).
+            item_vector_table: ``input_granularity="item"`` only: float ``(num_items, D)`` vectors (e.g. item text
+                embeddings) added to each history item's input; sets ``item_vector_dim``.
 
         Returns:
             OneRecForConditionalGeneration with ``tokenizer``, ``item_tokenizer`` and ``catalog`` set.
         """
         config = config if config is not None else OneRecConfig(**config_kwargs)
+        cls._size_item_vectors(config, item_vector_table)
         tokenizer = item_tokenizer.build_hf_tokenizer()
         config.vocab_size = len(tokenizer)
         config.pad_token_id, config.eos_token_id = tokenizer.pad_token_id, tokenizer.eos_token_id
@@ -104,6 +115,8 @@ class OneRecForConditionalGeneration(GenerativeT5Model):
         config.num_items = item_tokenizer.num_items
         model = cls(config)
         model.bind_item_tokenizer(item_tokenizer, tokenizer)
+        if item_vector_table is not None:
+            model.set_item_vectors(item_vector_table)
         return model
 
     def example_encoder(self) -> SessionEncoder:
@@ -112,6 +125,7 @@ class OneRecForConditionalGeneration(GenerativeT5Model):
             eos_token_id=self.config.eos_token_id,
             max_history_items=self.config.max_history_items,
             session_length=self.config.session_length,
+            item_input_offset=self.item_input_offset,
         )
 
     @torch.no_grad()

@@ -90,28 +90,34 @@ class P5ForConditionalGeneration(GenerativeT5Model):
     config_class = P5Config
 
     @classmethod
-    def from_item_tokenizer(cls, item_tokenizer, config: P5Config | None = None, **config_kwargs: Any
-                            ) -> P5ForConditionalGeneration:
+    def from_item_tokenizer(cls, item_tokenizer, config: P5Config | None = None, *, item_vector_table=None,
+                            **config_kwargs: Any) -> P5ForConditionalGeneration:
         """A new P5 bound to ``item_tokenizer``: from scratch, or from ``config.backbone`` T5 weights.
 
         Args:
             item_tokenizer: a fitted genrec ``ItemTokenizer`` (its item order is the catalog order).
             config: a :class:`P5Config` (default: built from ``config_kwargs``).
+            item_vector_table: ``input_granularity="item"`` only: float ``(num_items, D)`` vectors (e.g. item text
+                embeddings) added to each history item's input; sets ``item_vector_dim``.
             **config_kwargs: P5Config fields.
 
         Returns:
             P5ForConditionalGeneration with ``tokenizer``, ``item_tokenizer`` and ``catalog`` set.
         """
         config = config if config is not None else P5Config(**config_kwargs)
+        cls._size_item_vectors(config, item_vector_table)
         if config.backbone is not None:
-            return cls._from_backbone(item_tokenizer, config)
-        tokenizer = build_prompt_tokenizer(item_tokenizer, text_vocab_size=config.text_vocab_size)
-        config.vocab_size = len(tokenizer)
-        config.pad_token_id, config.eos_token_id = tokenizer.pad_token_id, tokenizer.eos_token_id
-        config.decoder_start_token_id = tokenizer.pad_token_id
-        config.num_items = item_tokenizer.num_items
-        model = cls(config)
-        model.bind_item_tokenizer(item_tokenizer, tokenizer)
+            model = cls._from_backbone(item_tokenizer, config)
+        else:
+            tokenizer = build_prompt_tokenizer(item_tokenizer, text_vocab_size=config.text_vocab_size)
+            config.vocab_size = len(tokenizer)
+            config.pad_token_id, config.eos_token_id = tokenizer.pad_token_id, tokenizer.eos_token_id
+            config.decoder_start_token_id = tokenizer.pad_token_id
+            config.num_items = item_tokenizer.num_items
+            model = cls(config)
+            model.bind_item_tokenizer(item_tokenizer, tokenizer)
+        if item_vector_table is not None:
+            model.set_item_vectors(item_vector_table)
         return model
 
     @classmethod
@@ -157,9 +163,11 @@ class P5ForConditionalGeneration(GenerativeT5Model):
             max_history_items=self.config.max_history_items,
             num_candidates=self.config.num_candidates,
             direct_task_ratio=self.config.direct_task_ratio,
+            item_input_offset=self.item_input_offset,
         )
 
     def prompt_text(self, history_rows, candidates=None) -> str:
         """The evaluation prompt of a history, as text (for inspection)."""
         self._require_bound()
-        return self.tokenizer.decode(torch.tensor(self.encode_history(history_rows, candidates=candidates)))
+        ids = self.expand_item_inputs(self.encode_history(history_rows, candidates=candidates))
+        return self.tokenizer.decode(torch.tensor(ids))

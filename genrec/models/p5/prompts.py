@@ -62,6 +62,9 @@ class PromptBuilder:
         max_history_items: the most recent items kept.
         num_candidates: candidates (target included) of a direct-recommendation training example.
         direct_task_ratio: share of training examples that are direct recommendation.
+        item_input_offset: ``input_granularity="item"``: an item in the prompt is the ONE encoder id
+            ``offset + row`` and items follow each other without separators (a position is an item already);
+            ``None``: its code tokens, items separated by ``,``. Labels are code tokens either way.
 
     Example:
         ``encode([3, 7])`` -> tokens of "Given the following purchase history of a user:" + item 3's tokens +
@@ -74,6 +77,7 @@ class PromptBuilder:
     max_history_items: int = 20
     num_candidates: int = 20
     direct_task_ratio: float = 0.0
+    item_input_offset: int | None = None
     _pieces: dict[str, list] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -87,6 +91,8 @@ class PromptBuilder:
         self.text_to_ids = None  # picklable from here on
 
     def _items(self, rows: Sequence[int]) -> list[int]:
+        if self.item_input_offset is not None:
+            return [self.item_input_offset + row for row in rows]
         tokens: list[int] = []
         for number, row in enumerate(rows):
             if number:
