@@ -2,8 +2,8 @@
 
 Each subcommand lives in its own module exposing ``register(subparsers)``; the module adds its
 parser and sets ``func`` (a callable taking the parsed ``argparse.Namespace`` and returning an exit
-code). ``genrec`` itself (``import genrec``) registers the models with the Auto classes before this runs, which
-imports torch (see the README's Architecture section).
+code). ``genrec`` itself (``import genrec``) registers the configs with ``AutoConfig`` before this runs, which
+imports torch but no model (see the README's Architecture section).
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 
 from transformers import PreTrainedConfig
-from transformers.activations import ACT2FN
 
+from genrec.models.registry import AutoRegisteredConfigMixin
 from genrec.utils.checks import is_int
 
 __all__ = ["RECGPT_CODE_EMBEDDING_TYPES", "RECGPT_FFN_TYPES", "RECGPT_INPUT_GRANULARITIES", "RecGPTConfig"]
@@ -18,7 +18,7 @@ RECGPT_CODE_INITS = ("random", "text")
 RECGPT_LOSS_TYPES = ("codes", "items")
 
 
-class RecGPTConfig(PreTrainedConfig):
+class RecGPTConfig(AutoRegisteredConfigMixin, PreTrainedConfig):
     r"""Every architectural number of a RecGPT model.
 
     An item is ``num_chunks`` tokens: the FSQ codes of the chunks of its text embedding (genrec's ``fsq``
@@ -197,6 +197,8 @@ class RecGPTConfig(PreTrainedConfig):
             raise ValueError(
                 f"`num_experts_per_tok` ({self.num_experts_per_tok}) must be <= `num_experts` ({self.num_experts})"
             )
+        from transformers.activations import ACT2FN  # here: importing it loads transformers' modeling stack
+
         if self.hidden_act not in ACT2FN:
             raise ValueError(f"`hidden_act` ({self.hidden_act!r}) must be one of {sorted(ACT2FN)}")
         for name in ("hidden_dropout_prob", "attention_dropout"):
