@@ -271,6 +271,9 @@ def test_set_catalog_restricts_the_catalog_to_a_subset(model, tmp_path):
             for item, _ in pairs} <= set(SUBSET)
     with pytest.raises(ValueError, match="not in the model's catalog .*'i1'"):
         rebound.recommend([["i1", "i2"]], k=2)  # left out of the catalog
+    reloaded = _reloaded(rebound, tmp_path / "subset")  # the re-bound catalog is what a checkpoint keeps
+    assert reloaded.item_ids == SUBSET
+    _same_scores(reloaded.score_histories(SUBSET_HISTORIES), after)
 
 
 def test_set_catalog_takes_features_by_name_and_names_what_is_wrong(model, tmp_path):

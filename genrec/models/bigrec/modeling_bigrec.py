@@ -98,6 +98,9 @@ class BIGRecForCausalLM(Recommender, PreTrainedModel):
         llm: an already loaded base causal LM (else loaded from ``config.base_model_name_or_path``).
         tokenizer: its tokenizer (required with ``llm``).
         adapter_path: a saved LoRA adapter folder to load instead of fresh LoRA weights.
+
+    The catalog is bound with :meth:`set_catalog` ``(item_ids, titles=..., popularity=...)`` (``from_dataset`` and
+    ``from_pretrained`` do it); left out, titles and popularity are the bound ones of those ids.
     """
 
     config_class = BIGRecConfig
