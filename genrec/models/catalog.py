@@ -95,7 +95,7 @@ def load_item_ids(pretrained_model_name_or_path: str | os.PathLike, from_pretrai
 class CatalogMixin:
     """The one catalog-binding method of every genrec model (see the module docstring).
 
-    A model declares the features it takes and implements two hooks:
+    A model declares two class attributes and implements two hooks:
 
     * :attr:`catalog_features`: feature name -> what it is (shown in errors and docs);
     * :attr:`required_catalog_features`: those a catalog of new items must give (a tuple of names = any one of
@@ -154,10 +154,11 @@ class CatalogMixin:
         if missing:
             needed = " and ".join(f"`{group}`" if isinstance(group, str) else " or ".join(f"`{g}`" for g in group)
                                   for group in missing)
-            new = [item for item in item_ids if item not in self.item_index]
+            index = self.item_index
+            new = [item for item in item_ids if item not in index]
             shown = ", ".join(map(repr, new[:5])) + (f" (+{len(new) - 5} more)" if len(new) > 5 else "")
-            reason = (f"the item ids {shown} are not in the bound catalog" if new
-                      else "the model has no catalog to take them from")
+            reason = (f"the item ids {shown} are not in the bound catalog" if index and new
+                      else "the model has no bound catalog to take them from")
             raise ValueError(f"{name}.set_catalog() needs {needed}: {reason}")
         self._bind_catalog(item_ids, **features)
 
