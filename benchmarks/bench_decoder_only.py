@@ -169,7 +169,7 @@ def run_yelp(args, model, out):
     t0 = time.time()
     embeddings = embed_catalog(data.catalog)
     embed_seconds = time.time() - t0
-    model.add_catalog_from_texts(data.item_ids, embeddings=embeddings)  # fsq codes from text alone
+    model.set_catalog(data.item_ids, item_text_embeddings=embeddings)  # fsq codes from text alone
     ranking = RankingSet.from_split(rows, data.item_index, max_length=model.config.max_position_embeddings)
     result = {"num_users": len(rows), "num_items": data.num_items, "embed_seconds": round(embed_seconds, 1),
               "chance_recall@10": 10 / data.num_items}

@@ -1,10 +1,10 @@
 #!/usr/bin/env python
 """Zero-shot check: a RecGPT checkpoint trained on one domain, given another domain's catalog from item texts.
 
-The model's catalog is replaced by the target dataset's items (``add_catalog_from_texts`` with their MiniLM
+The model's catalog is replaced by the target dataset's items (``set_catalog`` with their MiniLM
 vectors; collaborative dimensions, if the model has them, are zero for new items), then ranked on the target's
 leave-one-out test split (full ranking), beside last-item text-kNN on the same users. A ``text_logits`` model is
-scored two ways on the target's VALIDATION split (codes + text, text only: ``add_catalog_from_texts(use_codes=)``)
+scored two ways on the target's VALIDATION split (codes + text, text only: ``set_catalog(..., use_codes=)``)
 and the better one is reported on test. Prints a table and a JSON
 line, writes ``benchmarks/results/zero_shot_recgpt_item.json``.
 
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     split = leave_one_out(data, drop_short_users=True)
     vectors = embed_catalog(data.catalog)
     model = AutoModel.from_pretrained(checkpoint).eval()
-    model.add_catalog_from_texts(data.catalog.item_ids, embeddings=vectors)
+    model.set_catalog(data.catalog.item_ids, item_text_embeddings=vectors)  # codes from the model's fsq tokenizer
     # which score to use on the new domain is chosen on ITS validation split; test is reported for that choice
     variants = {"codes + text": True}
     if model.config.text_logits:

@@ -7,11 +7,13 @@
     from transformers import AutoModelForSeq2SeqLM
     model = AutoModelForSeq2SeqLM.from_pretrained("runs/onerec/checkpoint")   # a "genrec-onerec" folder
 
-The registration is eager and uses only transformers' public ``AutoConfig.register`` / ``AutoModel*.register``
-(:func:`genrec.models.registry.register_auto_classes`, one call per record of the model registry). Those calls
-need the real config and model classes, so this imports torch and transformers' modeling stack on every
-``genrec.*`` import (``genrec --help`` included); the README's Architecture section gives the measured cost and
-why it was chosen over an import hook.
+It registers every config with ``AutoConfig`` now, through transformers' public ``AutoConfig.register``
+(:func:`genrec.models.registry.register_auto_classes` with ``models=False``, one call per record of the model
+registry), which imports torch and transformers' config code but no genrec model and not transformers' modeling
+stack. A record's model classes are registered (``AutoModel*.register``) when a config of that model is first built
+(:class:`genrec.models.registry.AutoRegisteredConfigMixin`), which ``AutoModel*.from_pretrained`` /
+``from_config`` always do before looking the class up. So ``from genrec.models.layers import SparseMoeBlock`` or
+``genrec --help`` import no model; the README's Architecture section gives the measured cost.
 
 It also sets ``OMP_WAIT_POLICY=PASSIVE`` when torch is not imported yet and the variable is unset (see below).
 """
@@ -35,4 +37,4 @@ if OPENMP_WAIT_POLICY_SET:
 
 from genrec.models.registry import register_auto_classes  # noqa: E402  (after the OpenMP policy)
 
-register_auto_classes()
+register_auto_classes(models=False)  # configs now; each model's classes when its config is first built

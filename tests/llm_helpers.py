@@ -39,5 +39,5 @@ def tiny_bigrec(folder, item_ids, titles, **overrides):
     config = BIGRecConfig(base_model_name_or_path=str(folder), lora_r=4, lora_alpha=8, lora_dropout=0.0,
                           max_new_tokens=12, **{"num_beams": 2, **overrides})
     model = BIGRecForCausalLM(config)
-    model.set_catalog(list(item_ids), list(titles))
+    model.set_catalog(list(item_ids), titles=list(titles))
     return model

@@ -2,8 +2,8 @@
 
 Each subcommand lives in its own module exposing ``register(subparsers)``; the module adds its
 parser and sets ``func`` (a callable taking the parsed ``argparse.Namespace`` and returning an exit
-code). ``genrec`` itself (``import genrec``) registers the models with the Auto classes before this runs, which
-imports torch (see the README's Architecture section).
+code). ``genrec`` itself (``import genrec``) registers the configs with ``AutoConfig`` before this runs, which
+imports torch but no model (see the README's Architecture section).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import argparse
 import importlib
 import os
 import sys
+from pathlib import Path
 
 # Normally already set by `import genrec` (before it loads torch): the default active OpenMP wait policy made small
 # steps 30-40x slower on a busy 2-core machine (measured); passive waiting costs nothing when idle.
@@ -47,6 +48,34 @@ def hide_wandb_offline_banner() -> None:
     finally:
         if mode is not None:
             os.environ["WANDB_MODE"] = mode
+
+
+def positive_int(text: str) -> int:
+    """``argparse`` type of the integer options that must be >= 1 (``-k``, ``--batch-size``, ``--ks``, ...)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def add_checkpoint_argument(parser: argparse.ArgumentParser) -> None:
+    """The ``--checkpoint`` option of the commands that load a saved model (``evaluate``, ``recommend``)."""
+    parser.add_argument("--checkpoint", required=True, help="A save_pretrained folder, or a run folder with checkpoint/.")
+
+
+def existing_checkpoint(value: str | os.PathLike) -> Path:
+    """``--checkpoint`` as a path.
+
+    Raises:
+        FileNotFoundError: nothing exists there.
+    """
+    checkpoint = Path(value)
+    if not checkpoint.exists():
+        raise FileNotFoundError(f"--checkpoint {str(checkpoint)!r} does not exist")
+    return checkpoint
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,6 +10,8 @@ import json
 import os
 from pathlib import Path
 
+from genrec.cli import add_checkpoint_argument, existing_checkpoint, positive_int
+
 # See genrec/cli/train.py: keep OpenMP threads from busy-waiting on a shared CPU (set before torch loads).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
@@ -57,9 +59,7 @@ def evaluate_from_args(args: argparse.Namespace) -> int:
     from genrec.training import evaluate_checkpoint
     from genrec.utils.io import atomic_write_json
 
-    checkpoint = Path(args.checkpoint)
-    if not checkpoint.exists():
-        raise FileNotFoundError(f"--checkpoint {str(checkpoint)!r} does not exist")
+    checkpoint = existing_checkpoint(args.checkpoint)
     dataset = args.dataset or _dataset_from_run_folder(checkpoint)
     if dataset is None:
         raise ValueError(f"--dataset is required: {str(checkpoint)!r} is not a run folder with a config.yaml")
@@ -96,30 +96,23 @@ def evaluate_from_args(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
-
-
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "evaluate",
         help="Leave-one-out full-ranking metrics of a saved model.",
         description="Rank the whole catalog for every user's held-out item (last = test, second-last = valid).",
     )
-    parser.add_argument("--checkpoint", required=True, help="A save_pretrained folder, or a run folder with checkpoint/.")
+    add_checkpoint_argument(parser)
     parser.add_argument(
         "--dataset", default=None, help="Dataset name or folder (default: the run folder's config.yaml dataset)."
     )
     parser.add_argument("--split", choices=SPLIT_CHOICES, default="test", help="Which held-out item to rank.")
-    parser.add_argument("--ks", type=_positive_int, nargs="+", default=[5, 10, 20], help="Cut-offs.")
-    parser.add_argument("--batch-size", type=_positive_int, default=512, help="Histories scored at once.")
+    parser.add_argument("--ks", type=positive_int, nargs="+", default=[5, 10, 20], help="Cut-offs.")
+    parser.add_argument("--batch-size", type=positive_int, default=512, help="Histories scored at once.")
     parser.add_argument(
         "--exclude-history", action="store_true", help="Drop items already in the history before ranking."
     )
-    parser.add_argument("--max-users", type=_positive_int, default=None, help="Only the first N users (quick checks).")
+    parser.add_argument("--max-users", type=positive_int, default=None, help="Only the first N users (quick checks).")
     parser.add_argument("--keep-duplicates", action="store_true",
                         help="Keep duplicate events (same user, item, timestamp); default: as the run folder was "
                              "trained (dropped unless its config has data.keep_duplicates).")

@@ -14,6 +14,8 @@ import json
 import os
 from pathlib import Path
 
+from genrec.cli import add_checkpoint_argument, existing_checkpoint, positive_int
+
 # See genrec/cli/train.py: keep OpenMP threads from busy-waiting on a shared CPU (set before torch loads).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
@@ -79,9 +81,7 @@ def recommend_from_args(args: argparse.Namespace) -> int:
     """Load the checkpoint, recommend, print a table per history (or one JSON object per history with --json)."""
     from genrec.training import load_checkpoint
 
-    checkpoint = Path(args.checkpoint)
-    if not checkpoint.exists():
-        raise FileNotFoundError(f"--checkpoint {str(checkpoint)!r} does not exist")
+    checkpoint = existing_checkpoint(args.checkpoint)
     if args.k < 1:
         raise ValueError(f"-k ({args.k}) must be a positive integer")
     histories = [list(args.history)] if args.history else read_histories(args.input)
@@ -118,16 +118,6 @@ def _table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
-
-
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "recommend",
@@ -136,17 +126,17 @@ def register(subparsers) -> None:
                     "model.recommend(histories, k) of the loaded checkpoint. History items are never recommended "
                     "unless --include-history.",
     )
-    parser.add_argument("--checkpoint", required=True, help="A save_pretrained folder, or a run folder with checkpoint/.")
+    add_checkpoint_argument(parser)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--history", nargs="+", metavar="ID", help="One history: catalog item ids, oldest first.")
     source.add_argument("--input", metavar="FILE",
                         help="A text file with one history per line (item ids separated by spaces or commas).")
-    parser.add_argument("-k", type=_positive_int, default=10, help="Items per history (default 10).")
+    parser.add_argument("-k", type=positive_int, default=10, help="Items per history (default 10).")
     parser.add_argument("--json", action="store_true",
                         help="One JSON object per history: {history, recommendations: [{rank, item_id, score, title}]}.")
     parser.add_argument("--include-history", action="store_true",
                         help="Allow items of the history in the recommendations (default: excluded).")
-    parser.add_argument("--batch-size", type=_positive_int, default=32, help="Histories handled at once (default 32).")
+    parser.add_argument("--batch-size", type=positive_int, default=32, help="Histories handled at once (default 32).")
     parser.add_argument("--dataset", default=None,
                         help="Dataset whose catalog gives the titles (default: the run folder's config.yaml dataset).")
     parser.set_defaults(func=recommend_from_args)

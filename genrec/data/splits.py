@@ -16,26 +16,34 @@ All three are ``datasets.Dataset`` with columns ``user_id: string``, ``history: 
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Sequence
+from functools import cache
+from typing import TYPE_CHECKING, Any, Sequence
 
-import datasets
 import numpy as np
 import pyarrow as pa
 from transformers.utils import logging
 
 from genrec.data.interactions import InteractionData
 
+if TYPE_CHECKING:
+    import datasets
+
 logger = logging.get_logger(__name__)
 
 __all__ = ["leave_one_out", "LeaveOneOutSplit", "sliding_windows"]
 
-_FEATURES = datasets.Features(
-    {
+
+@cache
+def _features() -> datasets.Features:
+    """The columns of every split. ``datasets`` is imported here, not with this module: ``import genrec.data``
+    (``load_dataset``, ``genrec data``) does not need it."""
+    import datasets
+
+    return datasets.Features({
         "user_id": datasets.Value("string"),
         "history": datasets.List(datasets.Value("string")),
         "target": datasets.Value("string"),
-    }
-)
+    })
 
 
 def _build_dataset(
@@ -62,7 +70,7 @@ def _build_dataset(
         names=["user_id", "history", "target"],
     )
     if offsets_type == pa.int32():
-        table = table.cast(_FEATURES.arrow_schema)
+        table = table.cast(_features().arrow_schema)
     # Fingerprint from the integer inputs (blake2b over int64 bytes, ~1 GB/s) instead of letting
     # `datasets` pickle-hash the expanded string table (seconds for ~1M windows).
     digest = hashlib.blake2b(digest_size=16)
@@ -72,6 +80,8 @@ def _build_dataset(
         for buffer in ids.buffers():
             if buffer is not None:
                 digest.update(buffer)
+    import datasets
+
     return datasets.Dataset(table, fingerprint=digest.hexdigest())
 
 

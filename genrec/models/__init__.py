@@ -1,13 +1,15 @@
 """genrec models: the registry (:mod:`genrec.models.registry`) and their config/model classes.
 
-``import genrec`` (which every ``genrec.*`` import runs) registers every model of the registry with the
-transformers Auto classes, so ``AutoConfig.from_pretrained`` and ``AutoModel.from_pretrained`` resolve our
+``import genrec`` (which every ``genrec.*`` import runs) registers every config of the registry with ``AutoConfig``
+(and each model's classes with the Auto model classes when its config is first built, see
+:class:`genrec.models.registry.AutoRegisteredConfigMixin`), so ``AutoConfig.from_pretrained`` and
+``AutoModel.from_pretrained`` resolve our
 ``model_type`` values ("genrec-sasrec", "genrec-popularity", "genrec-textknn", ...); the encoder-decoder
 recommenders ("genrec-p5", "genrec-onerec") also load with ``AutoModelForSeq2SeqLM``, RecGPT and BIGRec with
 ``AutoModelForCausalLM``.
 
 The class names below are imported lazily from the registry's ``"module:Class"`` strings, so importing one
-module of this package (``genrec.models.layers``) does not import the others.
+module of this package (``genrec.models.layers``) imports no model.
 """
 
 from __future__ import annotations

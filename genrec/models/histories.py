@@ -14,8 +14,19 @@ from transformers.utils import logging
 
 logger = logging.get_logger(__name__)
 
-__all__ = ["CatalogIdsMixin", "ItemEmbeddingCatalogMixin", "catalog_fingerprint", "catalog_index", "check_catalog_fingerprint", "history_rows",
-           "left_padded_rows", "read_item_ids_file", "seen_items_mask", "top_items"]
+__all__ = ["catalog_fingerprint", "catalog_index", "check_catalog_fingerprint", "history_rows", "left_padded_rows",
+           "read_item_ids_file", "seen_items_mask", "top_items"]
+
+
+def __getattr__(name: str) -> Any:
+    """``CatalogIdsMixin`` / ``ItemEmbeddingCatalogMixin`` moved to :mod:`genrec.models.catalog` (still importable
+    from here; resolved lazily because that module imports this one)."""
+    if name in ("CatalogIdsMixin", "ItemEmbeddingCatalogMixin"):
+        from genrec.models import catalog
+
+        return getattr(catalog, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 # config.json key holding the fingerprint of the catalog files a checkpoint was saved with.
 FINGERPRINT_KEY = "catalog_fingerprint"
@@ -55,35 +66,6 @@ def catalog_index(item_ids: Sequence[str], num_items: int) -> tuple[list[str], d
     if len(index) != len(item_ids):
         raise ValueError("`item_ids` contains duplicate ids; every catalog id must be unique")
     return item_ids, index
-
-
-class CatalogIdsMixin:
-    """``item_ids`` / ``item_index`` binding of the models whose config holds ``num_items`` (SASRec, the reward
-    model, the popularity / text-kNN baselines): ``item_ids[j]`` is catalog row ``j``."""
-
-    def set_item_ids(self, item_ids: Sequence[str]) -> None:
-        """Bind the catalog: ``item_ids[j]`` is catalog row ``j`` (embedding row ``j + 1`` where there is one).
-
-        Raises:
-            ValueError: wrong length or duplicate ids.
-        """
-        self.item_ids, self._item_index = catalog_index(item_ids, self.config.num_items)
-
-    @property
-    def item_index(self) -> dict[str, int]:
-        """Catalog id -> row (empty until ``item_ids`` are bound)."""
-        return self._item_index
-
-
-class ItemEmbeddingCatalogMixin(CatalogIdsMixin):
-    """:class:`CatalogIdsMixin` plus the ``item_embeddings`` input-embedding accessors of the id-embedding models
-    (SASRec, the reward model): row ``j`` of the catalog = embedding row ``j + 1``."""
-
-    def get_input_embeddings(self):
-        return self.item_embeddings
-
-    def set_input_embeddings(self, value) -> None:
-        self.item_embeddings = value
 
 
 def history_rows(

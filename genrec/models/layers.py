@@ -42,7 +42,6 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 from transformers import initialization as hf_init
-from transformers.activations import ACT2FN
 from transformers.utils import ModelOutput
 
 from genrec.utils.checks import check_int, is_int
@@ -224,7 +223,7 @@ class _MLP(nn.Module):
         # gate and up fused into one matmul: one GEMM of width 2*I is faster than two of width I.
         self.up_proj = nn.Linear(hidden_size, (2 if gated else 1) * intermediate_size, bias=bias)
         self.down_proj = nn.Linear(intermediate_size, hidden_size, bias=bias)
-        self.act_fn = ACT2FN[hidden_act]
+        self.act_fn = _activations()[hidden_act]
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         projected = self.up_proj(hidden_states)  # (..., (2)I)
@@ -236,9 +235,18 @@ class _MLP(nn.Module):
         return self.down_proj(projected)  # (..., H)
 
 
+def _activations():
+    """transformers' ``ACT2FN`` table, imported on first use: ``transformers.activations`` loads transformers'
+    modeling stack (kernels hub, accelerate, torch.distributed; ~5 CPU-s), which importing this module must not."""
+    from transformers.activations import ACT2FN
+
+    return ACT2FN
+
+
 def _check_act(hidden_act: str) -> None:
-    if hidden_act not in ACT2FN:
-        raise ValueError(f"`hidden_act` ({hidden_act!r}) is not supported; choose one of {sorted(ACT2FN.keys())}")
+    activations = _activations()
+    if hidden_act not in activations:
+        raise ValueError(f"`hidden_act` ({hidden_act!r}) is not supported; choose one of {sorted(activations)}")
 
 
 def _zero_outputs(reference: torch.Tensor) -> dict:
@@ -518,7 +526,7 @@ class SparseMoeBlock(nn.Module):
         self.capacity_factor = None if capacity_factor is None else float(capacity_factor)
         self.router_jitter = float(router_jitter)
         self.expert_implementation = expert_implementation
-        self.act_fn = ACT2FN[hidden_act]
+        self.act_fn = _activations()[hidden_act]
 
         self.router = nn.Linear(hidden_size, num_experts, bias=False)
         # Stacked expert weights, laid out (E, in, out) so grouped_mm multiplies rows by them without a transpose.

@@ -5,28 +5,20 @@ their state lives in persistent buffers (saved in ``model.safetensors``) and ``r
 tells :func:`genrec.training.pipeline.run_training` to skip the ``Trainer``. They expose the same ranking
 interface as SASRec: ``score(input_ids) -> (batch, num_items)``, ``item_ids`` / ``item_index`` and
 ``recommend`` of :class:`genrec.models.recommender.Recommender`; ``item_ids.json`` is saved beside the
-weights.
+weights (:class:`genrec.models.catalog.CatalogIdsMixin`).
 """
 
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
 from typing import Sequence
 
 import torch
-from transformers.utils import logging
 
-from genrec.models.histories import CatalogIdsMixin, history_rows, left_padded_rows
+from genrec.models.catalog import ITEM_IDS_FILE, CatalogIdsMixin
+from genrec.models.histories import history_rows, left_padded_rows
 from genrec.models.recommender import Recommender
-from genrec.utils.hub import hub_lookup, optional_file
 
 __all__ = ["NonParametricRecommenderMixin", "ITEM_IDS_FILE", "check_positive_int"]
-
-logger = logging.get_logger(__name__)
-
-ITEM_IDS_FILE = "item_ids.json"
 
 
 def check_positive_int(config, *names: str, minimum: int = 1) -> None:
@@ -38,7 +30,8 @@ def check_positive_int(config, *names: str, minimum: int = 1) -> None:
 
 
 class NonParametricRecommenderMixin(Recommender, CatalogIdsMixin):
-    """Catalog binding, ``recommend`` and ``item_ids.json`` persistence for models scored by ``score``.
+    """Catalog binding (:meth:`set_catalog`), ``recommend`` and ``item_ids.json`` persistence for models scored by
+    ``score``.
 
     The host class is a ``PreTrainedModel`` whose config has ``num_items`` and ``max_position_embeddings``
     and which defines ``score(input_ids, attention_mask=None) -> (batch, num_items)``.
@@ -70,28 +63,8 @@ class NonParametricRecommenderMixin(Recommender, CatalogIdsMixin):
         """
         if self.item_ids is None:
             raise ValueError(
-                f"this {type(self).__name__} has no `item_ids`; build it with from_sequences()/from_catalog() or "
-                "load a checkpoint saved with them"
+                f"this {type(self).__name__} has no `item_ids`; build it with from_dataset(), bind them with "
+                "set_catalog() or load a checkpoint saved with them"
             )
         rows = history_rows(histories, self._item_index, max_len=self.config.max_position_embeddings)
         return left_padded_rows(rows).to(self.device)
-
-    def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs) -> None:
-        """``PreTrainedModel.save_pretrained`` (config + buffers as safetensors) plus ``item_ids.json``."""
-        super().save_pretrained(save_directory, *args, **kwargs)
-        if self.item_ids is not None and kwargs.get("is_main_process", True):
-            from genrec.utils.io import atomic_write_json
-
-            atomic_write_json(Path(save_directory) / ITEM_IDS_FILE, {"item_ids": self.item_ids}, indent=0)
-
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *args, **kwargs):
-        """``PreTrainedModel.from_pretrained`` that also restores ``item_ids.json`` when present."""
-        model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
-        path = optional_file(pretrained_model_name_or_path, ITEM_IDS_FILE, **hub_lookup(kwargs))
-        if path is not None:
-            with open(path, encoding="utf-8") as handle:
-                model.set_item_ids(json.load(handle)["item_ids"])
-        else:
-            logger.warning(f"{pretrained_model_name_or_path}: no {ITEM_IDS_FILE}; recommend() needs set_item_ids()")
-        return model

@@ -27,6 +27,9 @@ What a caller can rely on, whatever the model:
 * ``from_dataset(catalog, train_sequences, **config_fields)`` builds an untrained (or, for the baselines, fitted)
   model bound to a dataset's catalog; ``save_pretrained`` / ``from_pretrained`` keep the catalog with the
   weights. ``item_ids`` (row order) and ``item_index`` (id -> row) are the bound catalog.
+* ``set_catalog(item_ids, **item_features)`` (:class:`genrec.models.catalog.CatalogMixin`) is the one way to bind or
+  replace that catalog: ids in column order, the model's per-item features by name (``catalog_features``). A
+  feature left out is taken from the bound catalog by id, so ``set_catalog(ids)`` restricts or reorders it.
 
 Models implement ``_recommend_batch`` (beam search) or only ``score`` + ``encode_histories`` (full scoring: the
 default ``_recommend_batch`` masks and takes the top-k).
@@ -38,6 +41,7 @@ from collections.abc import Sequence
 
 import torch
 
+from genrec.models.catalog import CatalogMixin
 from genrec.models.histories import seen_items_mask, top_items
 
 __all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_EXCLUDE_HISTORY", "DEFAULT_K", "Recommender", "check_histories"]
@@ -72,11 +76,13 @@ def check_histories(histories: Sequence[Sequence[str]], item_index: dict[str, in
     return checked
 
 
-class Recommender:
-    """Mixin holding the shared ``recommend`` (validation, batching, eval mode, history exclusion).
+class Recommender(CatalogMixin):
+    """Mixin holding the shared ``recommend`` (validation, batching, eval mode, history exclusion) and
+    :meth:`~genrec.models.catalog.CatalogMixin.set_catalog`.
 
-    The host is a ``PreTrainedModel`` with ``item_ids`` / ``item_index`` and either ``score`` +
-    ``encode_histories`` (full-catalog scoring) or its own :meth:`_recommend_batch`.
+    The host is a ``PreTrainedModel`` with ``item_ids`` / ``item_index``, the catalog hooks of
+    :class:`~genrec.models.catalog.CatalogMixin`, and either ``score`` + ``encode_histories`` (full-catalog scoring)
+    or its own :meth:`_recommend_batch`.
     """
 
     @property
@@ -86,8 +92,8 @@ class Recommender:
 
     def _require_items(self) -> None:
         if self.item_ids is None:
-            raise ValueError(f"this {type(self).__name__} has no catalog (`item_ids`); build it with from_dataset() "
-                             "or load a checkpoint saved with one")
+            raise ValueError(f"this {type(self).__name__} has no catalog (`item_ids`); build it with from_dataset(), "
+                             "bind one with set_catalog() or load a checkpoint saved with one")
 
     @torch.no_grad()
     def recommend(self, histories: Sequence[Sequence[str]], k: int = DEFAULT_K, *,

@@ -27,12 +27,14 @@ __all__ = [
     "KINDS",
     "MODEL_NAMES",
     "MODEL_RECORDS",
+    "AutoRegisteredConfigMixin",
     "ModelRecord",
     "get_model_record",
     "import_object",
     "record_of",
     "record_for_model_type",
     "register_auto_classes",
+    "register_model_classes",
 ]
 
 # What sort of recommender a model is (the one vocabulary that training and alignment branch on).
@@ -192,19 +194,76 @@ def record_of(model: Any) -> ModelRecord:
     return record_for_model_type(model_type)
 
 
-def register_auto_classes(records: tuple[ModelRecord, ...] = MODEL_RECORDS) -> None:
+def register_auto_classes(records: tuple[ModelRecord, ...] = MODEL_RECORDS, *, models: bool = True) -> None:
     """Register every record's config with ``AutoConfig`` and its model with its Auto classes (idempotent).
 
-    Uses only the public ``AutoConfig.register`` / ``AutoModel*.register`` calls, so it imports every record's
-    config and model module (torch and transformers' modeling stack included).
+    Uses only the public ``AutoConfig.register`` / ``AutoModel*.register`` calls.
+
+    Args:
+        records: the records to register (default: all).
+        models (bool, defaults to True): also import and register the model classes now. ``import genrec`` passes
+            False: it registers the configs only (importing torch and transformers' config code, not the models
+            or transformers' modeling stack), and each record's model classes are registered when a config of
+            that model is first built (:class:`AutoRegisteredConfigMixin`), which every
+            ``AutoModel*.from_pretrained`` / ``from_config`` does before it looks the model class up.
     """
     import transformers
 
     for record in records:
-        config_class, model_class = record.load_config_class(), record.load_model_class()
+        config_class = record.load_config_class()
         if config_class.model_type != record.model_type:
             raise ValueError(f"{record.config_class} has model_type {config_class.model_type!r}; the registry says "
                              f"{record.model_type!r}")
         transformers.AutoConfig.register(record.model_type, config_class, exist_ok=True)
-        for auto_name in record.auto_classes:
-            getattr(transformers, auto_name).register(config_class, model_class, exist_ok=True)
+        if models:
+            _register_models(record, config_class)
+
+
+_MODELS_REGISTERED: set[str] = set()  # model_type values whose model classes are registered
+
+
+def _register_models(record: ModelRecord, config_class: type) -> None:
+    import transformers
+
+    model_class = record.load_model_class()
+    for auto_name in record.auto_classes:
+        getattr(transformers, auto_name).register(config_class, model_class, exist_ok=True)
+    _MODELS_REGISTERED.add(record.model_type)
+
+
+def register_model_classes(model_type: str) -> None:
+    """Register the model classes of the record with ``model_type`` with their Auto classes, once.
+
+    A ``model_type`` that is not a genrec record (a user's subclass of a genrec config) is left alone.
+    """
+    if model_type in _MODELS_REGISTERED:
+        return
+    record = next((record for record in MODEL_RECORDS if record.model_type == model_type), None)
+    if record is None:
+        return
+    _MODELS_REGISTERED.add(model_type)  # first: the model module may build a config of its own while importing
+    try:
+        _register_models(record, record.load_config_class())
+    except BaseException:
+        _MODELS_REGISTERED.discard(model_type)
+        raise
+
+
+class AutoRegisteredConfigMixin:
+    """Mixin of every genrec config (before ``PreTrainedConfig`` in the bases): building a config registers its
+    model classes with the transformers Auto classes (:func:`register_model_classes`).
+
+    ``import genrec`` registers only the configs (:func:`register_auto_classes` with ``models=False``), so that
+    importing one genrec module (``genrec.models.layers``, ``genrec.data``) does not import every model. Every
+    ``AutoModel*.from_pretrained(folder)`` builds the config first (``AutoConfig``), and ``from_config`` is given
+    one, so the model class is registered before transformers looks it up. An unpickled config (no
+    ``__post_init__``) registers in ``__setstate__``.
+    """
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        register_model_classes(type(self).model_type)
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        register_model_classes(type(self).model_type)

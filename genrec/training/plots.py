@@ -62,10 +62,26 @@ def expert_load_matrix(log_history: list[dict[str, Any]]):
     return matrix
 
 
-def _save(figure, path: Path) -> Path:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    return atomic_write_bytes(path, buffer.getvalue())
+def _label_axis(axis, xlabel: str, ylabel: str, title: str, *, from_zero: bool = True) -> None:
+    """Axis labels, title and grid of every panel; ``from_zero``: the y axis starts at 0."""
+    axis.set_xlabel(xlabel)
+    axis.set_ylabel(ylabel)
+    axis.set_title(title)
+    if from_zero:
+        axis.set_ylim(bottom=0)
+    axis.grid(True, alpha=0.3)
+
+
+def _finish(plt, figure, title: str, path: Path) -> Path:
+    """Title and lay out ``figure``, write it as a PNG (atomically) and close it, also when writing fails."""
+    try:
+        figure.suptitle(title, fontsize=11)
+        figure.tight_layout()
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+        return atomic_write_bytes(path, buffer.getvalue())
+    finally:
+        plt.close(figure)
 
 
 def _training_curve(plt, log_history, metrics, metric: str, title: str, path: Path) -> Path:
@@ -94,37 +110,22 @@ def _training_curve(plt, log_history, metrics, metric: str, title: str, path: Pa
     else:
         loss_axis.text(0.5, 0.5, "no training steps\n(fitted model)", ha="center", va="center",
                        transform=loss_axis.transAxes)
-    loss_axis.set_xlabel("step")
-    loss_axis.set_ylabel("training loss")
-    loss_axis.set_title("training loss")
-    loss_axis.grid(True, alpha=0.3)
+    _label_axis(loss_axis, "step", "training loss", "training loss", from_zero=False)
     label = metric.replace("ndcg@", "NDCG@").replace("recall@", "Recall@")
     if evaluations:
         step_axis = axes.pop(0)
         step_axis.plot([r["step"] for r in evaluations], [r[f"eval_{metric}"] for r in evaluations], marker="o",
                        markersize=4, color="C2")
-        step_axis.set_xlabel("step")
-        step_axis.set_ylabel(f"validation {label}")
-        step_axis.set_title(f"validation {label} vs step")
-        step_axis.set_ylim(bottom=0)
-        step_axis.grid(True, alpha=0.3)
+        _label_axis(step_axis, "step", f"validation {label}", f"validation {label} vs step")
     if curve:
         minute_axis = axes.pop(0)
         minute_axis.plot([at for at, _ in curve], [value for _, value in curve], marker="o", markersize=4, color="C1")
         for mark in metrics.get("curve/eval_at_minutes") or []:
             minute_axis.axvline(mark, color="grey", linewidth=0.6, linestyle=":")
-        minute_axis.set_xlabel("training wall-clock minutes (validation included)")
-        minute_axis.set_ylabel(f"validation {label}")
-        minute_axis.set_title(f"validation {label} vs time")
         minute_axis.set_xlim(left=0)
-        minute_axis.set_ylim(bottom=0)
-        minute_axis.grid(True, alpha=0.3)
-    figure.suptitle(title, fontsize=11)
-    figure.tight_layout()
-    try:
-        return _save(figure, path)
-    finally:
-        plt.close(figure)
+        _label_axis(minute_axis, "training wall-clock minutes (validation included)", f"validation {label}",
+                    f"validation {label} vs time")
+    return _finish(plt, figure, title, path)
 
 
 def _expert_load(plt, log_history, matrix, title: str, path: Path) -> Path:
@@ -162,17 +163,8 @@ def _expert_load(plt, log_history, matrix, title: str, path: Path) -> Path:
                        label="least loaded expert")
         line_axis.axhline(1.0, color="grey", linewidth=0.8, linestyle="--", label="balanced")
         line_axis.legend(fontsize=8)
-    line_axis.set_xlabel("step")
-    line_axis.set_ylabel("load / fair share")
-    line_axis.set_title("extremes per logging step")
-    line_axis.set_ylim(bottom=0)
-    line_axis.grid(True, alpha=0.3)
-    figure.suptitle(title, fontsize=11)
-    figure.tight_layout()
-    try:
-        return _save(figure, path)
-    finally:
-        plt.close(figure)
+    _label_axis(line_axis, "step", "load / fair share", "extremes per logging step")
+    return _finish(plt, figure, title, path)
 
 
 def plot_run(run: str | os.PathLike, output: str | os.PathLike | None = None) -> list[Path]:

@@ -259,7 +259,7 @@ def test_saved_title_embeddings_make_the_first_grounded_recommend_fast(base_fold
     plain.save_pretrained(tmp_path / "plain")
     assert not (tmp_path / "plain" / modeling.TITLE_EMBEDDINGS_FILE).exists()
     other = _model(base_folder, grounding="embedding")
-    other.set_catalog(IDS, TITLES[::-1])
+    other.set_catalog(IDS, titles=TITLES[::-1])
     other.save_pretrained(tmp_path / "other")
     shutil.copy(tmp_path / "other" / modeling.TITLE_EMBEDDINGS_FILE, tmp_path / "bigrec" / modeling.TITLE_EMBEDDINGS_FILE)
     with pytest.raises(ValueError, match="title_embeddings.safetensors' was saved with another catalog"):

@@ -256,13 +256,15 @@ def test_load_refuses_item_tokenizer_and_catalog_from_another_checkpoint(item_to
     other_tokenizer._set_codes(codes, other_tokenizer.codebook_sizes)
     model = _model(item_tokenizer)
     model.save_pretrained(tmp_path / "a")
-    model.bind_item_tokenizer(other_tokenizer, model.tokenizer)  # "another checkpoint": same text tokenizer
+    # "another checkpoint": same text tokenizer
+    model.set_catalog(other_tokenizer.item_ids, item_tokenizer=other_tokenizer, tokenizer=model.tokenizer)
     model.save_pretrained(tmp_path / "b")
     # b's item tokenizer and catalog agree with each other and with the text tokenizer, not with a's weights
     shutil.rmtree(tmp_path / "a" / "item_tokenizer")
     shutil.copytree(tmp_path / "b" / "item_tokenizer", tmp_path / "a" / "item_tokenizer")
     shutil.copy(tmp_path / "b" / "catalog.safetensors", tmp_path / "a" / "catalog.safetensors")
-    with pytest.raises(ValueError, match=r"item_tokenizer/, catalog.safetensors and the tokenizer files do not belong"):
+    with pytest.raises(ValueError,
+                       match=r"item_tokenizer/, catalog.safetensors, item_ids.json and the tokenizer files do not belong"):
         AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "a")
     assert AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "b").item_tokenizer.codes.tolist() == codes.tolist()
 

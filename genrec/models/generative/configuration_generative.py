@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from transformers import T5Config
 
+from genrec.models.registry import AutoRegisteredConfigMixin
 from genrec.utils.checks import check_int, check_number
 
 __all__ = ["FFN_TYPES", "INPUT_GRANULARITIES", "ITEM_VECTOR_OPTIONS", "MOE_LAYERS", "GenerativeT5Config"]
@@ -21,7 +22,7 @@ ITEM_VECTOR_OPTIONS = ("item_text", "collaborative_dims", "collaborative_window"
                        "embedding_cache_dir", "embedding_batch_size")
 
 
-class GenerativeT5Config(T5Config):
+class GenerativeT5Config(AutoRegisteredConfigMixin, T5Config):
     r"""T5 architecture numbers plus the generative-recommendation fields P5 and OneRec share.
 
     The T5 architecture defaults are genrec's small from-scratch model (TIGER-sized, ~4M parameters without the
@@ -112,7 +113,7 @@ class GenerativeT5Config(T5Config):
         check_number("dropout_rate", self.dropout_rate, 0.0, 1.0)
         check_number("router_aux_loss_coef", self.router_aux_loss_coef, 0.0)
         check_number("router_z_loss_coef", self.router_z_loss_coef, 0.0)
-        from transformers.activations import ACT2FN
+        from transformers.activations import ACT2FN  # here: importing it loads transformers' modeling stack
 
         parts = self.feed_forward_proj.split("-") if isinstance(self.feed_forward_proj, str) else []
         if not (len(parts) == 1 or (len(parts) == 2 and parts[0] == "gated")) or self.dense_act_fn not in ACT2FN:

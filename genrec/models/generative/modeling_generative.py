@@ -29,7 +29,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -42,8 +42,9 @@ from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput
 from transformers.models.t5.modeling_t5 import T5LayerNorm
 from transformers.utils import logging
 
+from genrec.models.catalog import ITEM_IDS_FILE, save_item_ids
 from genrec.models.generative.configuration_generative import GenerativeT5Config
-from genrec.models.histories import catalog_fingerprint, check_catalog_fingerprint, history_rows
+from genrec.models.histories import catalog_fingerprint, check_catalog_fingerprint, history_rows, read_item_ids_file
 from genrec.models.layers import SparseMoeBlock
 from genrec.models.recommender import DEFAULT_BATCH_SIZE, DEFAULT_EXCLUDE_HISTORY, DEFAULT_K, Recommender
 from genrec.utils.checks import check_int
@@ -144,10 +145,11 @@ class GenerativeT5Model(Recommender, T5ForConditionalGeneration):
     """Base of :class:`~genrec.models.p5.P5ForConditionalGeneration` and
     :class:`~genrec.models.onerec.OneRecForConditionalGeneration` (see the module docstring).
 
-    Attributes set by :meth:`bind_item_tokenizer` (restored by ``from_pretrained``):
-        item_tokenizer: the genrec ``ItemTokenizer`` (catalog order = ``item_ids``).
+    Attributes set by :meth:`set_catalog` (restored by ``from_pretrained``):
+        item_ids: the catalog, row order (the item tokenizer's items, or a subset / reordering of them).
+        item_tokenizer: the genrec ``ItemTokenizer`` that encodes the catalog's items.
         tokenizer: the ``PreTrainedTokenizerFast`` whose vocabulary the model reads/writes.
-        item_token_table: LongTensor ``(num_items, code_length)`` of every item's token ids (-1 padded).
+        item_token_table: LongTensor ``(num_items, code_length)`` of every catalog item's token ids (-1 padded).
         catalog: :class:`genrec.decoding.Catalog` over that table.
     """
 
@@ -177,6 +179,8 @@ class GenerativeT5Model(Recommender, T5ForConditionalGeneration):
         self.item_vector_table: torch.Tensor | None = None  # (num_items, item_vector_dim) float, item-level only
         self._input_code_table: torch.Tensor | None = None  # item_token_table on the encoder's device
         self.catalog = None
+        self.item_ids: list[str] | None = None
+        self._item_index: dict[str, int] = {}
         self.post_init()
         # zero start: the sum equals the plain token embedding until training moves it (keeps a pretrained
         # backbone's behaviour at step 0)
@@ -254,7 +258,8 @@ class GenerativeT5Model(Recommender, T5ForConditionalGeneration):
         if self.item_vector_proj is not None:
             if self.item_vector_table is None:
                 raise ValueError(f"this model reads item vectors (`item_vector_dim` = {self.config.item_vector_dim}) "
-                                 "but none are set; call set_item_vectors(...) or load a checkpoint saved with them")
+                                 "but none are set; call set_catalog(item_ids, ..., item_vectors=...) or load a checkpoint saved "
+                                 "with them")
             if self.item_vector_table.device != device:
                 self.item_vector_table = self.item_vector_table.to(device)
             vectors = self.item_vector_table[rows].to(self.item_vector_proj.weight.dtype)  # (n, D)
@@ -355,33 +360,62 @@ class GenerativeT5Model(Recommender, T5ForConditionalGeneration):
         )
 
     # ------------------------------------------------------------------ item tokenizer / catalog
-    def bind_item_tokenizer(self, item_tokenizer, tokenizer, item_token_table: torch.Tensor | None = None) -> None:
-        """Attach the item tokenizer and the text tokenizer and build the decoding catalog.
+    catalog_features: ClassVar[dict[str, str]] = {
+        "item_tokenizer": "the fitted genrec ItemTokenizer that encodes the items (default: the bound one)",
+        "tokenizer": "the PreTrainedTokenizerFast holding every item code token (default: the bound one)",
+        "item_token_table": "optional precomputed (num_items, L) token ids of the items, -1 padded "
+                            "(default: from the item tokenizer)",
+        "item_vectors": "item-level inputs with `item_vector_dim` > 0: float (num_items, item_vector_dim) per-item "
+                        "vectors in the order of item_ids (default: the bound catalog's, matched by id)",
+    }
+    required_catalog_features: ClassVar[tuple[str, ...]] = ("item_tokenizer", "tokenizer")
 
-        Args:
-            item_tokenizer: a fitted genrec ``ItemTokenizer``.
-            tokenizer: ``PreTrainedTokenizerFast`` holding every item code token (ids < ``vocab_size``).
-            item_token_table: precomputed ``(num_items, L)`` table (default: ``item_tokenizer.item_token_ids``).
+    def _catalog_defaults(self, item_ids: list[str], given: dict[str, Any]) -> dict[str, Any]:
+        # any item the bound item tokenizer encodes can be bound again (not only the bound catalog's)
+        defaults = {"item_tokenizer": self.item_tokenizer, "tokenizer": self.tokenizer}
+        if self.item_vector_table is not None and "item_vectors" not in given and \
+                all(item in self._item_index for item in item_ids):
+            rows = torch.tensor([self._item_index[item] for item in item_ids], dtype=torch.long)
+            defaults["item_vectors"] = self.item_vector_table[rows.to(self.item_vector_table.device)].cpu()
+        return {name: value for name, value in defaults.items() if value is not None}
+
+    def _bind_catalog(self, item_ids: list[str], *, item_tokenizer, tokenizer,
+                      item_token_table: torch.Tensor | None = None, item_vectors=None) -> None:
+        """Attach the item tokenizer and the text tokenizer and build the decoding catalog of ``item_ids``.
 
         Raises:
-            ValueError: the tokenizer lacks item tokens, ids exceed the vocabulary, or the sizes disagree with
-                the config.
+            ValueError: an id the item tokenizer does not encode, a table of the wrong shape, item token ids
+                beyond the vocabulary, or ``item_vectors`` for a model that reads none / of the wrong shape.
         """
         from genrec.decoding import Catalog
 
-        table = item_tokenizer.item_token_ids(tokenizer) if item_token_table is None else item_token_table
+        if item_vectors is not None and self.item_vector_proj is None:
+            raise ValueError('`item_vectors`: this model reads no item vectors (it needs `input_granularity: "item"` '
+                             "and `item_vector_dim` > 0)")
+
+        tokenizer_ids = list(item_tokenizer.item_ids)
+        if item_token_table is None:
+            table = item_tokenizer.item_token_ids(tokenizer)  # (tokenizer items, L)
+            if item_ids != tokenizer_ids:
+                rows = {item: row for row, item in enumerate(tokenizer_ids)}
+                unknown = [item for item in item_ids if item not in rows]
+                if unknown:
+                    raise ValueError(f"the item tokenizer does not encode the item ids "
+                                     f"{', '.join(map(repr, unknown[:5]))}{' ...' if len(unknown) > 5 else ''}; "
+                                     "pass an `item_tokenizer` fitted on them")
+                table = table[torch.tensor([rows[item] for item in item_ids], dtype=torch.long)]
+        else:
+            table = item_token_table
         table = torch.as_tensor(table, dtype=torch.long)
+        if table.dim() != 2 or table.shape[0] != len(item_ids):
+            raise ValueError(f"`item_token_table` shape {tuple(table.shape)} must be ({len(item_ids)}, code length)")
         valid = table[table >= 0]
         if int(valid.max()) >= self.config.vocab_size:
             raise ValueError(
                 f"item token id {int(valid.max())} >= `vocab_size` ({self.config.vocab_size}); build the model with "
                 "the tokenizer's full vocabulary"
             )
-        if self.config.num_items and self.config.num_items != item_tokenizer.num_items:
-            raise ValueError(
-                f"item tokenizer has {item_tokenizer.num_items} items but `num_items` is {self.config.num_items}"
-            )
-        self.config.num_items = item_tokenizer.num_items
+        self.config.num_items = len(item_ids)
         self.config.item_token_range = [int(valid.min()), int(valid.max()) + 1]
         self.config.item_start_token_range = [int(table[:, 0].min()), int(table[:, 0].max()) + 1]
         self.item_tokenizer = item_tokenizer
@@ -389,23 +423,37 @@ class GenerativeT5Model(Recommender, T5ForConditionalGeneration):
         self.item_token_table = table
         self._input_code_table = None
         self.catalog = Catalog.from_codes(table)
-        self._item_index = {item_id: row for row, item_id in enumerate(item_tokenizer.item_ids)}
+        self.item_ids = item_ids
+        self._item_index = {item_id: row for row, item_id in enumerate(item_ids)}
+        self.item_vector_table = None  # rows of the previous catalog would be misaligned
+        if item_vectors is not None:
+            self.set_item_vectors(item_vectors)
         self._on_bind()
 
-    @property
-    def item_ids(self) -> list[str] | None:
-        return None if self.item_tokenizer is None else list(self.item_tokenizer.item_ids)
+    def bind_item_tokenizer(self, item_tokenizer, tokenizer, item_token_table: torch.Tensor | None = None) -> None:
+        """Deprecated alias (removed in genrec 0.3) of ``set_catalog(item_tokenizer.item_ids,
+        item_tokenizer=..., tokenizer=..., item_token_table=...)``: bind the item tokenizer's whole catalog.
+
+        Raises:
+            ValueError: as :meth:`set_catalog`.
+        """
+        from genrec.models.catalog import deprecated_alias
+
+        deprecated_alias(f"{type(self).__name__}.bind_item_tokenizer(item_tokenizer, tokenizer)",
+                         "set_catalog(item_tokenizer.item_ids, item_tokenizer=..., tokenizer=...)")
+        self.set_catalog(item_tokenizer.item_ids, item_tokenizer=item_tokenizer, tokenizer=tokenizer,
+                         item_token_table=item_token_table)
 
     @property
     def item_index(self) -> dict[str, int]:
         """Catalog item id -> row (the order of ``item_ids``); empty before binding."""
-        return dict(getattr(self, "_item_index", {}))
+        return dict(self._item_index)
 
     def _require_bound(self) -> None:
         if self.catalog is None:
             raise ValueError(
-                f"{type(self).__name__} has no item tokenizer/catalog; call bind_item_tokenizer(...) or load a folder "
-                "saved with save_pretrained"
+                f"{type(self).__name__} has no item tokenizer/catalog; call set_catalog(item_ids, item_tokenizer=..., "
+                "tokenizer=...) or load a folder saved with save_pretrained"
             )
 
     def item_rows(self, item_ids: Sequence[str], *, where: str = "history") -> list[int]:
@@ -607,7 +655,7 @@ class GenerativeT5Model(Recommender, T5ForConditionalGeneration):
         rows = [[self._item_index[item] for item in history] for history in histories]
         candidates = None if candidate_rows is None else candidate_rows[offset:offset + len(histories)]
         items, scores = self.recommend_rows(rows, k, num_beams=num_beams, candidates=candidates, banned_items=banned)
-        item_ids = self.item_tokenizer.item_ids
+        item_ids = self.item_ids
         return [[(item_ids[r], float(s)) for r, s in zip(row_items.tolist(), row_scores.tolist()) if r >= 0]
                 for row_items, row_scores in zip(items, scores)]
 
@@ -703,10 +751,11 @@ class GenerativeT5Model(Recommender, T5ForConditionalGeneration):
     # ------------------------------------------------------------------ save / load
     def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs):
         """``PreTrainedModel.save_pretrained`` plus the tokenizer, ``item_tokenizer/``, ``catalog.safetensors`` and
-        a model card ``README.md``: the folder is complete for ``from_pretrained`` and the Hub. config.json gets the
-        catalog's fingerprint (item ids + item token ids), which ``from_pretrained`` checks."""
+        a model card ``README.md``, ``item_ids.json`` (the catalog's rows): the folder is complete for
+        ``from_pretrained`` and the Hub. config.json gets the catalog's fingerprint (item ids + item token ids), which
+        ``from_pretrained`` checks."""
         if self.item_tokenizer is not None:
-            self.config.catalog_fingerprint = catalog_fingerprint(self.item_tokenizer.item_ids, self.item_token_table)
+            self.config.catalog_fingerprint = catalog_fingerprint(self.item_ids, self.item_token_table)
         result = super().save_pretrained(save_directory, *args, **kwargs)
         if not kwargs.get("is_main_process", True) or self.item_tokenizer is None:
             return result
@@ -715,6 +764,7 @@ class GenerativeT5Model(Recommender, T5ForConditionalGeneration):
         directory = Path(save_directory)
         self.tokenizer.save_pretrained(directory)
         self.item_tokenizer.save_pretrained(directory / ITEM_TOKENIZER_DIR)
+        save_item_ids(directory, self.item_ids)
         tmp = directory / f".{CATALOG_FILE}.tmp"
         tensors = {"item_token_ids": self.item_token_table.cpu().contiguous()}
         if self.item_vector_table is not None:  # item-level inputs: the vectors travel with the item -> codes table
@@ -742,22 +792,29 @@ class GenerativeT5Model(Recommender, T5ForConditionalGeneration):
 
             item_tokenizer = AutoItemTokenizer.from_pretrained(folder / ITEM_TOKENIZER_DIR)
             tokenizer = AutoTokenizer.from_pretrained(folder)
+            # the bound catalog: item_ids.json (absent before genrec wrote it: the item tokenizer's whole catalog)
+            item_ids = (read_item_ids_file(folder / ITEM_IDS_FILE) if (folder / ITEM_IDS_FILE).is_file()
+                        else list(item_tokenizer.item_ids))
             table = vectors = None
             if (folder / CATALOG_FILE).is_file():
                 stored = load_file(str(folder / CATALOG_FILE))
                 table, vectors = stored["item_token_ids"], stored.get("item_vectors")
-                expected = item_tokenizer.item_token_ids(tokenizer)
+                expected = item_tokenizer.item_token_ids(tokenizer)  # (tokenizer items, L)
+                if item_ids != list(item_tokenizer.item_ids):  # a subset / reordering of the tokenizer's items
+                    rows = {item: row for row, item in enumerate(item_tokenizer.item_ids)}
+                    if not all(item in rows for item in item_ids):
+                        raise ValueError(f"{folder / ITEM_IDS_FILE} names items the item tokenizer there does not encode")
+                    expected = expected[torch.tensor([rows[item] for item in item_ids], dtype=torch.long)]
                 if not torch.equal(table, expected):
                     raise ValueError(f"{folder / CATALOG_FILE} does not match the item tokenizer and tokenizer there")
-            model.bind_item_tokenizer(item_tokenizer, tokenizer, table)
-            if model.item_vector_proj is not None:
-                if vectors is None:
-                    raise ValueError(f"{folder} holds a model with item vectors (`item_vector_dim` = "
-                                     f"{model.config.item_vector_dim}) but {CATALOG_FILE} has no `item_vectors`")
-                model.set_item_vectors(vectors)
+            if model.item_vector_proj is not None and vectors is None:
+                raise ValueError(f"{folder} holds a model with item vectors (`item_vector_dim` = "
+                                 f"{model.config.item_vector_dim}) but {CATALOG_FILE} has no `item_vectors`")
+            model.set_catalog(item_ids, item_tokenizer=item_tokenizer, tokenizer=tokenizer, item_token_table=table,
+                              item_vectors=vectors)
             check_catalog_fingerprint(
-                model.config, catalog_fingerprint(item_tokenizer.item_ids, model.item_token_table), folder,
-                f"{ITEM_TOKENIZER_DIR}/, {CATALOG_FILE} and the tokenizer files")
+                model.config, catalog_fingerprint(model.item_ids, model.item_token_table), folder,
+                f"{ITEM_TOKENIZER_DIR}/, {CATALOG_FILE}, {ITEM_IDS_FILE} and the tokenizer files")
         return model
 
     def model_card(self) -> str:

@@ -114,7 +114,7 @@ class OneRecForConditionalGeneration(GenerativeT5Model):
         config.decoder_start_token_id = tokenizer.pad_token_id
         config.num_items = item_tokenizer.num_items
         model = cls(config)
-        model.bind_item_tokenizer(item_tokenizer, tokenizer)
+        model.set_catalog(item_tokenizer.item_ids, item_tokenizer=item_tokenizer, tokenizer=tokenizer)
         if item_vector_table is not None:
             model.set_item_vectors(item_vector_table)
         return model
@@ -215,7 +215,7 @@ class OneRecForConditionalGeneration(GenerativeT5Model):
         self._require_bound()
         rows = history_rows(histories, self._item_index)
         items, scores = self.generate_session_rows(rows, session_length, num_beams=num_beams)
-        item_ids = self.item_tokenizer.item_ids
+        item_ids = self.item_ids
         return [[(item_ids[r], float(s)) for r, s in zip(ri.tolist(), rs.tolist()) if r >= 0]
                 for ri, rs in zip(items, scores)]
 
@@ -255,7 +255,7 @@ class OneRecForConditionalGeneration(GenerativeT5Model):
         pair_histories = [history for history in rows for _ in range(num_sessions)]  # (user, n) pairs, user-major
         items, scores = self._complete_sessions(pair_histories, first_items.reshape(-1), first_scores.reshape(-1),
                                                 m, num_beams)
-        item_ids = self.item_tokenizer.item_ids
+        item_ids = self.item_ids
         sessions: list[list[list[tuple[str, float]]]] = []
         for user in range(len(rows)):
             user_sessions = []

@@ -115,7 +115,7 @@ class P5ForConditionalGeneration(GenerativeT5Model):
             config.decoder_start_token_id = tokenizer.pad_token_id
             config.num_items = item_tokenizer.num_items
             model = cls(config)
-            model.bind_item_tokenizer(item_tokenizer, tokenizer)
+            model.set_catalog(item_tokenizer.item_ids, item_tokenizer=item_tokenizer, tokenizer=tokenizer)
         if item_vector_table is not None:
             model.set_item_vectors(item_vector_table)
         return model
@@ -151,7 +151,7 @@ class P5ForConditionalGeneration(GenerativeT5Model):
         if unexpected:
             raise ValueError(f"backbone {config.backbone!r} has weights P5 cannot place: {unexpected[:5]}")
         logger.info(f"P5 from backbone {config.backbone!r}: newly initialised {len(missing)} tensors")
-        model.bind_item_tokenizer(item_tokenizer, tokenizer)
+        model.set_catalog(item_tokenizer.item_ids, item_tokenizer=item_tokenizer, tokenizer=tokenizer)
         return model
 
     def example_encoder(self) -> PromptBuilder:

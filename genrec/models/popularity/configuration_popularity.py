@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from transformers import PreTrainedConfig
 
-from genrec.models.nonparametric import check_positive_int
+from genrec.models.registry import AutoRegisteredConfigMixin
+from genrec.utils.checks import check_int
 
 __all__ = ["PopularityConfig"]
 
 
-class PopularityConfig(PreTrainedConfig):
+class PopularityConfig(AutoRegisteredConfigMixin, PreTrainedConfig):
     r"""Configuration of :class:`genrec.models.popularity.PopularityModel`.
 
     The model has no architecture to speak of: its only state is one training count per catalog item.
@@ -30,5 +31,5 @@ class PopularityConfig(PreTrainedConfig):
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
-        check_positive_int(self, "num_items", minimum=0)
-        check_positive_int(self, "max_position_embeddings")
+        check_int("num_items", self.num_items, 0)
+        check_int("max_position_embeddings", self.max_position_embeddings, 1)

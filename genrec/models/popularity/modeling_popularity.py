@@ -8,7 +8,7 @@ model cannot leak them). Every user gets the same ranking; ties are broken by th
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 import torch
 from transformers import PreTrainedModel
@@ -39,11 +39,17 @@ class PopularityModel(NonParametricRecommenderMixin, PopularityPreTrainedModel):
         item_ids (list[str] | None): catalog ids, ``item_ids[j]`` = score column ``j``.
         item_counts (sequence of float | None): ``(num_items,)`` training counts (default all zero).
 
+    :meth:`set_catalog` re-binds; its one feature is ``item_counts`` (default: the items' bound counts).
+
     Example:
         >>> model = PopularityModel.from_sequences([["a", "b"], ["b", "c"]], ["a", "b", "c"])
         >>> model.recommend([["a"]], k=2, exclude_history=False)
         [[('b', 2.0), ('a', 1.0)]]
     """
+
+    catalog_features: ClassVar[dict[str, str]] = {"item_counts": "(num_items,) non-negative training count of each item"}
+    required_catalog_features: ClassVar[tuple[str, ...]] = ("item_counts",)
+    catalog_row_tensors: ClassVar[dict[str, str]] = {"item_counts": "item_counts"}
 
     def __init__(self, config: PopularityConfig, item_ids: Sequence[str] | None = None, item_counts=None):
         super().__init__(config)
@@ -53,14 +59,19 @@ class PopularityModel(NonParametricRecommenderMixin, PopularityPreTrainedModel):
         self.item_ids: list[str] | None = None
         self._item_index: dict[str, int] = {}
         if item_ids is not None:
-            self.set_item_ids(item_ids)
+            self._bind_item_ids(item_ids)
         if item_counts is not None:
             counts = torch.as_tensor(item_counts, dtype=torch.float32)
-            if counts.shape != (config.num_items,) or bool((counts < 0).any()):
+            if counts.shape != (config.num_items,):
                 raise ValueError(f"`item_counts` must be {config.num_items} non-negative values, got shape "
                                  f"{tuple(counts.shape)}")
-            self.item_counts.copy_(counts)
+            self.item_counts.copy_(self._check_catalog_rows("item_counts", counts))
         self.post_init()
+
+    def _check_catalog_rows(self, feature: str, values: torch.Tensor) -> torch.Tensor:
+        if bool((values < 0).any()) or not bool(torch.isfinite(values).all()):
+            raise ValueError(f"`{feature}` must be finite non-negative counts")
+        return values
 
     @classmethod
     def from_dataset(cls, catalog, train_sequences, *, seed: int = 0, **config_kwargs) -> "PopularityModel":

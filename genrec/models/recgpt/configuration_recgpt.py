@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 
 from transformers import PreTrainedConfig
-from transformers.activations import ACT2FN
 
+from genrec.models.registry import AutoRegisteredConfigMixin
 from genrec.utils.checks import is_int
 
 __all__ = ["RECGPT_CODE_EMBEDDING_TYPES", "RECGPT_FFN_TYPES", "RECGPT_INPUT_GRANULARITIES", "RecGPTConfig"]
@@ -18,7 +18,7 @@ RECGPT_CODE_INITS = ("random", "text")
 RECGPT_LOSS_TYPES = ("codes", "items")
 
 
-class RecGPTConfig(PreTrainedConfig):
+class RecGPTConfig(AutoRegisteredConfigMixin, PreTrainedConfig):
     r"""Every architectural number of a RecGPT model.
 
     An item is ``num_chunks`` tokens: the FSQ codes of the chunks of its text embedding (genrec's ``fsq``
@@ -71,7 +71,7 @@ class RecGPTConfig(PreTrainedConfig):
             product without it), where ``W`` is the SAME text projection the input side reads (tied, like the codes)
             and ``text_query`` starts as the identity. An item is then scored by its own text embedding as well as by
             its codes: an untrained model already ranks by the history's text (the last-item text-kNN signal), and an
-            item from a catalog the model never saw (:meth:`add_catalog_from_texts`) has a score path that does not
+            item from a catalog the model never saw (``set_catalog`` from item texts) has a score path that does not
             depend on codes learned for other items. Ranking, ``score()`` and the ``"items"`` loss include it;
             beam search over codes (``generate``) does not.
         text_skip (bool, defaults to False): with ``text_logits``, a second text term in the RAW item-vector space:
@@ -81,7 +81,7 @@ class RecGPTConfig(PreTrainedConfig):
             embedding instead of a projection learned on the training domain.
         code_dropout (float, defaults to 0.0): ``input_granularity="item"`` only: in training, each history item's
             code term is left out with this probability, so the model also learns to read an item from its text
-            alone -- what it must do for a catalog whose codes it never trained on (``add_catalog_from_texts(...,
+            alone -- what it must do for a catalog whose codes it never trained on (``set_catalog(...,
             use_codes=False)``, the zero-shot path).
         ffn_type (str, defaults to "dense"): ``"dense"`` feed-forward or ``"moe"`` (genrec SparseMoeBlock).
         num_experts (int, defaults to 4), num_experts_per_tok (int, defaults to 2), router_aux_loss_coef
@@ -197,6 +197,8 @@ class RecGPTConfig(PreTrainedConfig):
             raise ValueError(
                 f"`num_experts_per_tok` ({self.num_experts_per_tok}) must be <= `num_experts` ({self.num_experts})"
             )
+        from transformers.activations import ACT2FN  # here: importing it loads transformers' modeling stack
+
         if self.hidden_act not in ACT2FN:
             raise ValueError(f"`hidden_act` ({self.hidden_act!r}) must be one of {sorted(ACT2FN)}")
         for name in ("hidden_dropout_prob", "attention_dropout"):

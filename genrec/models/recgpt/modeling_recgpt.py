@@ -26,7 +26,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -35,6 +35,7 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers.utils import ModelOutput, logging
 
+from genrec.models.catalog import ITEM_IDS_FILE, load_item_ids, save_item_ids
 from genrec.models.histories import history_rows, left_padded_rows
 from genrec.models.item_vectors import dataset_item_vectors
 from genrec.models.layers import FeedForwardBlock, SparseMoeBlock
@@ -46,7 +47,6 @@ logger = logging.get_logger(__name__)
 __all__ = ["RecGPTForCausalLM", "RecGPTOutput", "RecGPTPreTrainedModel", "dataset_item_vectors",
            "hybrid_attention_mask"]
 
-ITEM_IDS_FILE = "item_ids.json"
 CATALOG_FILE = "catalog.safetensors"
 ITEM_TOKENIZER_DIR = "item_tokenizer"
 
@@ -244,7 +244,7 @@ class RecGPTForCausalLM(Recommender, RecGPTPreTrainedModel):
         item_codes: ``(num_items, >= C)`` int FSQ codes (an extra disambiguation level is ignored).
         item_text_embeddings: ``(num_items, text_embedding_dim)`` float.
         item_tokenizer: optional fitted ``fsq`` :class:`genrec.tokenization.ItemTokenizer`: saved with the
-            model and used by :meth:`add_catalog_from_texts` for new items.
+            model and used by :meth:`set_catalog` to encode new items from their texts or vectors.
     """
 
     def __init__(self, config: RecGPTConfig, item_ids=None, item_codes=None, item_text_embeddings=None,
@@ -279,7 +279,7 @@ class RecGPTForCausalLM(Recommender, RecGPTPreTrainedModel):
         self._decoding_catalog = None
         self.item_tokenizer = item_tokenizer
         # False: the bound catalog's codes are not used at all -- histories read their items' text alone and the
-        # ranking is by text logits (``add_catalog_from_texts(..., use_codes=False)``; needs ``text_logits``), for a
+        # ranking is by text logits (``set_catalog(..., use_codes=False)``; needs ``text_logits``), for a
         # catalog whose codes the model never trained on
         self.use_codes = True
         self.post_init()
@@ -295,7 +295,7 @@ class RecGPTForCausalLM(Recommender, RecGPTPreTrainedModel):
         if item_codes is not None:
             if item_ids is None or item_text_embeddings is None:
                 raise ValueError("pass `item_ids`, `item_codes` and `item_text_embeddings` together to bind a catalog")
-            self.set_catalog(item_ids, item_codes, item_text_embeddings)
+            self.set_catalog(item_ids, item_codes=item_codes, item_text_embeddings=item_text_embeddings)
             if config.code_init == "text":
                 self.init_code_vectors_from_text()
 
@@ -373,23 +373,66 @@ class RecGPTForCausalLM(Recommender, RecGPTPreTrainedModel):
         """Catalog id -> row (empty until a catalog is bound); genrec's evaluator maps dataset ids with it."""
         return self._item_index
 
-    def set_catalog(self, item_ids: Sequence[str], item_codes, item_text_embeddings) -> None:
-        """Bind (or replace) the catalog the model reads histories from and recommends out of.
+    catalog_features: ClassVar[dict[str, str]] = {
+        "item_codes": "(num_items, >= num_chunks) int codes (default: the bound codes, or encoded from the given "
+                      "text by the item tokenizer)",
+        "item_text_embeddings": "(num_items, text_embedding_dim) item vectors",
+        "texts": "one text per item, embedded with the item tokenizer's encoder (instead of item_text_embeddings)",
+        "use_codes": "False: rank by text logits alone, for codes the model never trained on (default: unchanged)",
+    }
+    required_catalog_features: ClassVar[tuple[tuple[str, ...], ...]] = (("item_text_embeddings", "texts"),)
+    positional_catalog_features: ClassVar[tuple[str, ...]] = ("item_codes", "item_text_embeddings")
+
+    def _catalog_defaults(self, item_ids: list[str], given: dict[str, Any]) -> dict[str, Any]:
+        rows = self.bound_rows(item_ids) if self.item_ids is not None else None
+        if rows is None or "texts" in given or "item_text_embeddings" in given:
+            return {}  # new text: its codes come from the item tokenizer unless given
+        index = torch.tensor(rows, dtype=torch.long, device=self.catalog_codes.device) + 1  # row 0 = padding
+        return {"item_codes": self.catalog_codes[index].cpu(), "item_text_embeddings": self.catalog_text[index].cpu()}
+
+    def _bind_catalog(self, item_ids: list[str], *, item_codes=None, item_text_embeddings=None,
+                      texts: Sequence[str] | None = None, use_codes: bool | None = None) -> None:
+        """Bind (or replace) the catalog the model reads histories from and recommends out of (see
+        :meth:`set_catalog`).
 
         Any catalog works with the same weights, e.g. another domain's items tokenized by the same ``fsq``
-        tokenizer (zero-shot transfer).
+        tokenizer (zero-shot transfer): give their ``texts`` or ``item_text_embeddings`` and the codes are encoded
+        by the attached item tokenizer (vectors with fewer dimensions than the model's -- text only, for a model
+        trained on ``[text ; collaborative]`` -- get zeros appended, like the source domain's cold items).
 
         Args:
             item_ids: N distinct ids; row ``j`` (input id ``j + 1``) is ``item_ids[j]``.
-            item_codes: int ``(N, >= C)`` FSQ codes; columns after the first C (a disambiguation level) are dropped.
-            item_text_embeddings: float ``(N, text_embedding_dim)``.
+            item_codes: int ``(N, >= C)`` codes; columns after the first C (a disambiguation level) are dropped.
+            item_text_embeddings: float ``(N, text_embedding_dim)``. texts: N strings instead.
+            use_codes: ``False`` ignores the items' codes (``text_logits`` models): histories read each item's text
+                alone and the catalog is ranked by text logits. The code vectors were trained on OTHER items, so
+                on a new domain they can be noise; choose on the new domain's validation split
+                (``benchmarks/zero_shot_item.py`` does). None: unchanged.
 
         Raises:
-            ValueError: mismatched sizes, duplicate ids, codes out of ``[0, codebook_size)``.
+            ValueError: mismatched sizes, codes out of ``[0, codebook_size)``, both ``texts`` and
+                ``item_text_embeddings``, codes or texts to encode without an item tokenizer, or
+                ``use_codes=False`` without ``text_logits``.
         """
-        item_ids = [str(item) for item in item_ids]
-        codes = torch.as_tensor(np.array(item_codes, dtype=np.int64))
-        text = torch.as_tensor(np.asarray(item_text_embeddings, dtype=np.float32))
+        if use_codes is False and self.text_query is None:
+            raise ValueError("`use_codes=False` needs a model trained with `text_logits: true`")
+        if texts is not None and item_text_embeddings is not None:
+            raise ValueError("pass one of `texts` and `item_text_embeddings`, not both")
+        if (texts is not None or item_codes is None) and self.item_tokenizer is None:
+            raise ValueError(f"this RecGPT model has no `item_tokenizer` to {'embed `texts`' if texts is not None else 'encode the items'}"
+                             "; pass `item_codes` and `item_text_embeddings`, or load a model saved with one")
+        if texts is not None:
+            from genrec.tokenization.embeddings import embed_texts
+
+            item_text_embeddings = embed_texts([str(text) for text in texts], self.item_tokenizer.config.embedding_model)
+        embeddings = _numpy(item_text_embeddings, np.float32)
+        if item_codes is None:
+            missing = self.config.text_embedding_dim - embeddings.shape[-1]
+            if embeddings.ndim == 2 and missing > 0:  # new items have no interactions yet: collaborative part 0
+                embeddings = np.concatenate([embeddings, np.zeros((len(embeddings), missing), np.float32)], axis=1)
+            item_codes = self.item_tokenizer.encode_embeddings(embeddings)
+        codes = torch.from_numpy(_numpy(item_codes, np.int64))
+        text = torch.from_numpy(embeddings)
         chunks, dim = self.config.num_chunks, self.config.text_embedding_dim
         if codes.dim() != 2 or codes.shape[0] != len(item_ids) or codes.shape[1] < chunks:
             raise ValueError(f"`item_codes` shape {tuple(codes.shape)} must be ({len(item_ids)}, >= {chunks})")
@@ -401,14 +444,13 @@ class RecGPTForCausalLM(Recommender, RecGPTPreTrainedModel):
             )
         if text.shape != (len(item_ids), dim):
             raise ValueError(f"`item_text_embeddings` shape {tuple(text.shape)} must be ({len(item_ids)}, {dim})")
-        index = {item: row for row, item in enumerate(item_ids)}
-        if len(index) != len(item_ids):
-            raise ValueError("`item_ids` contains duplicate ids; every catalog id must be unique")
         device = self.text_proj.device
-        self.item_ids, self._item_index = item_ids, index
+        self.item_ids, self._item_index = item_ids, {item: row for row, item in enumerate(item_ids)}
         self.catalog_codes = torch.cat([codes.new_zeros(1, chunks), codes]).to(device)
         self.catalog_text = torch.cat([text.new_zeros(1, dim), text]).to(device)
         self._decoding_catalog = None
+        if use_codes is not None:
+            self.use_codes = use_codes
 
     @torch.no_grad()
     def init_code_vectors_from_text(self) -> None:
@@ -438,39 +480,19 @@ class RecGPTForCausalLM(Recommender, RecGPTPreTrainedModel):
 
     def add_catalog_from_texts(self, item_ids: Sequence[str], texts: Sequence[str] | None = None,
                                embeddings: np.ndarray | None = None, *, use_codes: bool = True) -> None:
-        """Bind a new catalog from item texts (or their embeddings) via the attached ``fsq`` tokenizer.
-
-        Args:
-            item_ids: N ids. texts: N strings (embedded with the tokenizer's text encoder), or
-            embeddings: ``(N, text_embedding_dim)`` precomputed text embeddings.
-            use_codes: ``False`` ignores the new items' codes (``text_logits`` models): histories read each item's
-                text alone and the catalog is ranked by text logits. The code vectors were trained on OTHER items,
-                so on a new domain they can be noise; choose on the new domain's validation split
-                (``benchmarks/zero_shot_item.py`` does). Models trained with ``code_dropout`` have learned to read
-                items from their text alone.
+        """Deprecated alias (removed in genrec 0.3) of ``set_catalog(item_ids, texts=... | item_text_embeddings=...,
+        use_codes=...)``: bind a new catalog from item texts or their embeddings, codes from the item tokenizer.
 
         Raises:
-            ValueError: no tokenizer attached, neither/both of ``texts`` and ``embeddings``, or
-                ``use_codes=False`` without ``text_logits``.
+            ValueError: neither or both of ``texts`` and ``embeddings``, or what :meth:`set_catalog` rejects.
         """
-        if not use_codes and self.text_query is None:
-            raise ValueError("`use_codes=False` needs a model trained with `text_logits: true`")
-        if self.item_tokenizer is None:
-            raise ValueError("this RecGPT model has no `item_tokenizer`; load one saved with it or attach one")
+        from genrec.models.catalog import deprecated_alias
+
+        deprecated_alias("RecGPTForCausalLM.add_catalog_from_texts(item_ids, texts | embeddings)",
+                         "set_catalog(item_ids, texts=... | item_text_embeddings=..., use_codes=...)")
         if (texts is None) == (embeddings is None):
             raise ValueError("pass exactly one of `texts` and `embeddings`")
-        if embeddings is None:
-            from genrec.tokenization.embeddings import embed_texts
-
-            embeddings = embed_texts(list(texts), self.item_tokenizer.config.embedding_model)
-        embeddings = np.asarray(embeddings, dtype=np.float32)
-        missing = self.config.text_embedding_dim - embeddings.shape[1]
-        if missing > 0:  # a model trained on [text ; collaborative] vectors: new items have no interactions yet,
-            # exactly like the source domain's cold items, whose collaborative part is zero
-            embeddings = np.concatenate([embeddings, np.zeros((len(embeddings), missing), np.float32)], axis=1)
-        codes = self.item_tokenizer.encode_embeddings(embeddings)
-        self.set_catalog(item_ids, codes, embeddings)
-        self.use_codes = use_codes
+        self.set_catalog(item_ids, texts=texts, item_text_embeddings=embeddings, use_codes=use_codes)
 
     def _require_catalog(self) -> None:
         if self.catalog_codes is None:
@@ -711,7 +733,7 @@ class RecGPTForCausalLM(Recommender, RecGPTPreTrainedModel):
             ``(B, num_items)`` float: the exact ``log p(item) = sum_c log_softmax(logits_c)[code_c(item)]`` (items
             sharing all codes tie); with ``text_logits`` plus ``C x`` the item's text logit (the training logit times
             ``C``, up to a per-history constant), or that text term alone after
-            ``add_catalog_from_texts(..., use_codes=False)``.
+            ``set_catalog(..., use_codes=False)``.
         """
         output = self(input_ids=input_ids, attention_mask=attention_mask)
         if self.text_query is None:
@@ -816,7 +838,7 @@ class RecGPTForCausalLM(Recommender, RecGPTPreTrainedModel):
         ``item_ids.json`` and ``item_tokenizer/`` (the fsq tokenizer) when present."""
         from safetensors.torch import save as save_tensors
 
-        from genrec.utils.io import atomic_write_bytes, atomic_write_json
+        from genrec.utils.io import atomic_write_bytes
 
         if self.item_ids is not None:  # ties the catalog files to these weights (checked by from_pretrained)
             self.config.catalog_fingerprint = self._catalog_fingerprint()
@@ -825,7 +847,7 @@ class RecGPTForCausalLM(Recommender, RecGPTPreTrainedModel):
             return
         directory = Path(save_directory)
         if self.item_ids is not None:
-            atomic_write_json(directory / ITEM_IDS_FILE, {"item_ids": self.item_ids}, indent=0)
+            save_item_ids(directory, self.item_ids)
             tensors = {"codes": self.catalog_codes[1:].cpu().contiguous(), "text_embeddings": self.catalog_text[1:].cpu().contiguous()}
             atomic_write_bytes(directory / CATALOG_FILE, save_tensors(tensors))
         if self.item_tokenizer is not None:
@@ -848,13 +870,10 @@ class RecGPTForCausalLM(Recommender, RecGPTPreTrainedModel):
         def find(name: str):
             return optional_file(pretrained_model_name_or_path, name, **lookup)
 
-        ids_path, catalog_path = find(ITEM_IDS_FILE), find(CATALOG_FILE)
-        if ids_path is not None and catalog_path is not None:
-            from genrec.models.histories import read_item_ids_file
-
-            item_ids = read_item_ids_file(ids_path)
+        item_ids, catalog_path = load_item_ids(pretrained_model_name_or_path, kwargs), find(CATALOG_FILE)
+        if item_ids is not None and catalog_path is not None:
             tensors = load_file(catalog_path)
-            model.set_catalog(item_ids, tensors["codes"], tensors["text_embeddings"].numpy())
+            model.set_catalog(item_ids, item_codes=tensors["codes"], item_text_embeddings=tensors["text_embeddings"].numpy())
         else:
             logger.warning(f"{pretrained_model_name_or_path}: no {CATALOG_FILE}; call set_catalog() before recommending")
         tokenizer_config = find(f"{ITEM_TOKENIZER_DIR}/config.json")
@@ -877,3 +896,10 @@ class RecGPTForCausalLM(Recommender, RecGPTPreTrainedModel):
         tokenizer_ids = [] if tokenizer is None else [f"tokenizer:{item}" for item in tokenizer.item_ids]
         return catalog_fingerprint(list(self.item_ids) + tokenizer_ids, self.catalog_codes[1:],
                                    None if tokenizer is None else tokenizer.codes)
+
+
+def _numpy(values: Any, dtype) -> np.ndarray:
+    """A fresh numpy array of ``values`` (a tensor, an array or nested lists) of ``dtype``."""
+    if isinstance(values, torch.Tensor):
+        values = values.detach().cpu().numpy()
+    return np.array(values, dtype=dtype)

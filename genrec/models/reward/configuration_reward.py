@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from transformers import PreTrainedConfig
-from transformers.activations import ACT2FN
 
+from genrec.models.registry import AutoRegisteredConfigMixin
 from genrec.models.sasrec.configuration_sasrec import SASRecConfig
 
 __all__ = ["RewardModelConfig"]
 
 
-class RewardModelConfig(PreTrainedConfig):
+class RewardModelConfig(AutoRegisteredConfigMixin, PreTrainedConfig):
     r"""Every architectural number of a :class:`RewardModel`.
 
     Args:
@@ -74,6 +74,8 @@ class RewardModelConfig(PreTrainedConfig):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise ValueError(f"`{name}` ({value!r}) must be a number > 0")
+        from transformers.activations import ACT2FN  # here: importing it loads transformers' modeling stack
+
         if self.hidden_act not in ACT2FN:
             raise ValueError(f"`hidden_act` ({self.hidden_act!r}) must be one of {sorted(ACT2FN)}")
         if not isinstance(self.use_item_bias, bool):

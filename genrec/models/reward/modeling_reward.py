@@ -23,7 +23,6 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import ClassVar
 
 import torch
@@ -34,16 +33,14 @@ from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.utils import ModelOutput, logging
 
-from genrec.models.histories import ItemEmbeddingCatalogMixin, history_rows, left_padded_rows
+from genrec.models.catalog import ITEM_IDS_FILE, ItemEmbeddingCatalogMixin
+from genrec.models.histories import history_rows, left_padded_rows
 from genrec.models.reward.configuration_reward import RewardModelConfig
 from genrec.models.sasrec.modeling_sasrec import SASRecBlock
-from genrec.utils.hub import hub_lookup, optional_file
 
 logger = logging.get_logger(__name__)
 
 __all__ = ["ITEM_IDS_FILE", "RewardModel", "RewardModelOutput"]
-
-ITEM_IDS_FILE = "item_ids.json"
 
 
 @dataclass
@@ -67,7 +64,9 @@ class RewardModel(ItemEmbeddingCatalogMixin, PreTrainedModel):
     Args:
         config (RewardModelConfig): architecture; ``config.num_items`` must be > 0.
         item_ids (list[str] | None): catalog ids, ``item_ids[j]`` = catalog row ``j`` (input id ``j + 1``). Needed by
-            :meth:`item_rewards`; saved by :meth:`save_pretrained` as ``item_ids.json``.
+            :meth:`item_rewards`; saved by :meth:`save_pretrained` as ``item_ids.json``. :meth:`set_catalog`
+            re-binds; its features are ``item_embeddings`` ``(num_items, hidden_size)`` and ``item_bias``
+            ``(num_items,)`` (default: the items' bound rows; a bias left out for new items is 0).
 
     Example:
         >>> model = RewardModel(RewardModelConfig(num_items=3), item_ids=["a", "b", "c"])   # doctest: +SKIP
@@ -82,6 +81,13 @@ class RewardModel(ItemEmbeddingCatalogMixin, PreTrainedModel):
     base_model_prefix = "reward"
     main_input_name = "input_ids"
     _no_split_modules: ClassVar[list[str]] = ["SASRecBlock"]
+    catalog_features: ClassVar[dict[str, str]] = {
+        "item_embeddings": "(num_items, hidden_size) embedding row of each item",
+        "item_bias": "(num_items,) per-item engagement bias (the popularity prior; default 0)",
+    }
+    required_catalog_features: ClassVar[tuple[str, ...]] = ("item_embeddings",)
+    catalog_row_tensors: ClassVar[dict[str, str]] = {"item_embeddings": "item_embeddings.weight",
+                                                     "item_bias": "item_bias"}
 
     def __init__(self, config: RewardModelConfig, item_ids: Sequence[str] | None = None):
         super().__init__(config)
@@ -103,7 +109,7 @@ class RewardModel(ItemEmbeddingCatalogMixin, PreTrainedModel):
         self.item_ids: list[str] | None = None
         self._item_index: dict[str, int] = {}
         if item_ids is not None:
-            self.set_item_ids(item_ids)
+            self._bind_item_ids(item_ids)
         self.post_init()
 
     @torch.no_grad()
@@ -225,7 +231,7 @@ class RewardModel(ItemEmbeddingCatalogMixin, PreTrainedModel):
     # ----- string-id inference ---------------------------------------------------------------------
     def _require_item_ids(self) -> None:
         if self.item_ids is None:
-            raise ValueError("this RewardModel has no `item_ids`; pass them to the constructor or set_item_ids()")
+            raise ValueError("this RewardModel has no `item_ids`; pass them to the constructor or set_catalog()")
 
     def encode_histories(self, histories: Sequence[Sequence[str]]) -> torch.LongTensor:
         """String histories (oldest first) -> ``(batch, n)`` left-padded rows + 1 (last ``max_history_items``).
@@ -323,17 +329,10 @@ class RewardModel(ItemEmbeddingCatalogMixin, PreTrainedModel):
         return [sum(values) / len(values) for values in self.item_rewards(histories, sessions, batch_size=batch_size)]
 
     # ----- persistence -----------------------------------------------------------------------------
-    def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs) -> None:
-        """``PreTrainedModel.save_pretrained`` (config.json + model.safetensors) plus ``item_ids.json``."""
-        super().save_pretrained(save_directory, *args, **kwargs)
-        if self.item_ids is not None and kwargs.get("is_main_process", True):
-            from genrec.utils.io import atomic_write_json
-
-            atomic_write_json(Path(save_directory) / ITEM_IDS_FILE, {"item_ids": self.item_ids}, indent=0)
-
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *args, **kwargs):
-        """``PreTrainedModel.from_pretrained`` that also restores ``item_ids.json`` when present."""
+        """``PreTrainedModel.from_pretrained`` that also restores ``item_ids.json`` when present (see
+        :class:`~genrec.models.catalog.CatalogIdsMixin`)."""
         model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
         # Loaded tensors can sit at unaligned offsets of the memory-mapped safetensors file, where CPU kernels take
         # another (equally correct) path and probabilities differ in the 7th digit; fresh aligned copies make a
@@ -341,13 +340,4 @@ class RewardModel(ItemEmbeddingCatalogMixin, PreTrainedModel):
         with torch.no_grad():
             for parameter in model.parameters():
                 parameter.data = parameter.data.clone()
-        path = optional_file(pretrained_model_name_or_path, ITEM_IDS_FILE, **hub_lookup(kwargs))
-        if path is not None:
-            from genrec.models.histories import read_item_ids_file
-
-            model.set_item_ids(read_item_ids_file(path))
-        else:
-            logger.warning(f"{pretrained_model_name_or_path}: no {ITEM_IDS_FILE}; score() needs set_item_ids()")
         return model
-
-

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from transformers import PreTrainedConfig
-from transformers.activations import ACT2FN
 
+from genrec.models.registry import AutoRegisteredConfigMixin
 from genrec.utils.checks import is_int
 
 __all__ = ["SASRecConfig", "SASREC_LOSS_TYPES"]
@@ -12,7 +12,7 @@ __all__ = ["SASRecConfig", "SASREC_LOSS_TYPES"]
 SASREC_LOSS_TYPES = ("ce", "bce")
 
 
-class SASRecConfig(PreTrainedConfig):
+class SASRecConfig(AutoRegisteredConfigMixin, PreTrainedConfig):
     r"""Every architectural number of a SASRec model.
 
     Items are rows ``1..num_items`` of the item embedding table; row 0 is padding. Row ``i + 1`` is the
@@ -110,6 +110,8 @@ class SASRecConfig(PreTrainedConfig):
             raise ValueError(f"`initializer_range` ({self.initializer_range}) must be > 0")
         if self.loss_type not in SASREC_LOSS_TYPES:
             raise ValueError(f"`loss_type` ({self.loss_type!r}) must be one of {list(SASREC_LOSS_TYPES)}")
+        from transformers.activations import ACT2FN  # here: importing it loads transformers' modeling stack
+
         if self.hidden_act not in ACT2FN:
             raise ValueError(f"`hidden_act` ({self.hidden_act!r}) must be one of {sorted(ACT2FN)}")
         if self.pad_token_id != 0:

@@ -19,10 +19,8 @@ Design choices (documented because reruns of SASRec differ on them):
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -31,22 +29,14 @@ from transformers import PreTrainedModel
 from transformers.activations import ACT2FN
 from transformers.utils import ModelOutput, logging
 
-from genrec.models.histories import (
-    ItemEmbeddingCatalogMixin,
-    catalog_fingerprint,
-    check_catalog_fingerprint,
-    history_rows,
-    left_padded_rows,
-)
+from genrec.models.catalog import ITEM_IDS_FILE, ItemEmbeddingCatalogMixin
+from genrec.models.histories import history_rows, left_padded_rows
 from genrec.models.recommender import Recommender
 from genrec.models.sasrec.configuration_sasrec import SASRecConfig
-from genrec.utils.hub import hub_lookup, optional_file
 
 __all__ = ["SASRecModel", "SASRecOutput", "SASRecPreTrainedModel", "ITEM_IDS_FILE", "history_mask"]
 
 logger = logging.get_logger(__name__)
-
-ITEM_IDS_FILE = "item_ids.json"
 
 
 def history_mask(input_ids: torch.LongTensor, num_items: int) -> torch.Tensor:
@@ -147,14 +137,22 @@ class SASRecModel(Recommender, ItemEmbeddingCatalogMixin, SASRecPreTrainedModel)
 
     Args:
         config (SASRecConfig): architecture; ``config.num_items`` must be > 0.
-        item_ids (list[str] | None): catalog ids, ``item_ids[j]`` = score column ``j``. Needed by
-            :meth:`recommend`; saved by :meth:`save_pretrained` as ``item_ids.json``.
+        item_ids (list[str] | None): catalog ids, ``item_ids[j]`` = score column ``j`` (embedding row ``j + 1``).
+            Needed by :meth:`recommend`; saved by :meth:`save_pretrained` as ``item_ids.json`` (fingerprinted in
+            config.json). :meth:`set_catalog` re-binds: its one feature is ``item_embeddings``, the
+            ``(num_items, hidden_size)`` embedding rows of the items (default: their bound rows).
 
     Example:
         >>> model = SASRecModel(SASRecConfig(num_items=3), item_ids=["a", "b", "c"])   # doctest: +SKIP
         >>> model.recommend([["a", "b"]], k=2)                                           # doctest: +SKIP
         [[('c', 0.13), ('a', -0.02)]]
     """
+
+    catalog_features: ClassVar[dict[str, str]] = {
+        "item_embeddings": "(num_items, hidden_size) input/output embedding row of each item"}
+    required_catalog_features: ClassVar[tuple[str, ...]] = ("item_embeddings",)
+    catalog_row_tensors: ClassVar[dict[str, str]] = {"item_embeddings": "item_embeddings.weight"}
+    fingerprint_item_ids: ClassVar[bool] = True
 
     def __init__(self, config: SASRecConfig, item_ids: Sequence[str] | None = None):
         super().__init__(config)
@@ -168,7 +166,7 @@ class SASRecModel(Recommender, ItemEmbeddingCatalogMixin, SASRecPreTrainedModel)
         self.item_ids: list[str] | None = None
         self._item_index: dict[str, int] = {}
         if item_ids is not None:
-            self.set_item_ids(item_ids)
+            self._bind_item_ids(item_ids)
         self.post_init()
 
     @classmethod
@@ -313,40 +311,9 @@ class SASRecModel(Recommender, ItemEmbeddingCatalogMixin, SASRecPreTrainedModel)
         """
         if self.item_ids is None:
             raise ValueError(
-                "this SASRecModel has no `item_ids`; pass item_ids= to the constructor, call set_item_ids(), "
+                "this SASRecModel has no `item_ids`; pass item_ids= to the constructor, call set_catalog(item_ids), "
                 "or load a checkpoint saved with them"
             )
         rows = history_rows(histories, self._item_index, max_len=self.config.max_position_embeddings)
         input_ids = left_padded_rows(rows)
         return input_ids.to(self.device)
-
-    # ----- persistence -----------------------------------------------------------------------------
-    def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs) -> None:
-        """``PreTrainedModel.save_pretrained`` plus ``item_ids.json`` (the catalog, column order); config.json gets
-        the catalog's fingerprint, which ``from_pretrained`` checks."""
-        if self.item_ids is not None:
-            self.config.catalog_fingerprint = catalog_fingerprint(self.item_ids)
-        super().save_pretrained(save_directory, *args, **kwargs)
-        if self.item_ids is not None:
-            from genrec.utils.io import atomic_write_json
-
-            atomic_write_json(Path(save_directory) / ITEM_IDS_FILE, {"item_ids": self.item_ids}, indent=0)
-
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *args, **kwargs):
-        """``PreTrainedModel.from_pretrained`` that also restores ``item_ids.json`` when present.
-
-        Raises:
-            ValueError: ``item_ids.json`` is not the catalog the weights were saved with (config.json's fingerprint).
-        """
-        model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
-        path = optional_file(pretrained_model_name_or_path, ITEM_IDS_FILE, **hub_lookup(kwargs))
-        if path is not None:
-            from genrec.models.histories import read_item_ids_file
-
-            model.set_item_ids(read_item_ids_file(path))
-            check_catalog_fingerprint(model.config, catalog_fingerprint(model.item_ids), pretrained_model_name_or_path,
-                                      ITEM_IDS_FILE)
-        else:
-            logger.warning(f"{pretrained_model_name_or_path}: no {ITEM_IDS_FILE}; recommend() needs set_item_ids()")
-        return model

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from transformers import PreTrainedConfig
 
-from genrec.models.nonparametric import check_positive_int
+from genrec.models.registry import AutoRegisteredConfigMixin
+from genrec.utils.checks import check_int
 
 __all__ = ["TextKNNConfig"]
 
 
-class TextKNNConfig(PreTrainedConfig):
+class TextKNNConfig(AutoRegisteredConfigMixin, PreTrainedConfig):
     r"""Configuration of :class:`genrec.models.textknn.TextKNNModel`.
 
     Args:
@@ -48,8 +49,9 @@ class TextKNNConfig(PreTrainedConfig):
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
-        check_positive_int(self, "num_items", "embedding_dim", minimum=0)
-        check_positive_int(self, "embedding_batch_size", "last_items", "max_position_embeddings")
+        for name, minimum in (("num_items", 0), ("embedding_dim", 0), ("embedding_batch_size", 1), ("last_items", 1),
+                              ("max_position_embeddings", 1)):
+            check_int(name, getattr(self, name), minimum)
         if isinstance(self.decay, bool) or not isinstance(self.decay, (int, float)) or not 0.0 < self.decay <= 1.0:
             raise ValueError(f"`decay` ({self.decay!r}) must be a number in (0, 1]")
         if not isinstance(self.exclude_query_items, bool):

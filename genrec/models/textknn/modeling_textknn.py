@@ -13,7 +13,7 @@ nearest neighbour, and Beauty has no repeated purchases.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 import numpy as np
 import torch
@@ -46,11 +46,19 @@ class TextKNNModel(NonParametricRecommenderMixin, TextKNNPreTrainedModel):
         item_ids (list[str] | None): catalog ids, ``item_ids[j]`` = score column ``j``.
         item_embeddings (array | None): ``(num_items, embedding_dim)`` item text vectors (L2-normalised here).
 
+    :meth:`set_catalog` re-binds; its one feature is ``item_embeddings`` (default: the items' bound vectors), e.g.
+    another domain's item texts embedded by the same encoder.
+
     Example:
         >>> model = TextKNNModel.from_catalog(data.catalog)                  # doctest: +SKIP
         >>> model.recommend([["12", "40"]], k=3)                             # doctest: +SKIP
         [[('41', 0.93), ('7', 0.88), ('1033', 0.87)]]
     """
+
+    catalog_features: ClassVar[dict[str, str]] = {
+        "item_embeddings": "(num_items, embedding_dim) text vector of each item (L2-normalised when bound)"}
+    required_catalog_features: ClassVar[tuple[str, ...]] = ("item_embeddings",)
+    catalog_row_tensors: ClassVar[dict[str, str]] = {"item_embeddings": "item_embeddings"}
 
     def __init__(self, config: TextKNNConfig, item_ids: Sequence[str] | None = None, item_embeddings=None):
         super().__init__(config)
@@ -62,9 +70,9 @@ class TextKNNModel(NonParametricRecommenderMixin, TextKNNPreTrainedModel):
         self.item_ids: list[str] | None = None
         self._item_index: dict[str, int] = {}
         if item_ids is not None:
-            self.set_item_ids(item_ids)
+            self._bind_item_ids(item_ids)
         if item_embeddings is not None:
-            self.set_item_embeddings(item_embeddings)
+            self._store_item_embeddings(item_embeddings)
         self.post_init()
 
     @classmethod
@@ -103,21 +111,40 @@ class TextKNNModel(NonParametricRecommenderMixin, TextKNNPreTrainedModel):
         return cls(config, item_ids=catalog.item_ids, item_embeddings=embeddings)
 
     def set_item_embeddings(self, item_embeddings) -> None:
-        """Store L2-normalised item vectors.
+        """Deprecated alias (removed in genrec 0.3) of ``set_catalog(item_ids, item_embeddings=...)``: new vectors
+        for the bound items (stored as they are when no ids are bound yet).
 
         Raises:
             ValueError: wrong shape, a non-finite value or an all-zero row.
         """
+        from genrec.models.catalog import deprecated_alias
+
+        deprecated_alias("TextKNNModel.set_item_embeddings(vectors)", "set_catalog(item_ids, item_embeddings=vectors)")
+        if self.item_ids is None:
+            self._store_item_embeddings(item_embeddings)
+        else:
+            self.set_catalog(self.item_ids, item_embeddings=item_embeddings)
+
+    def _store_item_embeddings(self, item_embeddings) -> None:
         vectors = torch.as_tensor(np.asarray(item_embeddings), dtype=torch.float32)
         expected = (self.config.num_items, self.config.embedding_dim)
         if tuple(vectors.shape) != expected:
             raise ValueError(f"`item_embeddings` shape {tuple(vectors.shape)} must be {expected}")
+        self.item_embeddings.copy_(self._check_catalog_rows("item_embeddings", vectors))
+
+    def _check_catalog_rows(self, feature: str, values: torch.Tensor) -> torch.Tensor:
+        """L2-normalised item vectors.
+
+        Raises:
+            ValueError: a non-finite value or an all-zero row.
+        """
+        vectors = values.float()
         if not bool(torch.isfinite(vectors).all()):
-            raise ValueError("`item_embeddings` holds NaN or infinite values")
+            raise ValueError(f"`{feature}` holds NaN or infinite values")
         norms = vectors.norm(dim=1)
         if bool((norms == 0).any()):
-            raise ValueError(f"`item_embeddings` has {int((norms == 0).sum())} all-zero rows; cosine is undefined")
-        self.item_embeddings.copy_(vectors / norms[:, None])
+            raise ValueError(f"`{feature}` has {int((norms == 0).sum())} all-zero rows; cosine is undefined")
+        return vectors / norms[:, None]
 
     def forward(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Same as :meth:`score`."""
