@@ -78,13 +78,12 @@ def _check_known(histories: list[list[str]], item_index, source: str, catalog: P
 def recommend_from_args(args: argparse.Namespace) -> int:
     """Load the checkpoint, recommend, print a table per history (or one JSON object per history with --json)."""
     from genrec.training import load_checkpoint
+    from genrec.utils.hub import resolve_folder
 
-    checkpoint = Path(args.checkpoint)
-    if not checkpoint.exists():
-        raise FileNotFoundError(f"--checkpoint {str(checkpoint)!r} does not exist")
     if args.k < 1:
         raise ValueError(f"-k ({args.k}) must be a positive integer")
     histories = [list(args.history)] if args.history else read_histories(args.input)
+    checkpoint = resolve_folder(args.checkpoint, what="--checkpoint")  # a local folder or a Hub repo id
     model, folder = load_checkpoint(checkpoint)
     _check_known(histories, model.item_index, "--history" if args.history else f"--input {str(args.input)!r}", folder)
     if args.k > model.num_items:
@@ -136,7 +135,9 @@ def register(subparsers) -> None:
                     "model.recommend(histories, k) of the loaded checkpoint. History items are never recommended "
                     "unless --include-history.",
     )
-    parser.add_argument("--checkpoint", required=True, help="A save_pretrained folder, or a run folder with checkpoint/.")
+    parser.add_argument("--checkpoint", required=True,
+                        help="A save_pretrained folder, a run folder with checkpoint/, or a Hugging Face Hub repo id "
+                             "owner/name[@revision].")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--history", nargs="+", metavar="ID", help="One history: catalog item ids, oldest first.")
     source.add_argument("--input", metavar="FILE",

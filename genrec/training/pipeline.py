@@ -465,8 +465,13 @@ def _train_and_evaluate(run: RunConfig, staging: Path | None, loaded, *,
         "training": args.to_dict(),
     }
     atomic_write_json(staging / "resolved_config.json", resolved)
-    if record.kind == "seq2seq":  # the checkpoint's model card (README.md) shows the measured metrics
-        model.card_metrics = {key: round(value, 5) for key, value in evaluation.items() if "@" in key}
+    from genrec.models.model_card import set_card_info
+
+    set_card_info(  # the checkpoint's model card (README.md) shows the data and the measured metrics
+        model, dataset=data.name, metrics=evaluation, written_by=f"genrec train (model.type {run.model_type})",
+        data={"num_users": len(valid_set), "num_items": data.num_items, "max_users": run.data.max_users},
+        notes=[f"validation and test over {len(valid_set):,} / {len(test_set):,} users"
+               + (", history items excluded" if args.exclude_history_items else ", history items not excluded")])
     with atomic_directory(staging / CHECKPOINT_DIR) as checkpoint:
         model.save_pretrained(checkpoint)
     atomic_write_json(staging / "log_history.json", trained.log_history)
@@ -529,13 +534,16 @@ def _load_checkpoint_model(auto_class, path: Path):
     return model
 
 
-def resolve_checkpoint(path: str | os.PathLike) -> Path:
-    """The saved-model folder of ``path``: ``path`` itself, or the ``checkpoint/`` of a run folder.
+def resolve_checkpoint(path: str | os.PathLike, *, what: str = "checkpoint") -> Path:
+    """The saved-model folder of ``path``: ``path`` itself, or the ``checkpoint/`` of a run folder; a Hub repo id
+    (``owner/name[@revision]``) that is no local path is downloaded first (:func:`genrec.utils.hub.resolve_folder`).
 
     Raises:
-        FileNotFoundError: neither holds a ``config.json``.
+        FileNotFoundError: neither holds a ``config.json``, or the repo could not be downloaded.
     """
-    folder = Path(path)
+    from genrec.utils.hub import resolve_folder
+
+    folder = resolve_folder(path, what=what)
     if (folder / CHECKPOINT_DIR / "config.json").is_file():
         return folder / CHECKPOINT_DIR
     if not (folder / "config.json").is_file():

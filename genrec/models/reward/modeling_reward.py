@@ -324,12 +324,18 @@ class RewardModel(ItemEmbeddingCatalogMixin, PreTrainedModel):
 
     # ----- persistence -----------------------------------------------------------------------------
     def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs) -> None:
-        """``PreTrainedModel.save_pretrained`` (config.json + model.safetensors) plus ``item_ids.json``."""
+        """``PreTrainedModel.save_pretrained`` (config.json + model.safetensors) plus ``item_ids.json`` and the model
+        card ``README.md``."""
         super().save_pretrained(save_directory, *args, **kwargs)
-        if self.item_ids is not None and kwargs.get("is_main_process", True):
+        if not kwargs.get("is_main_process", True):
+            return
+        if self.item_ids is not None:
             from genrec.utils.io import atomic_write_json
 
             atomic_write_json(Path(save_directory) / ITEM_IDS_FILE, {"item_ids": self.item_ids}, indent=0)
+        from genrec.models.model_card import save_model_card
+
+        save_model_card(self, save_directory)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *args, **kwargs):

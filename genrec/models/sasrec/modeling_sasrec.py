@@ -322,15 +322,20 @@ class SASRecModel(Recommender, ItemEmbeddingCatalogMixin, SASRecPreTrainedModel)
 
     # ----- persistence -----------------------------------------------------------------------------
     def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs) -> None:
-        """``PreTrainedModel.save_pretrained`` plus ``item_ids.json`` (the catalog, column order); config.json gets
-        the catalog's fingerprint, which ``from_pretrained`` checks."""
+        """``PreTrainedModel.save_pretrained`` plus ``item_ids.json`` (the catalog, column order) and the model card
+        ``README.md``; config.json gets the catalog's fingerprint, which ``from_pretrained`` checks."""
         if self.item_ids is not None:
             self.config.catalog_fingerprint = catalog_fingerprint(self.item_ids)
         super().save_pretrained(save_directory, *args, **kwargs)
+        if not kwargs.get("is_main_process", True):
+            return
         if self.item_ids is not None:
             from genrec.utils.io import atomic_write_json
 
             atomic_write_json(Path(save_directory) / ITEM_IDS_FILE, {"item_ids": self.item_ids}, indent=0)
+        from genrec.models.model_card import save_model_card
+
+        save_model_card(self, save_directory)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *args, **kwargs):
