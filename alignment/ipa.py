@@ -391,8 +391,11 @@ def run_alignment(config: AlignConfig, output: str | os.PathLike, *, overwrite: 
         dataset = config.data.dataset or (base_run.data.dataset if base_run is not None else "amazon-beauty")
         max_users = config.data.max_users if config.data.max_users is not None else (
             base_run.data.max_users if base_run is not None else None)
+        # the base's table columns, k-core filter and duplicate handling when it is the base's dataset (its catalog)
+        load_options = base_run.data.load_options() if base_run is not None and dataset == base_run.data.dataset \
+            else {}
 
-        data = load_dataset(dataset)
+        data = load_dataset(dataset, **load_options)
         split = leave_one_out(data)
         users = [user for user in data.user_ids if len(split.train_sequences.get(user, ())) >= 2]
         if max_users is not None:
