@@ -209,6 +209,15 @@ def _resolve_path(name: str, config: AlignConfig) -> Path:
     return sibling if sibling.exists() else path
 
 
+def _resolve_checkpoint(name: str, config: AlignConfig, key: str) -> Path:
+    """A checkpoint from the config: a local path (see :func:`_resolve_path`), else a Hub repo id
+    ``owner/name[@revision]`` downloaded by :func:`genrec.utils.hub.resolve_folder` (one line when it cannot be)."""
+    from genrec.utils.hub import resolve_folder
+
+    path = _resolve_path(name, config)
+    return path if path.exists() else resolve_folder(name, what=f"`{key}`")
+
+
 def _load_model(path: Path):
     from transformers import AutoModel
 
@@ -374,12 +383,19 @@ def run_alignment(config: AlignConfig, output: str | os.PathLike, *, overwrite: 
             _barrier()
             base_path = base_dir
         else:
-            base_path = _resolve_path(config.base.checkpoint, config)
+            base_path = _resolve_checkpoint(config.base.checkpoint, config, "base.checkpoint")
+            if (base_path / "config.yaml").is_file():  # a run folder: its data section is the base's data
+                from genrec.training.arguments import load_run_config
+
+                base_run = load_run_config(base_path / "config.yaml")
         dataset = config.data.dataset or (base_run.data.dataset if base_run is not None else "amazon-beauty")
         max_users = config.data.max_users if config.data.max_users is not None else (
             base_run.data.max_users if base_run is not None else None)
+        # the base's table columns, k-core filter and duplicate handling when it is the base's dataset (its catalog)
+        load_options = base_run.data.load_options() if base_run is not None and dataset == base_run.data.dataset \
+            else {}
 
-        data = load_dataset(dataset)
+        data = load_dataset(dataset, **load_options)
         split = leave_one_out(data)
         users = [user for user in data.user_ids if len(split.train_sequences.get(user, ())) >= 2]
         if max_users is not None:
@@ -402,7 +418,8 @@ def run_alignment(config: AlignConfig, output: str | os.PathLike, *, overwrite: 
         reward_checkpoint = reward_kwargs.pop("checkpoint", None)
         _barrier()  # every process checks the folder before process 0 can write it
         if reward_checkpoint is not None or (reward_dir / "config.json").is_file():
-            folder = _resolve_path(reward_checkpoint, config) if reward_checkpoint is not None else reward_dir
+            folder = (_resolve_checkpoint(reward_checkpoint, config, "reward.checkpoint") if reward_checkpoint is not None
+                      else reward_dir)
             reward_model = RewardModel.from_pretrained(folder)
             saved = folder / "reward_metrics.json"
             if saved.is_file():
@@ -493,6 +510,15 @@ def run_alignment(config: AlignConfig, output: str | os.PathLike, *, overwrite: 
                 "seconds/eval": round(eval_seconds, 3),
                 "seconds/total": round(time.time() - round_start, 3),
             })
+            from genrec.models.model_card import set_card_info
+
+            set_card_info(model, dataset=data.name, metrics=round_metrics, data={"num_items": data.num_items},
+                          written_by=f"genrec align (round {round_number} of {args.rounds})",
+                          notes=[f"preference alignment round {round_number}: NTP + DPO against the reward model "
+                                 f"(`{output.name}/reward_model/`)",
+                                 f"metrics: validation over {len(valid):,} sampled users; reward_mean: the reward "
+                                 f"model's mean reward of the model's own top session for {len(reward_histories):,} "
+                                 "of them"])
             _finish_round(output, round_number, round_metrics, metrics, (model, log_history, pairs), main, report_to)
 
         metrics.update(machine_info())

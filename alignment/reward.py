@@ -346,6 +346,12 @@ def train_reward_model(
     logger.info(f"reward model: valid AUC {metrics['valid/auc']:.4f} (popularity {metrics['valid/auc_popularity']:.4f})"
                 f", {train_seconds:.1f}s training")
     if output_dir is not None:
+        from genrec.models.model_card import set_card_info
+
+        set_card_info(model, dataset=getattr(getattr(split, "data", None), "name", None), metrics=metrics,
+                      data={"num_users": len(users), "num_items": num_items}, written_by="genrec align (reward model)",
+                      notes=[f"valid AUC: each user's validation item against {num_eval_negatives} items the user "
+                             "never had; auc_popularity: training-set popularity on the same negatives"])
         with atomic_directory(output_dir) as folder:
             model.save_pretrained(folder)
             atomic_write_json(Path(folder) / METRICS_FILE, metrics)

@@ -80,3 +80,26 @@ def _seed_everything():
     np.random.seed(0)
     torch.manual_seed(0)
     yield
+
+
+def write_interactions_csv(path, *, num_users: int = 60, num_items: int = 40,
+                           columns: tuple[str, str, str] = ("user", "item", "timestamp")) -> str:
+    """A user's own interactions table: ``user,item,timestamp`` rows, user ``u0``.. buys ``sku<k>``, ``sku<k+1>``, ...
+
+    Rows are written shuffled (the timestamps give the order), 5 to 9 items per user, every item bought.
+    """
+    import csv
+    import random
+
+    rng = random.Random(0)
+    rows = []
+    for user in range(num_users):
+        start, length = (user * 7) % num_items, 5 + user % 5
+        for step in range(length):
+            rows.append((f"u{user}", f"sku{(start + step) % num_items}", 1_700_000_000 + user * 10_000 + step * 60))
+    rng.shuffle(rows)
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(columns)
+        writer.writerows(rows)
+    return str(path)

@@ -769,9 +769,11 @@ class ItemTokenizer:
             ValueError: another format or format version, a missing/invalid field (named), codes that do
                 not match the config, or a method that differs from ``cls.method``.
         """
-        path = Path(directory)
+        from genrec.utils.hub import resolve_folder
+
+        path = resolve_folder(directory, what="item tokenizer folder")  # a local folder, or a Hub repo id
         if not path.is_dir():
-            raise FileNotFoundError(f"item tokenizer folder {str(path)!r} does not exist")
+            raise FileNotFoundError(f"item tokenizer folder {str(path)!r} is a file, not a folder")
         payload = _read_config(path)
         target = get_tokenizer_class(payload["method"])
         if cls is not ItemTokenizer and not issubclass(target, cls):

@@ -63,19 +63,21 @@ def positive_int(text: str) -> int:
 
 def add_checkpoint_argument(parser: argparse.ArgumentParser) -> None:
     """The ``--checkpoint`` option of the commands that load a saved model (``evaluate``, ``recommend``)."""
-    parser.add_argument("--checkpoint", required=True, help="A save_pretrained folder, or a run folder with checkpoint/.")
+    parser.add_argument("--checkpoint", required=True,
+                        help="A save_pretrained folder, a run folder with checkpoint/, or a Hugging Face Hub repo id "
+                             "owner/name[@revision].")
 
 
 def existing_checkpoint(value: str | os.PathLike) -> Path:
-    """``--checkpoint`` as a path.
+    """``--checkpoint`` as a local path: one that exists, or the snapshot of a Hub repo id ``owner/name[@revision]``
+    (:func:`genrec.utils.hub.resolve_folder`).
 
     Raises:
-        FileNotFoundError: nothing exists there.
+        FileNotFoundError: no such path and not a repo id, or the repo could not be downloaded (one line).
     """
-    checkpoint = Path(value)
-    if not checkpoint.exists():
-        raise FileNotFoundError(f"--checkpoint {str(checkpoint)!r} does not exist")
-    return checkpoint
+    from genrec.utils.hub import resolve_folder
+
+    return resolve_folder(value, what="--checkpoint")
 
 
 def build_parser() -> argparse.ArgumentParser:

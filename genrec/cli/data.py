@@ -9,6 +9,41 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from typing import Any
+
+__all__ = ["TABLE_OPTIONS", "add_table_arguments", "register", "run_stats", "table_options"]
+
+# load_dataset options a user's own interactions table may need, as `genrec train`'s `data.` keys name them
+TABLE_OPTIONS = ("user_col", "item_col", "time_col", "min_user_interactions", "min_item_interactions")
+
+
+def add_table_arguments(parser: argparse.ArgumentParser, *, kcore: bool = True) -> None:
+    """``--user-col`` / ``--item-col`` / ``--time-col`` (and the k-core ``--min-*-interactions``) of a command that
+    reads a dataset: the same as ``data.user_col`` ... in a ``genrec train`` config."""
+    group = parser.add_argument_group("your own interactions table (CSV/TSV/Parquet)")
+    group.add_argument("--user-col", default=None, help="user id column (default: detect user_id, user, userId, ...)")
+    group.add_argument("--item-col", default=None, help="item id column (default: detect item_id, item, itemId, ...)")
+    group.add_argument("--time-col", default=None,
+                       help="timestamp column, numbers or dates (default: detect timestamp, time, ts, ...; "
+                            "none: the file order)")
+    if kcore:
+        group.add_argument("--min-user-interactions", type=int, default=0,
+                           help="k-core: drop users with fewer interactions (leave-one-out needs 3)")
+        group.add_argument("--min-item-interactions", type=int, default=0,
+                           help="k-core: drop items with fewer interactions")
+
+
+def table_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The :data:`TABLE_OPTIONS` given on the command line (``load_dataset`` keyword arguments).
+
+    Raises:
+        ValueError: a negative ``--min-*-interactions``.
+    """
+    options = {name: getattr(args, name) for name in TABLE_OPTIONS if getattr(args, name, None) not in (None, 0)}
+    for name in ("min_user_interactions", "min_item_interactions"):
+        if options.get(name, 0) < 0:
+            raise ValueError(f"--{name.replace('_', '-')} ({options[name]}) must be >= 0 (0 = no filter)")
+    return options
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,8 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     stats.add_argument("dataset", metavar="DATASET", help="bundled name (e.g. amazon-beauty) or a path")
     stats.add_argument("--format", default=None, help="force the format: sequential | table | movielens")
-    stats.add_argument("--min-user-interactions", type=int, default=0, help="k-core: min interactions per user")
-    stats.add_argument("--min-item-interactions", type=int, default=0, help="k-core: min interactions per item")
+    add_table_arguments(stats)
     stats.add_argument("--keep-duplicates", action="store_true",
                        help="keep duplicate events (same user, item, timestamp); dropped and counted by default")
     stats.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
@@ -43,13 +77,7 @@ def run_stats(args: argparse.Namespace) -> int:
     from genrec.data import leave_one_out, load_dataset
 
     start = time.perf_counter()
-    data = load_dataset(
-        args.dataset,
-        format=args.format,
-        min_user_interactions=args.min_user_interactions,
-        min_item_interactions=args.min_item_interactions,
-        keep_duplicates=args.keep_duplicates,
-    )
+    data = load_dataset(args.dataset, format=args.format, keep_duplicates=args.keep_duplicates, **table_options(args))
     stats = data.stats()
     stats["density_percent"] = 100.0 * stats["density"]
     stats["consecutive_id_rate_chance"] = 1.0 / max(1, data.num_items)

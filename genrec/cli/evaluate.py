@@ -53,8 +53,20 @@ def _dataset_from_run_folder(checkpoint: Path) -> str | None:
     return None if data is None else data["dataset"]
 
 
+def run_folder_load_options(checkpoint: Path, dataset: str | None) -> dict:
+    """``load_dataset`` options (table columns, k-core) of a run folder's ``data`` section, when ``dataset`` is the
+    one it was trained on (or None); empty otherwise."""
+    from genrec.cli.data import TABLE_OPTIONS
+
+    data = _run_folder_data(checkpoint) or {}
+    if not data or (dataset is not None and dataset != data["dataset"]):
+        return {}
+    return {name: data[name] for name in TABLE_OPTIONS if data.get(name) not in (None, 0)}
+
+
 def evaluate_from_args(args: argparse.Namespace) -> int:
     """Evaluate, print a table and one JSON line; optionally write the metrics to ``--output``."""
+    from genrec.cli.data import table_options
     from genrec.cli.train import format_metrics_table
     from genrec.training import evaluate_checkpoint
     from genrec.utils.io import atomic_write_json
@@ -62,7 +74,7 @@ def evaluate_from_args(args: argparse.Namespace) -> int:
     checkpoint = existing_checkpoint(args.checkpoint)
     dataset = args.dataset or _dataset_from_run_folder(checkpoint)
     if dataset is None:
-        raise ValueError(f"--dataset is required: {str(checkpoint)!r} is not a run folder with a config.yaml")
+        raise ValueError(f"--dataset is required: {args.checkpoint!r} is not a run folder with a config.yaml")
     if args.output:
         output = Path(args.output)
         if not output.absolute().parent.is_dir():
@@ -86,6 +98,8 @@ def evaluate_from_args(args: argparse.Namespace) -> int:
         # as the run was trained, unless asked: a run with data.keep_duplicates is evaluated with them too
         keep_duplicates=args.keep_duplicates or bool((_run_folder_data(checkpoint) or {}).get("keep_duplicates")),
         dataset_source=None if args.dataset else f"{str(checkpoint / 'config.yaml')!r}",
+        # the run's table columns and k-core filter (its catalog), unless given here
+        load_options={**run_folder_load_options(checkpoint, dataset), **table_options(args)},
     )
     metrics["eval/exclude_history_items"] = bool(args.exclude_history)
     metrics["data/name"] = dataset
@@ -117,5 +131,8 @@ def register(subparsers) -> None:
                         help="Keep duplicate events (same user, item, timestamp); default: as the run folder was "
                              "trained (dropped unless its config has data.keep_duplicates).")
     parser.add_argument("--output", default=None, help="Also write the metrics to this JSON file (atomically).")
+    from genrec.cli.data import add_table_arguments
+
+    add_table_arguments(parser)  # default: as the run folder's config.yaml read its data
     parser.add_argument("--overwrite", action="store_true", help="Replace an existing --output file.")
     parser.set_defaults(func=evaluate_from_args)

@@ -72,8 +72,7 @@ def _popularity_metrics(run) -> dict:
     from genrec.training.pipeline import load_split
     from genrec.training.trainer import RankingSet, full_ranking_metrics
 
-    data, train_sequences, _, test = load_split(run.data.dataset, run.data.max_users,
-                                                keep_duplicates=run.data.keep_duplicates)
+    data, train_sequences, _, test = load_split(run.data.dataset, run.data.max_users, **run.data.load_options())
     model = PopularityModel.from_dataset(data.catalog, train_sequences)
     ranking = RankingSet.from_split(test, data.item_index, max_length=50)
     values = full_ranking_metrics(model, ranking, ks=run.training.eval_ks,

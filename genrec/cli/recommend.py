@@ -53,15 +53,18 @@ def _titles(model, folder: Path, checkpoint: Path, dataset: str | None) -> dict[
     titles = getattr(model, "item_titles", None)
     if titles:
         return dict(zip(model.item_ids, titles))
-    if dataset is None:
-        from genrec.cli.evaluate import _dataset_from_run_folder
+    from genrec.cli.evaluate import _dataset_from_run_folder, run_folder_load_options
 
-        dataset = _dataset_from_run_folder(checkpoint) or _dataset_from_run_folder(folder.parent)
+    run = checkpoint if _dataset_from_run_folder(checkpoint) else folder.parent
+    # the run's table columns (titles come from the whole file: no k-core filter)
+    options = {key: value for key, value in run_folder_load_options(run, dataset).items() if key.endswith("_col")}
+    if dataset is None:
+        dataset = _dataset_from_run_folder(run)
     if dataset is None:
         return {}
     from genrec.data import load_dataset
 
-    catalog = load_dataset(dataset).catalog
+    catalog = load_dataset(dataset, **options).catalog
     known = set(catalog.item_ids)
     found = {item: catalog.title(item) for item in model.item_ids if item in known}
     return {item: title for item, title in found.items() if title}

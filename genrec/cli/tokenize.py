@@ -42,6 +42,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--cache-dir", default=None, help="embedding cache folder")
     parser.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
     parser.add_argument("--json", action="store_true", help="print the stats as one JSON line")
+    parser.add_argument("--keep-duplicates", action="store_true",
+                        help="keep duplicate events (same user, item, timestamp); dropped by default, as in training")
+    from genrec.cli.data import add_table_arguments
+
+    add_table_arguments(parser)
     parser.add_argument("--list-methods", action="store_true", help="list methods and their config fields")
     parser.set_defaults(func=run_tokenize)
 
@@ -122,6 +127,7 @@ def run_tokenize(args: argparse.Namespace) -> int:
 
     import numpy as np
 
+    from genrec.cli.data import table_options
     from genrec.data import leave_one_out, load_dataset
     from genrec.data.registry import resolve_dataset_path
     from genrec.tokenization import get_tokenizer_class
@@ -141,7 +147,8 @@ def run_tokenize(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"--embeddings file {args.embeddings!r} does not exist")
 
     start = time.perf_counter()
-    data = load_dataset(args.dataset)
+    # read as `genrec train` reads `data:` (the same columns, filter and duplicate handling give the same catalog)
+    data = load_dataset(args.dataset, keep_duplicates=args.keep_duplicates, **table_options(args))
     split = leave_one_out(data)
     load_seconds = time.perf_counter() - start
 

@@ -179,15 +179,17 @@ def _pick_column(columns: list[str], wanted: str | None, candidates: tuple[str, 
                  path: Path, required: bool = True) -> str | None:
     if wanted is not None:
         if wanted not in columns:
-            raise ValueError(f"{path}: `{what}_col` {wanted!r} is not a column; columns are {columns}")
+            raise ValueError(f"{path}: the {what} column {wanted!r} (`{what}_col`) is not a column; columns are "
+                             f"{columns}")
         return wanted
     for name in candidates:
         if name in columns:
             return name
     if required:
         raise ValueError(
-            f"{path}: no {what} column found among {columns}; tried {list(candidates)} — "
-            f"pass `{what}_col=` to name it"
+            f"{path}: no {what} column found among {columns}; tried {list(candidates)} — rename it to one of "
+            f"those or name it: --{what}-col (genrec data stats / tokenize / evaluate), `data.{what}_col` "
+            f"(genrec train), {what}_col= (load_dataset)"
         )
     return None
 

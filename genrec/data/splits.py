@@ -249,9 +249,11 @@ def leave_one_out(data: InteractionData, *, drop_short_users: bool = False) -> L
         if not drop_short_users:
             user, count = short[0]
             more = f" ({len(short)} such users in total)" if len(short) > 1 else ""
+            source = f"{data.source}: " if getattr(data, "source", None) else ""
             raise ValueError(
-                f"user {user!r} has {count} interaction(s); leave-one-out needs >= 3 per user "
-                f"(train, validation, test){more}. Filter with load_dataset(..., "
+                f"{source}user {user!r} has {count} interaction(s); leave-one-out needs >= 3 per user "
+                f"(train, validation, test){more}. Filter them out: `data.min_user_interactions: 3` (genrec "
+                "train), --min-user-interactions 3 (genrec data stats / tokenize / evaluate), load_dataset(..., "
                 "min_user_interactions=3) or leave_one_out(data, drop_short_users=True)"
             )
         logger.warning("leave_one_out: dropping %d users with < 3 interactions", len(short))

@@ -279,13 +279,19 @@ class CatalogIdsMixin(CatalogMixin):
 
     # ----- item_ids.json ---------------------------------------------------------------------------
     def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs) -> None:
-        """``PreTrainedModel.save_pretrained`` plus ``item_ids.json`` (the catalog, column order); with
+        """``PreTrainedModel.save_pretrained`` plus ``item_ids.json`` (the catalog, column order) and the model card
+        ``README.md``; with
         :attr:`fingerprint_item_ids`, config.json gets the ids' fingerprint, which ``from_pretrained`` checks."""
         if self.item_ids is not None and self.fingerprint_item_ids:
             self.config.catalog_fingerprint = catalog_fingerprint(self.item_ids)
         super().save_pretrained(save_directory, *args, **kwargs)
-        if self.item_ids is not None and kwargs.get("is_main_process", True):
+        if not kwargs.get("is_main_process", True):
+            return
+        if self.item_ids is not None:
             save_item_ids(save_directory, self.item_ids)
+        from genrec.models.model_card import save_model_card
+
+        save_model_card(self, save_directory)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *args, **kwargs):

@@ -75,7 +75,8 @@ class ModelRecord:
             ``item_ids``; ``None``: not built by ``genrec train``, e.g. the reward model, which ``genrec align``
             trains).
         needs_catalog, needs_train_sequences: what the builder reads (checked before it is called).
-        extra_model_keys: run-config ``model.`` keys the builder takes beyond the config's fields.
+        extra_model_keys: run-config ``model.`` keys the builder takes beyond the config's fields (mappings).
+        path_model_keys: run-config ``model.`` keys the builder takes that name a folder or Hub repo id (strings).
         config_check_kwargs: values the config needs to be constructed when ``genrec train`` validates the
             ``model`` section before any data is loaded (e.g. a catalog size that only the data gives).
     """
@@ -90,6 +91,7 @@ class ModelRecord:
     needs_catalog: bool = False
     needs_train_sequences: bool = False
     extra_model_keys: tuple[str, ...] = ()
+    path_model_keys: tuple[str, ...] = ()
     config_check_kwargs: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
@@ -139,10 +141,12 @@ MODEL_RECORDS: tuple[ModelRecord, ...] = (
                 builder=f"{_M}.bigrec.modeling_bigrec:BIGRecForCausalLM.from_dataset", needs_catalog=True),
     ModelRecord("p5", "genrec-p5", f"{_M}.p5.configuration_p5:P5Config",
                 f"{_M}.p5.modeling_p5:P5ForConditionalGeneration", ("AutoModelForSeq2SeqLM", "AutoModel"), "seq2seq",
-                builder=f"{_M}.p5.modeling_p5:P5ForConditionalGeneration.from_dataset", needs_catalog=True, needs_train_sequences=True),
+                builder=f"{_M}.p5.modeling_p5:P5ForConditionalGeneration.from_dataset", needs_catalog=True, needs_train_sequences=True,
+                path_model_keys=("item_tokenizer",)),
     ModelRecord("onerec", "genrec-onerec", f"{_M}.onerec.configuration_onerec:OneRecConfig",
                 f"{_M}.onerec.modeling_onerec:OneRecForConditionalGeneration", ("AutoModelForSeq2SeqLM", "AutoModel"),
-                "seq2seq", builder=f"{_M}.onerec.modeling_onerec:OneRecForConditionalGeneration.from_dataset", needs_catalog=True, needs_train_sequences=True),
+                "seq2seq", builder=f"{_M}.onerec.modeling_onerec:OneRecForConditionalGeneration.from_dataset", needs_catalog=True, needs_train_sequences=True,
+                path_model_keys=("item_tokenizer",)),
     ModelRecord("popularity", "genrec-popularity", f"{_M}.popularity.configuration_popularity:PopularityConfig",
                 f"{_M}.popularity.modeling_popularity:PopularityModel", ("AutoModel",), "nonparametric",
                 builder=f"{_M}.popularity.modeling_popularity:PopularityModel.from_dataset", needs_train_sequences=True),

@@ -79,6 +79,27 @@ class DataArguments:
         metadata={"help": "Keep duplicate events (same user, item and timestamp). By default they are dropped, "
                           "counted in metrics.json (data/duplicates_dropped) and logged."},
     )
+    user_col: str | None = field(
+        default=None,
+        metadata={"help": "Interactions tables (CSV/TSV/Parquet): the user id column; null = the first of user_id, "
+                          "user, userId, ... (genrec.data.readers.USER_COLUMNS)."},
+    )
+    item_col: str | None = field(
+        default=None, metadata={"help": "Interactions tables: the item id column; null = detect (item_id, item, ...)."},
+    )
+    time_col: str | None = field(
+        default=None,
+        metadata={"help": "Interactions tables: the timestamp column (numbers or dates); null = detect (timestamp, "
+                          "time, ts, ...; without one the file order is the time order)."},
+    )
+    min_user_interactions: int = field(
+        default=0,
+        metadata={"help": "k-core filter: drop users with fewer interactions (leave-one-out needs 3 per user); "
+                          "0 = off."},
+    )
+    min_item_interactions: int = field(
+        default=0, metadata={"help": "k-core filter: drop items with fewer interactions (iterated with users); 0 = off."},
+    )
 
     def __post_init__(self):
         if not isinstance(self.dataset, str) or not self.dataset:
@@ -89,6 +110,20 @@ class DataArguments:
             raise ValueError(f"`data.max_users` ({self.max_users!r}) must be a positive integer or null")
         if not isinstance(self.keep_duplicates, bool):
             raise ValueError(f"`data.keep_duplicates` ({self.keep_duplicates!r}) must be true or false")
+        for name in ("user_col", "item_col", "time_col"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ValueError(f"`data.{name}` ({value!r}) must be a column name or null (detect)")
+        for name in ("min_user_interactions", "min_item_interactions"):
+            value = getattr(self, name)
+            if not is_int(value) or value < 0:
+                raise ValueError(f"`data.{name}` ({value!r}) must be an integer >= 0 (0 = no filter)")
+
+    def load_options(self) -> dict[str, Any]:
+        """``load_dataset``'s keyword arguments for this data section (not the dataset itself, nor ``max_users``)."""
+        return {"keep_duplicates": self.keep_duplicates, "user_col": self.user_col, "item_col": self.item_col,
+                "time_col": self.time_col, "min_user_interactions": self.min_user_interactions,
+                "min_item_interactions": self.min_item_interactions}
 
 
 @dataclass
@@ -215,7 +250,8 @@ class RunConfig:
 def _allowed_model_keys(model_type: str) -> list[str]:
     record = get_model_record(model_type)
     fields = [f.name for f in dataclasses.fields(record.load_config_class()) if not f.name.startswith("_")]
-    return sorted(fields + list(record.extra_model_keys))  # extra: e.g. recgpt's `tokenizer` section
+    # extra: e.g. recgpt's `tokenizer` section; paths: e.g. P5/OneRec's `item_tokenizer` folder
+    return sorted(fields + list(record.extra_model_keys) + list(record.path_model_keys))
 
 
 def _parse_value(text: str) -> Any:
@@ -415,9 +451,14 @@ def build_run_config(values: dict[str, Any], *, output_dir: str | os.PathLike | 
     for key in record.extra_model_keys:  # builder sections (recgpt's `tokenizer`): mappings of their own fields
         if not isinstance(model_values.get(key, {}), (dict, type(None))):
             raise ValueError(f"`model.{key}` ({model_values[key]!r}) must be a mapping or null")
+    for key in record.path_model_keys:  # a folder or Hub repo id (P5/OneRec's fitted `item_tokenizer`)
+        value = model_values.get(key)
+        if value is not None and (not isinstance(value, str) or not value):
+            raise ValueError(f"`model.{key}` ({value!r}) must be a folder path, a Hugging Face Hub repo id or null")
     # Build once to validate the numbers now rather than after loading data.
     config_class = record.load_config_class()
-    config_values = {key: value for key, value in model_values.items() if key not in record.extra_model_keys}
+    builder_keys = (*record.extra_model_keys, *record.path_model_keys)
+    config_values = {key: value for key, value in model_values.items() if key not in builder_keys}
     check_value_types("model", config_values, config_class)
     try:
         config_class(**{**record.config_check_kwargs, **config_values})

@@ -114,17 +114,19 @@ def prepare_output(output: str | os.PathLike, *, overwrite: bool = False,
     return check_output_folder(output, overwrite=overwrite, protect=protect)
 
 
-def load_split(dataset: str, max_users: int | None = None, *, keep_duplicates: bool = False):
+def load_split(dataset: str, max_users: int | None = None, *, keep_duplicates: bool = False, **load_options):
     """Load a dataset and its leave-one-out split, optionally keeping only the first ``max_users`` users.
 
-    ``keep_duplicates`` is ``load_dataset``'s: duplicate events are dropped (and counted) by default.
+    ``keep_duplicates`` and ``load_options`` (``user_col``, ``item_col``, ``time_col``, ``min_user_interactions``,
+    ... : ``DataArguments.load_options()``) are ``load_dataset``'s: duplicate events are dropped (and counted) by
+    default.
 
     Returns:
         ``(data, train_sequences, valid, test)``; the catalog is always the full one.
     """
     from genrec.data import leave_one_out, load_dataset
 
-    data = load_dataset(dataset, keep_duplicates=keep_duplicates)
+    data = load_dataset(dataset, keep_duplicates=keep_duplicates, **load_options)
     split = leave_one_out(data)
     train_sequences, valid, test = split.train_sequences, split.valid, split.test
     if max_users is not None and max_users < data.num_users:
@@ -231,7 +233,7 @@ def run_training(run: RunConfig, output: str | os.PathLike, *, overwrite: bool =
         run.training.output_dir = str(checkpoints or output)
         resume_from = prepare_checkpoints(output, run.to_dict(), resume=resume, overwrite=overwrite,
                                           main_process=False) if checkpoints else None
-        loaded = load_split(run.data.dataset, run.data.max_users, keep_duplicates=run.data.keep_duplicates)
+        loaded = load_split(run.data.dataset, run.data.max_users, **run.data.load_options())
         return _train_and_evaluate(run, None, loaded, resume_from=resume_from)
 
     with output_lock(output):
@@ -245,7 +247,7 @@ def run_training(run: RunConfig, output: str | os.PathLike, *, overwrite: bool =
             logger.warning("--resume: `training.save_strategy` is 'no', so this run saves no checkpoints; "
                            "starting from step 0")
         # Bad data is bad input: read it before anything is written (one line, nothing on disk).
-        loaded = load_split(run.data.dataset, run.data.max_users, keep_duplicates=run.data.keep_duplicates)
+        loaded = load_split(run.data.dataset, run.data.max_users, **run.data.load_options())
         staging = staging_directory(output)
         log_path = staging / LOG_FILE
         try:
@@ -473,8 +475,13 @@ def _train_and_evaluate(run: RunConfig, staging: Path | None, loaded, *,
         "training": args.to_dict(),
     }
     atomic_write_json(staging / "resolved_config.json", resolved)
-    if record.kind == "seq2seq":  # the checkpoint's model card (README.md) shows the measured metrics
-        model.card_metrics = {key: round(value, 5) for key, value in evaluation.items() if "@" in key}
+    from genrec.models.model_card import set_card_info
+
+    set_card_info(  # the checkpoint's model card (README.md) shows the data and the measured metrics
+        model, dataset=data.name, metrics=evaluation, written_by=f"genrec train (model.type {run.model_type})",
+        data={"num_users": len(valid_set), "num_items": data.num_items, "max_users": run.data.max_users},
+        notes=[f"validation and test over {len(valid_set):,} / {len(test_set):,} users"
+               + (", history items excluded" if args.exclude_history_items else ", history items not excluded")])
     with atomic_directory(staging / CHECKPOINT_DIR) as checkpoint:
         model.save_pretrained(checkpoint)
     atomic_write_json(staging / "log_history.json", trained.log_history)
@@ -537,13 +544,16 @@ def _load_checkpoint_model(auto_class, path: Path):
     return model
 
 
-def resolve_checkpoint(path: str | os.PathLike) -> Path:
-    """The saved-model folder of ``path``: ``path`` itself, or the ``checkpoint/`` of a run folder.
+def resolve_checkpoint(path: str | os.PathLike, *, what: str = "checkpoint") -> Path:
+    """The saved-model folder of ``path``: ``path`` itself, or the ``checkpoint/`` of a run folder; a Hub repo id
+    (``owner/name[@revision]``) that is no local path is downloaded first (:func:`genrec.utils.hub.resolve_folder`).
 
     Raises:
-        FileNotFoundError: neither holds a ``config.json``.
+        FileNotFoundError: neither holds a ``config.json``, or the repo could not be downloaded.
     """
-    folder = Path(path)
+    from genrec.utils.hub import resolve_folder
+
+    folder = resolve_folder(path, what=what)
     if (folder / CHECKPOINT_DIR / "config.json").is_file():
         return folder / CHECKPOINT_DIR
     if not (folder / "config.json").is_file():
@@ -615,6 +625,7 @@ def evaluate_checkpoint(
     show_progress: bool = False,
     keep_duplicates: bool = False,
     dataset_source: str | None = None,
+    load_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Leave-one-out full-ranking metrics of a saved model on a dataset.
 
@@ -626,6 +637,7 @@ def evaluate_checkpoint(
             dropped is ``data/duplicates_dropped`` in the result.
         show_progress: progress bars of the ranking.
         dataset_source: where ``dataset`` came from (e.g. the run folder's config.yaml), for error messages.
+        load_options: more ``load_dataset`` options (table columns, k-core), as the model was trained with.
 
     Returns:
         flat metrics ``{"test/recall@10": ..., ...}``.
@@ -639,7 +651,7 @@ def evaluate_checkpoint(
             raise ValueError(f"`split` ({split_name!r}) must be one of ['valid', 'test']")
     model, path = load_checkpoint(checkpoint)
     try:
-        data, _, valid, test = load_split(dataset, max_users, keep_duplicates=keep_duplicates)
+        data, _, valid, test = load_split(dataset, max_users, keep_duplicates=keep_duplicates, **(load_options or {}))
     except (ValueError, FileNotFoundError) as error:
         if dataset_source is None:
             raise

@@ -149,7 +149,7 @@ def test_table_formats_columns_and_dates(tmp_path):
     with gzip.open(tmp_path / "gz" / "interactions.csv.gz", "wt") as handle:
         handle.write("user_id,item_id,timestamp\na,1,2\na,2,1\nb,1,1\n")
     assert load_dataset(tmp_path / "gz").sequences == {"a": ["2", "1"], "b": ["1"]}
-    with pytest.raises(ValueError, match=r"`user_col` 'nobody' is not a column"):
+    with pytest.raises(ValueError, match=r"the user column 'nobody' \(`user_col`\) is not a column"):
         load_dataset(tmp_path / "log.tsv", user_col="nobody")
     with pytest.raises(ValueError, match=r"no user column found.*user_col="):
         load_dataset(tmp_path / "log.tsv")

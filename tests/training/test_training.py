@@ -170,10 +170,13 @@ def test_run_training_learns_the_toy_pattern_and_writes_the_run_folder(tmp_path,
         "train.log",
     ]
     assert sorted(path.name for path in (output / "checkpoint").iterdir()) == [
+        "README.md",  # the model card, with this run's dataset and metrics
         "config.json",
         "item_ids.json",
         "model.safetensors",
     ]
+    card = (output / "checkpoint" / "README.md").read_text()
+    assert f"| test | recall@5 | {metrics['test/recall@5']:.5f} |" in card and "library_name: genrec" in card
     on_disk = json.loads((output / "metrics.json").read_text())
     assert on_disk == json.loads(json.dumps(metrics))
     for key in ("test/recall@5", "test/ndcg@5", "valid/ndcg@5", "train/seconds", "machine/cpu", "test/mrr@5"):

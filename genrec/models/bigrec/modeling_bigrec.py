@@ -431,7 +431,7 @@ class BIGRecForCausalLM(Recommender, PreTrainedModel):
     # ----- persistence ------------------------------------------------------------------------------
     def save_pretrained(self, save_directory: str | os.PathLike, *, save_title_embeddings: bool | None = None,
                         **kwargs: Any) -> None:
-        """Write config.json, the LoRA adapter (or merged weights), the tokenizer and the catalog.
+        """Write config.json, the LoRA adapter (or merged weights), the tokenizer, the catalog and the model card.
 
         Args:
             save_title_embeddings: also write ``title_embeddings.safetensors`` (the LM embeddings of every title
@@ -463,6 +463,9 @@ class BIGRecForCausalLM(Recommender, PreTrainedModel):
                             "weights_digest": self._weights_digest()}
                 tensors = {"title_embeddings": self.item_embeddings().contiguous()}
                 atomic_write_bytes(directory / TITLE_EMBEDDINGS_FILE, save_tensors(tensors, metadata=metadata))
+        from genrec.models.model_card import save_model_card
+
+        save_model_card(self, directory)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *args: Any, config: BIGRecConfig | None = None,
@@ -473,11 +476,11 @@ class BIGRecForCausalLM(Recommender, PreTrainedModel):
             FileNotFoundError: no config.json, or neither ``adapter/`` nor ``model/``.
             ValueError: ``catalog.json`` or the tokenizer are not the ones the weights were saved with.
         """
-        directory = Path(pretrained_model_name_or_path)
-        if not directory.is_dir():
-            from huggingface_hub import snapshot_download
+        from genrec.utils.hub import hub_lookup, resolve_folder
 
-            directory = Path(snapshot_download(str(pretrained_model_name_or_path)))
+        lookup = hub_lookup(kwargs)
+        subfolder = lookup.pop("subfolder", None) or ""
+        directory = resolve_folder(pretrained_model_name_or_path, what="BIGRec checkpoint", **lookup) / subfolder
         if not (directory / "config.json").is_file():
             raise FileNotFoundError(f"{str(directory)!r} has no config.json")
         if config is None or not isinstance(config, BIGRecConfig):

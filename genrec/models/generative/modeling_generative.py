@@ -48,7 +48,6 @@ from genrec.models.histories import catalog_fingerprint, check_catalog_fingerpri
 from genrec.models.layers import SparseMoeBlock
 from genrec.models.recommender import DEFAULT_BATCH_SIZE, DEFAULT_EXCLUDE_HISTORY, DEFAULT_K, Recommender
 from genrec.utils.checks import check_int
-from genrec.utils.io import atomic_write_text
 
 logger = logging.get_logger(__name__)
 
@@ -663,7 +662,7 @@ class GenerativeT5Model(Recommender, T5ForConditionalGeneration):
     def from_dataset(cls, catalog, train_sequences, *, seed: int = 0, item_tokenizer=None, item_vector_table=None,
                      **config_kwargs: Any):
         """genrec's one builder (:mod:`genrec.models.recommender`): fit the configured item tokenizer on the
-        catalog + TRAINING sequences and build an untrained model bound to it.
+        catalog + TRAINING sequences (or load a fitted one) and build an untrained model bound to it.
 
         With ``input_granularity="item"`` and ``item_vectors`` set, the per-item vectors (text embedding, optionally
         plus collaborative dimensions) are computed here too (:func:`dataset_item_input_vectors`).
@@ -672,15 +671,16 @@ class GenerativeT5Model(Recommender, T5ForConditionalGeneration):
             catalog: ``genrec.data.ItemCatalog`` (row order = the model's item order).
             train_sequences: ``{user: [item ids]}`` of the training part only (no validation/test items).
             seed: tokenizer seed when its config has none.
-            item_tokenizer: an item tokenizer already fitted on this catalog to reuse (skips the fit; e.g. several
-                variants of one model in a benchmark).
+            item_tokenizer (str | os.PathLike | ItemTokenizer | None): a tokenizer fitted on this catalog (e.g. by
+                ``genrec tokenize``), as an object, a folder or a Hub repo id (``model.item_tokenizer`` in a run
+                config); it replaces ``item_tokenizer_method`` / ``item_tokenizer_config``. None: fit one.
             item_vector_table: precomputed ``(num_items, D)`` item vectors to use instead of building them from
                 ``item_vectors`` (item-level inputs only).
             **config_kwargs: config fields (``item_tokenizer_method`` / ``item_tokenizer_config`` pick the tokenizer).
 
         Raises:
-            ValueError: bad config values, an unknown tokenizer method, or ``item_vectors`` reading item text from a
-                catalog without text.
+            ValueError: bad config values, an unknown tokenizer method, an ``item_tokenizer`` fitted on another
+                catalog, or ``item_vectors`` reading item text from a catalog without text.
         """
         import time
 
@@ -691,16 +691,18 @@ class GenerativeT5Model(Recommender, T5ForConditionalGeneration):
         if vectors is None and config.input_granularity == "item" and config.item_vectors is not None:
             vectors = dataset_item_input_vectors(catalog, config.item_vectors, train_sequences,
                                                  tokenizer_config=config.item_tokenizer_config)
-        if item_tokenizer is None:
-            tokenizer_config = dict(config.item_tokenizer_config or {})
-            tokenizer_class = get_tokenizer_class(config.item_tokenizer_method)
-            tokenizer_config.setdefault("seed", seed)
-            start = time.time()
-            item_tokenizer = tokenizer_class(tokenizer_config).fit(catalog, sequences=train_sequences)
-            logger.info(f"item tokenizer {config.item_tokenizer_method} fitted in {time.time() - start:.1f}s: "
-                        f"code length {item_tokenizer.code_length}, codebooks {item_tokenizer.codebook_sizes}")
-        elif list(item_tokenizer.item_ids) != list(catalog.item_ids):
-            raise ValueError("`item_tokenizer` was fitted on another catalog (its item_ids differ from the catalog's)")
+        if item_tokenizer is not None:  # config.json then names the scheme that made the ids, not the preset's
+            item_tokenizer = _fitted_item_tokenizer(item_tokenizer, catalog)
+            config.item_tokenizer_method = item_tokenizer.method
+            config.item_tokenizer_config = item_tokenizer.config.to_dict()
+            return cls.from_item_tokenizer(item_tokenizer, config, item_vector_table=vectors)
+        tokenizer_config = dict(config.item_tokenizer_config or {})
+        tokenizer_class = get_tokenizer_class(config.item_tokenizer_method)
+        tokenizer_config.setdefault("seed", seed)
+        start = time.time()
+        item_tokenizer = tokenizer_class(tokenizer_config).fit(catalog, sequences=train_sequences)
+        logger.info(f"item tokenizer {config.item_tokenizer_method} fitted in {time.time() - start:.1f}s: "
+                    f"code length {item_tokenizer.code_length}, codebooks {item_tokenizer.codebook_sizes}")
         return cls.from_item_tokenizer(item_tokenizer, config, item_vector_table=vectors)
 
     @torch.no_grad()
@@ -757,21 +759,24 @@ class GenerativeT5Model(Recommender, T5ForConditionalGeneration):
         if self.item_tokenizer is not None:
             self.config.catalog_fingerprint = catalog_fingerprint(self.item_ids, self.item_token_table)
         result = super().save_pretrained(save_directory, *args, **kwargs)
-        if not kwargs.get("is_main_process", True) or self.item_tokenizer is None:
+        if not kwargs.get("is_main_process", True):
             return result
-        from safetensors.torch import save_file
+        from genrec.models.model_card import save_model_card
 
         directory = Path(save_directory)
-        self.tokenizer.save_pretrained(directory)
-        self.item_tokenizer.save_pretrained(directory / ITEM_TOKENIZER_DIR)
-        save_item_ids(directory, self.item_ids)
-        tmp = directory / f".{CATALOG_FILE}.tmp"
-        tensors = {"item_token_ids": self.item_token_table.cpu().contiguous()}
-        if self.item_vector_table is not None:  # item-level inputs: the vectors travel with the item -> codes table
-            tensors["item_vectors"] = self.item_vector_table.float().cpu().contiguous()
-        save_file(tensors, str(tmp), metadata={"format": "genrec-catalog", "num_items": str(self.config.num_items)})
-        os.replace(tmp, directory / CATALOG_FILE)
-        atomic_write_text(directory / "README.md", self.model_card())
+        if self.item_tokenizer is not None:
+            from safetensors.torch import save_file
+
+            self.tokenizer.save_pretrained(directory)
+            self.item_tokenizer.save_pretrained(directory / ITEM_TOKENIZER_DIR)
+            save_item_ids(directory, self.item_ids)
+            tmp = directory / f".{CATALOG_FILE}.tmp"
+            tensors = {"item_token_ids": self.item_token_table.cpu().contiguous()}
+            if self.item_vector_table is not None:  # item-level inputs: the vectors travel with the codes table
+                tensors["item_vectors"] = self.item_vector_table.float().cpu().contiguous()
+            save_file(tensors, str(tmp), metadata={"format": "genrec-catalog", "num_items": str(self.config.num_items)})
+            os.replace(tmp, directory / CATALOG_FILE)
+        save_model_card(self, directory)
         return result
 
     @classmethod
@@ -784,7 +789,7 @@ class GenerativeT5Model(Recommender, T5ForConditionalGeneration):
         """
         model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
         folder = _resolve_folder(pretrained_model_name_or_path, kwargs)
-        if folder is not None and (folder / ITEM_TOKENIZER_DIR / "config.json").is_file():
+        if (folder / ITEM_TOKENIZER_DIR / "config.json").is_file():
             from safetensors.torch import load_file
             from transformers import AutoTokenizer
 
@@ -817,69 +822,41 @@ class GenerativeT5Model(Recommender, T5ForConditionalGeneration):
                 f"{ITEM_TOKENIZER_DIR}/, {CATALOG_FILE}, {ITEM_IDS_FILE} and the tokenizer files")
         return model
 
-    def model_card(self) -> str:
-        """A Hub model card (README.md) describing the model, its item tokenizer and how to use it."""
-        config = self.config
-        name = type(self).__name__
-        stats = {} if self.item_tokenizer is None else dict(self.item_tokenizer.stats)
-        num_parameters = sum(p.numel() for p in self.parameters())
-        metrics = getattr(self, "card_metrics", None) or {}
-        moe = (f" ({config.num_experts} experts, top-{config.num_experts_per_tok}, in the {config.moe_layers} layers)"
-               if config.ffn_type == "moe" else "")
-        code_length = None if self.item_tokenizer is None else self.item_tokenizer.code_length
-        metric_lines = "\n".join(f"| {k} | {v} |" for k, v in sorted(metrics.items())) or "| (not evaluated) | |"
-        return f"""---
-library_name: transformers
-tags:
-- genrec
-- recommendation
-- generative-recommendation
-- {config.model_type}
-pipeline_tag: text2text-generation
----
 
-# {name}
+def _fitted_item_tokenizer(item_tokenizer, catalog):
+    """A fitted item tokenizer (object, folder or Hub repo id) whose items are ``catalog``'s, in its order.
 
-A genrec generative recommender (`model_type: {config.model_type}`): an encoder-decoder transformer that reads a
-user's item history and generates the next items as semantic-id token sequences, constrained to the catalog.
+    Raises:
+        ValueError: it was fitted on another catalog (the items differ or come in another order).
+    """
+    from genrec.tokenization import AutoItemTokenizer
 
-- parameters: {num_parameters:,}; d_model {config.d_model}, {config.num_layers} encoder + {config.num_decoder_layers} decoder layers, {config.num_heads} heads, feed-forward `{config.ffn_type}`{moe}
-- catalog: {config.num_items} items; item tokenizer `{config.item_tokenizer_method}` (folder `item_tokenizer/`), code length {code_length}, collision rate after disambiguation {stats.get("collision_rate_after", "n/a")}
-- decoding catalog: `catalog.safetensors` (every item's token ids); `generate()` only emits catalog items
-
-## Usage
-
-```python
-import genrec  # registers the genrec model types with the transformers Auto classes
-from transformers import AutoModelForSeq2SeqLM
-
-model = AutoModelForSeq2SeqLM.from_pretrained("path/or/hub-id")
-model.recommend([["item_1", "item_7", "item_3"]], k=10)   # [[(item_id, log_prob), ...]] best first
-```
-
-## Metrics
-
-| metric | value |
-| --- | --- |
-{metric_lines}
-"""
+    where = "the item tokenizer"
+    if isinstance(item_tokenizer, (str, os.PathLike)):
+        where = f"`model.item_tokenizer` {os.fspath(item_tokenizer)!r}"
+        item_tokenizer = AutoItemTokenizer.from_pretrained(item_tokenizer)
+    items, expected = list(item_tokenizer.item_ids), [str(item) for item in catalog.item_ids]
+    if items != expected:
+        missing = [item for item in expected if item not in set(items)]
+        detail = (f"the dataset's items {missing[:3]} are not in it" if missing
+                  else "its items come in another order" if sorted(items) == sorted(expected)
+                  else f"it has {len(items)} items, the dataset {len(expected)}")
+        raise ValueError(f"{where} was fitted on another catalog ({detail}); fit it on this dataset with "
+                         "`genrec tokenize --dataset <the same data and data options>`")
+    logger.info(f"item tokenizer {item_tokenizer.method!r} loaded (not fitted): code length "
+                f"{item_tokenizer.code_length}, codebooks {item_tokenizer.codebook_sizes}")
+    return item_tokenizer
 
 
-def _resolve_folder(name_or_path, kwargs: dict) -> Path | None:
-    """Local folder of a checkpoint (a Hub id is downloaded with ``snapshot_download``)."""
-    path = Path(name_or_path)
-    subfolder = kwargs.get("subfolder") or ""
-    if path.is_dir():
-        return path / subfolder if subfolder else path
-    try:
-        from huggingface_hub import snapshot_download
+def _resolve_folder(name_or_path, kwargs: dict) -> Path:
+    """Local folder of a checkpoint: a Hub repo id is downloaded whole (:func:`genrec.utils.hub.resolve_folder`:
+    the item tokenizer, catalog and tokenizer files come with the weights)."""
+    from genrec.utils.hub import hub_lookup, resolve_folder
 
-        local = snapshot_download(str(name_or_path), revision=kwargs.get("revision"),
-                                  cache_dir=kwargs.get("cache_dir"), token=kwargs.get("token"))
-    except Exception as error:  # noqa: BLE001 - a plain T5 Hub checkpoint has no item tokenizer: not an error
-        logger.info(f"no item tokenizer found for {name_or_path!r}: {error}")
-        return None
-    return Path(local) / subfolder if subfolder else Path(local)
+    lookup = hub_lookup(kwargs)
+    subfolder = lookup.pop("subfolder", None) or ""
+    local = resolve_folder(name_or_path, what="checkpoint", **lookup)
+    return local / subfolder if subfolder else local
 
 
 def dataset_item_input_vectors(catalog, options: dict[str, Any], train_sequences, *,

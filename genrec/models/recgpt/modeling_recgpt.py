@@ -835,7 +835,7 @@ class RecGPTForCausalLM(Recommender, RecGPTPreTrainedModel):
     # ----- persistence ------------------------------------------------------------------------------
     def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs) -> None:
         """``PreTrainedModel.save_pretrained`` + ``catalog.safetensors`` (codes, text embeddings),
-        ``item_ids.json`` and ``item_tokenizer/`` (the fsq tokenizer) when present."""
+        ``item_ids.json`` and ``item_tokenizer/`` (the fsq tokenizer) when present, and the model card ``README.md``."""
         from safetensors.torch import save as save_tensors
 
         from genrec.utils.io import atomic_write_bytes
@@ -852,6 +852,9 @@ class RecGPTForCausalLM(Recommender, RecGPTPreTrainedModel):
             atomic_write_bytes(directory / CATALOG_FILE, save_tensors(tensors))
         if self.item_tokenizer is not None:
             self.item_tokenizer.save_pretrained(directory / ITEM_TOKENIZER_DIR)
+        from genrec.models.model_card import save_model_card
+
+        save_model_card(self, directory)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *args, **kwargs):
