@@ -66,6 +66,28 @@ SEQ2SEQ_VARIANTS = [
 ]
 
 
+
+def timed_steps(model, loader, optimizer, warmup: int, steps: int):
+    """Train ``warmup + steps`` optimizer steps on ``loader`` (cycled); yields ``(batch, step seconds, seconds to get
+    the batch)`` for each of the ``steps`` measured ones (forward, backward and optimizer step; the warm-up is not
+    timed)."""
+    model.train()
+    batches = iter(loader)
+    for step in range(warmup + steps):
+        data_start = time.perf_counter()
+        try:
+            batch = next(batches)
+        except StopIteration:
+            batches = iter(loader)
+            batch = next(batches)
+        start = time.perf_counter()
+        loss = model(**batch).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if step >= warmup:
+            yield batch, time.perf_counter() - start, start - data_start
+
 def measure(config_path: str, overrides: list[str], *, steps: int, warmup: int, seed: int) -> dict:
     """Time ``steps`` optimizer steps of one preset; returns its throughput row."""
     import torch
@@ -86,28 +108,15 @@ def measure(config_path: str, overrides: list[str], *, steps: int, warmup: int, 
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, collate_fn=collator,
                         generator=torch.Generator().manual_seed(seed))
     optimizer = torch.optim.AdamW(model.parameters(), lr=run.training.learning_rate)
-    model.train()
-    batches = iter(loader)
     rows = targets = 0
     elapsed = 0.0
-    for step in range(warmup + steps):
-        try:
-            batch = next(batches)
-        except StopIteration:
-            batches = iter(loader)
-            batch = next(batches)
-        start = time.perf_counter()
-        loss = model(**batch).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        if step >= warmup:
-            elapsed += time.perf_counter() - start
-            labels = batch["labels"]
-            rows += labels.shape[0]
-            # decoder-only rows (NextItemDataset): one target per labelled position; encoder-decoder rows: one
-            # target item (OneRec session rows count as one: their extra items are conditioned on the first)
-            targets += labels.shape[0] if seq2seq else int((labels > 0).sum())
+    for batch, seconds, _ in timed_steps(model, loader, optimizer, warmup, steps):
+        elapsed += seconds
+        labels = batch["labels"]
+        rows += labels.shape[0]
+        # decoder-only rows (NextItemDataset): one target per labelled position; encoder-decoder rows: one
+        # target item (OneRec session rows count as one: their extra items are conditioned on the first)
+        targets += labels.shape[0] if seq2seq else int((labels > 0).sum())
     rows_per_s = rows / elapsed
     return {
         "config": str(config_path),
@@ -196,29 +205,15 @@ def measure_seq2seq(label: str, config_path, overrides: list[str], shared: _Shar
         build_seconds = time.perf_counter() - build_start
         model = trainer.model
         optimizer = torch.optim.AdamW(model.parameters(), lr=run.training.learning_rate)
-        model.train()
-        batches = iter(loader)
         examples = real = padded = labels = 0
         elapsed = data_seconds = 0.0
-        for step in range(warmup + steps):
-            data_start = time.perf_counter()
-            try:
-                batch = next(batches)
-            except StopIteration:
-                batches = iter(loader)
-                batch = next(batches)
-            start = time.perf_counter()
-            loss = model(**batch).loss
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            if step >= warmup:
-                elapsed += time.perf_counter() - start
-                data_seconds += start - data_start
-                examples += batch["labels"].shape[0]
-                real += int(batch["attention_mask"].sum())
-                padded += batch["input_ids"].numel()
-                labels += int((batch["labels"] != -100).sum())
+        for batch, seconds, batch_seconds in timed_steps(model, loader, optimizer, warmup, steps):
+            elapsed += seconds
+            data_seconds += batch_seconds
+            examples += batch["labels"].shape[0]
+            real += int(batch["attention_mask"].sum())
+            padded += batch["input_ids"].numel()
+            labels += int((batch["labels"] != -100).sum())
     config = model.config
     examples_per_s = examples / elapsed
     return {

@@ -474,6 +474,20 @@ class GenerativeT5Model(Recommender, T5ForConditionalGeneration):
         """Token ids of catalog row ``row`` (padding dropped)."""
         return [t for t in self.item_token_table[row].tolist() if t >= 0]
 
+    @classmethod
+    def _new_bound_model(cls, config: GenerativeT5Config, item_tokenizer, tokenizer, item_vector_table=None):
+        """A new model of ``config`` over ``tokenizer``'s vocabulary, bound to the item tokenizer's whole catalog
+        (with the item-level input vectors, when given)."""
+        cls._size_item_vectors(config, item_vector_table)
+        config.vocab_size = len(tokenizer)
+        config.pad_token_id, config.eos_token_id = tokenizer.pad_token_id, tokenizer.eos_token_id
+        config.decoder_start_token_id = tokenizer.pad_token_id
+        config.num_items = item_tokenizer.num_items
+        model = cls(config)
+        model.set_catalog(item_tokenizer.item_ids, item_tokenizer=item_tokenizer, tokenizer=tokenizer,
+                          item_vectors=item_vector_table)
+        return model
+
     @staticmethod
     def _size_item_vectors(config: GenerativeT5Config, item_vector_table) -> None:
         """Set ``config.item_vector_dim`` from the vectors a new model is built with (``from_item_tokenizer``).

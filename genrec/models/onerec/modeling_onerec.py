@@ -107,17 +107,7 @@ class OneRecForConditionalGeneration(GenerativeT5Model):
             OneRecForConditionalGeneration with ``tokenizer``, ``item_tokenizer`` and ``catalog`` set.
         """
         config = config if config is not None else OneRecConfig(**config_kwargs)
-        cls._size_item_vectors(config, item_vector_table)
-        tokenizer = item_tokenizer.build_hf_tokenizer()
-        config.vocab_size = len(tokenizer)
-        config.pad_token_id, config.eos_token_id = tokenizer.pad_token_id, tokenizer.eos_token_id
-        config.decoder_start_token_id = tokenizer.pad_token_id
-        config.num_items = item_tokenizer.num_items
-        model = cls(config)
-        model.set_catalog(item_tokenizer.item_ids, item_tokenizer=item_tokenizer, tokenizer=tokenizer)
-        if item_vector_table is not None:
-            model.set_item_vectors(item_vector_table)
-        return model
+        return cls._new_bound_model(config, item_tokenizer, item_tokenizer.build_hf_tokenizer(), item_vector_table)
 
     def example_encoder(self) -> SessionEncoder:
         return SessionEncoder(

@@ -105,17 +105,11 @@ class P5ForConditionalGeneration(GenerativeT5Model):
             P5ForConditionalGeneration with ``tokenizer``, ``item_tokenizer`` and ``catalog`` set.
         """
         config = config if config is not None else P5Config(**config_kwargs)
-        cls._size_item_vectors(config, item_vector_table)
-        if config.backbone is not None:
-            model = cls._from_backbone(item_tokenizer, config)
-        else:
+        if config.backbone is None:
             tokenizer = build_prompt_tokenizer(item_tokenizer, text_vocab_size=config.text_vocab_size)
-            config.vocab_size = len(tokenizer)
-            config.pad_token_id, config.eos_token_id = tokenizer.pad_token_id, tokenizer.eos_token_id
-            config.decoder_start_token_id = tokenizer.pad_token_id
-            config.num_items = item_tokenizer.num_items
-            model = cls(config)
-            model.set_catalog(item_tokenizer.item_ids, item_tokenizer=item_tokenizer, tokenizer=tokenizer)
+            return cls._new_bound_model(config, item_tokenizer, tokenizer, item_vector_table)
+        cls._size_item_vectors(config, item_vector_table)
+        model = cls._from_backbone(item_tokenizer, config)
         if item_vector_table is not None:
             model.set_item_vectors(item_vector_table)
         return model
