@@ -1,20 +1,16 @@
 """benchmarks/bench_quality.py end to end on the tiny toy dataset: sequential runs, curves, baselines, plot."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.benchmark_helpers import load_benchmark
 
 
 def _bench_module():
-    spec = importlib.util.spec_from_file_location("bench_quality", REPO / "benchmarks" / "bench_quality.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark('bench_quality')
 
 
 def test_value_at_and_plan_refuse_mixed_protocols(tmp_path, monkeypatch):

@@ -1,19 +1,15 @@
 """benchmarks/run_table.py: every model with its smoke preset, one after another, on the toy data; table + chart."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.benchmark_helpers import load_benchmark
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("run_table", REPO / "benchmarks" / "run_table.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark('run_table')
 
 
 def test_overrides_split_per_model_and_the_table_states_bigrec_subsample():
