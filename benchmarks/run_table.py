@@ -12,8 +12,11 @@ Each model runs as its own ``genrec train`` process (never two at once) with its
 (top-10 slots without a catalog item), the training time and the parameter counts (active: per token, MoE experts
 not routed to excluded); ``genrec plot`` writes each run's PNGs into its folder.
 
-Models (``--models``, default all, in this order): sasrec, p5-semantic, p5-collab, onerec-dense (the OneRec preset
-with ``model.ffn_type=dense``), onerec-moe, recgpt, bigrec. BIGRec trains its LoRA on a subsample of the training
+Models (``--models``, default all, in this order): sasrec, p5-semantic, p5-collab (``p5-item-beauty.yaml`` with
+collaborative ids), onerec-dense (``onerec-item-beauty.yaml`` with ``model.ffn_type=dense``), onerec-moe, recgpt
+(``recgpt-item-beauty.yaml``), bigrec, and the baselines popularity and textknn (last-item text-kNN). P5, OneRec and
+RecGPT run their cheap item-layout presets (one position per history item); ``--smoke`` switches the tiny
+token-layout ``*-smoke.yaml`` presets to the same layout. BIGRec trains its LoRA on a subsample of the training
 prompts (``model.max_train_examples``: 1,024 in ``bigrec-beauty.yaml``; ``--bigrec-train-examples`` changes it) and,
 as an LLM beam search per user, is slow to evaluate on a CPU: ``--bigrec-max-users`` limits its users (its row
 then says so, and is not comparable with the others).
@@ -49,18 +52,31 @@ class Entry(NamedTuple):
     preset: str
     smoke_preset: str
     extra: tuple[str, ...] = ()  # overrides of the preset that define this row
+    smoke_extra: tuple[str, ...] = ()  # --smoke only: what makes the tiny preset the same kind of model
 
 
+# --smoke: the tiny token-layout presets switched to the cheap item-layout paths the full presets use
+_ITEM_SMOKE = ("model.input_granularity=item", "model.item_vectors={item_text: true, collaborative_dims: 4}",
+               "training.train_targets=random_cut")
+_COLLAB_IDS = ("model.item_tokenizer_method=collaborative",
+               "model.item_tokenizer_config={num_clusters: 10, leaf_size: 20}")
 MODELS = {
     "sasrec": Entry("SASRec (CE)", "sasrec-beauty.yaml", "sasrec-beauty-smoke.yaml"),
-    "p5-semantic": Entry("P5, semantic ids", "p5-beauty.yaml", "p5-beauty-smoke.yaml"),
-    "p5-collab": Entry("P5, collaborative ids", "p5-beauty-collab.yaml", "p5-beauty-smoke.yaml",
-                       ("model.item_tokenizer_method=collaborative",
-                        "model.item_tokenizer_config={num_clusters: 10, leaf_size: 20}")),
-    "onerec-dense": Entry("OneRec, dense", "onerec-beauty.yaml", "onerec-beauty-smoke.yaml", ("model.ffn_type=dense",)),
-    "onerec-moe": Entry("OneRec, MoE", "onerec-beauty.yaml", "onerec-beauty-smoke.yaml", ("model.ffn_type=moe",)),
-    "recgpt": Entry("RecGPT", "recgpt-beauty.yaml", "recgpt-beauty-smoke.yaml"),
+    "p5-semantic": Entry("P5, semantic ids", "p5-item-beauty.yaml", "p5-beauty-smoke.yaml", (),
+                         (*_ITEM_SMOKE, "model.direct_task_ratio=0.0")),
+    "p5-collab": Entry("P5, collaborative ids", "p5-item-beauty.yaml", "p5-beauty-smoke.yaml", _COLLAB_IDS,
+                       (*_ITEM_SMOKE, "model.direct_task_ratio=0.0")),
+    "onerec-dense": Entry("OneRec, dense", "onerec-item-beauty.yaml", "onerec-beauty-smoke.yaml",
+                          ("model.ffn_type=dense",), _ITEM_SMOKE),
+    "onerec-moe": Entry("OneRec, MoE", "onerec-item-beauty.yaml", "onerec-beauty-smoke.yaml",
+                        ("model.ffn_type=moe",), _ITEM_SMOKE),
+    "recgpt": Entry("RecGPT", "recgpt-item-beauty.yaml", "recgpt-beauty-smoke.yaml", (),
+                    ("model.input_granularity=item", "model.loss_type=items", "model.text_logits=true",
+                     "model.tie_code_embeddings=true", "model.logit_temperature=0.07", "model.num_negatives=0",
+                     "model.code_embedding_type=table", "training.text_prior_weights=[0, 0.5, 1]")),
     "bigrec": Entry("BIGRec", "bigrec-beauty.yaml", "bigrec-beauty-smoke.yaml"),
+    "popularity": Entry("popularity (baseline)", "popularity-beauty.yaml", "popularity-beauty.yaml"),
+    "textknn": Entry("last-item text-kNN (baseline)", "textknn-beauty.yaml", "textknn-beauty.yaml"),
 }
 
 # Published Amazon Beauty numbers (leave-one-out, full ranking, test): /work/shared/PAPERS.md and README's Models
@@ -96,7 +112,8 @@ def run_one(name: str, entry: Entry, args, workdir: Path, overrides: list[str]) 
     preset = CONFIGS / (entry.smoke_preset if args.smoke else entry.preset)
     output = workdir / name
     log_path = workdir / f"{name}.log"
-    settings = [f"data.dataset={args.dataset}", "training.disable_tqdm=true", *entry.extra]
+    settings = [f"data.dataset={args.dataset}", "training.disable_tqdm=true", *entry.extra,
+                *(entry.smoke_extra if args.smoke else ())]
     if args.budget_minutes is not None:
         settings.append(f"training.max_train_seconds={args.budget_minutes * 60:g}")
     if name == "bigrec":
@@ -175,7 +192,8 @@ def markdown_table(rows: list[dict[str, Any]], header: dict[str, Any], *, publis
 
 
 def _row_defining(row: dict[str, Any]) -> list[str]:
-    return [override for override in MODELS[row["name"]].extra if not override.startswith("model.item_tokenizer")]
+    extra = MODELS[row["name"]].extra if row["name"] in MODELS else ()
+    return [override for override in extra if not override.startswith("model.item_tokenizer")]
 
 
 def write_bar_chart(rows: list[dict[str, Any]], path: Path, title: str, *, published: bool) -> None:

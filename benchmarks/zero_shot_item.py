@@ -3,9 +3,11 @@
 
 The model's catalog is replaced by the target dataset's items (``set_catalog`` with their MiniLM
 vectors; collaborative dimensions, if the model has them, are zero for new items), then ranked on the target's
-leave-one-out test split (full ranking), beside last-item text-kNN on the same users. A ``text_logits`` model is
-scored two ways on the target's VALIDATION split (codes + text, text only: ``set_catalog(..., use_codes=)``)
-and the better one is reported on test. Prints a table and a JSON
+leave-one-out test split (full ranking), beside last-item text-kNN on the same users. On the target's VALIDATION
+split the script chooses the scoring (codes + text, or text only for a ``text_logits`` model: ``set_catalog(...,
+use_codes=)``) and the model's ``text_prior_weight`` (last-item text-kNN mixed into its ranking, ``--text-prior-weights``;
+0 = the model alone): the pair with the best validation N@10 is reported on test. No target-domain example trains
+the network; only these two choices see the target's validation split. Prints a table and a JSON
 line, writes ``benchmarks/results/zero_shot_recgpt_item.json``.
 
     python benchmarks/zero_shot_item.py --checkpoint runs/bq/recgpt-item-beauty --dataset ../shared/data/yelp
@@ -30,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", required=True, help="A RecGPT run folder or its checkpoint/ folder.")
     parser.add_argument("--dataset", required=True, help="Target dataset (name or folder) with item texts.")
     parser.add_argument("--result", default=str(DEFAULT_RESULT))
+    parser.add_argument("--text-prior-weights", type=float, nargs="+", default=[0, 0.25, 0.5, 1, 2, 4],
+                        help="text_prior_weight values tried on the target's VALIDATION split (0: the model alone).")
     args = parser.parse_args(argv)
 
     from transformers import AutoModel
@@ -38,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     from genrec.models import TextKNNModel
     from genrec.tokenization.embeddings import embed_catalog
     from genrec.training.pipeline import resolve_checkpoint
-    from genrec.training.trainer import RankingSet, full_ranking_metrics
+    from genrec.training.trainer import RankingSet, full_ranking_metrics, tune_text_prior
     from genrec.utils.io import atomic_write_json, check_output_file
 
     check_output_file(args.result)
@@ -61,21 +65,27 @@ def main(argv: list[str] | None = None) -> int:
         values = full_ranking_metrics(ranker, ranking, ks=(10,), batch_size=512)
         return {key: round(values[key], 4) for key in ("recall@10", "ndcg@10")}
 
-    for name, use_codes in variants.items():
+    valid_ranking = RankingSet.from_split(split.valid, model.item_index, max_length=50)
+    weights = {}
+    for name, use_codes in variants.items():  # each scoring with its best text prior weight, on validation
         model.use_codes = use_codes
-        valid[name] = measure(model, split.valid)
-    chosen = max(valid, key=lambda name: valid[name]["ndcg@10"])
-    model.use_codes = variants[chosen]
-    rows["recgpt (zero-shot)"] = {**measure(model, split.test), "scoring": chosen,
-                                  "valid_ndcg@10": {name: values["ndcg@10"] for name, values in valid.items()}}
+        weights[name], by_weight = tune_text_prior(model, valid_ranking, args.text_prior_weights, ks=(10,),
+                                                   batch_size=512)
+        for weight, values in by_weight.items():
+            valid[f"{name}, prior {weight:g}"] = (name, weight, round(values["ndcg@10"], 4))
+    best = max(valid.values(), key=lambda entry: (entry[2], -entry[1]))
+    model.use_codes, model.config.text_prior_weight = variants[best[0]], best[1]
+    rows["recgpt (zero-shot)"] = {**measure(model, split.test), "scoring": best[0], "text_prior_weight": best[1],
+                                  "valid_ndcg@10": {name: entry[2] for name, entry in valid.items()}}
     rows["last-item text-kNN"] = {**measure(knn, split.test), "valid_ndcg@10": measure(knn, split.valid)["ndcg@10"]}
     result = {"benchmark": "zero_shot", "checkpoint": str(checkpoint), "dataset": args.dataset,
               "num_users": len(split.test), "num_items": data.num_items, "rows": rows,
               "chance_recall@10": round(10 / data.num_items, 5), "seconds": round(time.time() - start, 1),
               "loadavg": os.getloadavg()}
-    print(f"{'model':<22} {'R@10':>8} {'N@10':>8}  (test; RecGPT's scoring chosen on validation)")
+    print(f"{'model':<22} {'R@10':>8} {'N@10':>8}  (test; RecGPT's scoring and prior weight chosen on validation)")
     for name, values in rows.items():
-        print(f"{name:<22} {values['recall@10']:>8.4f} {values['ndcg@10']:>8.4f}  {values.get('scoring', '')}")
+        chosen = f"{values['scoring']}, text prior weight {values['text_prior_weight']:g}" if "scoring" in values else ""
+        print(f"{name:<22} {values['recall@10']:>8.4f} {values['ndcg@10']:>8.4f}  {chosen}")
     atomic_write_json(args.result, result)
     print(json.dumps(result))
     return 0

@@ -64,6 +64,17 @@ def run_folder_load_options(checkpoint: Path, dataset: str | None) -> dict:
     return {name: data[name] for name in TABLE_OPTIONS if data.get(name) not in (None, 0)}
 
 
+def non_negative_float(text: str) -> float:
+    """argparse type: a finite number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number >= 0")
+    return value
+
+
 def evaluate_from_args(args: argparse.Namespace) -> int:
     """Evaluate, print a table and one JSON line; optionally write the metrics to ``--output``."""
     from genrec.cli.data import table_options
@@ -100,6 +111,7 @@ def evaluate_from_args(args: argparse.Namespace) -> int:
         dataset_source=None if args.dataset else f"{str(checkpoint / 'config.yaml')!r}",
         # the run's table columns and k-core filter (its catalog), unless given here
         load_options={**run_folder_load_options(checkpoint, dataset), **table_options(args)},
+        text_prior_weights=args.text_prior_weights,
     )
     metrics["eval/exclude_history_items"] = bool(args.exclude_history)
     metrics["data/name"] = dataset
@@ -130,6 +142,9 @@ def register(subparsers) -> None:
     parser.add_argument("--keep-duplicates", action="store_true",
                         help="Keep duplicate events (same user, item, timestamp); default: as the run folder was "
                              "trained (dropped unless its config has data.keep_duplicates).")
+    parser.add_argument("--text-prior-weights", type=non_negative_float, nargs="+", default=None, metavar="W",
+                        help="Item-layout RecGPT: choose text_prior_weight (last-item text-kNN mixed into the ranking) "
+                             "among these on the VALIDATION split by ndcg@10, then rank --split with it.")
     parser.add_argument("--output", default=None, help="Also write the metrics to this JSON file (atomically).")
     from genrec.cli.data import add_table_arguments
 

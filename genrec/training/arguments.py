@@ -185,6 +185,16 @@ class GenRecTrainingArguments(TrainingArguments):
         },
     )
 
+    text_prior_weights: list[float] | None = field(
+        default=None,
+        metadata={
+            "help": "Item-layout RecGPT only: after training, choose `model.text_prior_weight` (last-item text-kNN "
+            "mixed into the ranking) among these weights on the VALIDATION split by metric_for_early_stopping, "
+            "e.g. [0, 0.25, 0.5, 1, 2]; the chosen weight is saved in the checkpoint's config and the reported "
+            "valid/test metrics use it. null: keep the model's own weight."
+        },
+    )
+
     ddp_find_unused_parameters: bool | None = field(
         default=False, metadata={"help": "Every parameter is used in every step, so DDP can skip the search."}
     )
@@ -226,6 +236,12 @@ class GenRecTrainingArguments(TrainingArguments):
             raise ValueError(f"`training.max_train_seconds` ({self.max_train_seconds}) must be > 0 or null")
         if self.train_targets not in TRAIN_TARGETS:
             raise ValueError(f"`training.train_targets` ({self.train_targets!r}) must be one of {list(TRAIN_TARGETS)}")
+        if self.text_prior_weights is not None:
+            weights = self.text_prior_weights
+            if not isinstance(weights, list) or not weights or any(
+                    isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 <= w < math.inf for w in weights):
+                raise ValueError(f"`training.text_prior_weights` ({weights!r}) must be null or a non-empty list of "
+                                 "finite numbers >= 0, e.g. [0, 0.5, 1, 2]")
         if self.eval_at_minutes is not None:
             from genrec.training.trainer import check_marks
 
@@ -480,7 +496,7 @@ def build_run_config(values: dict[str, Any], *, output_dir: str | os.PathLike | 
         raise ValueError(
             f"unknown `training` key(s) {bad}; allowed: any transformers.TrainingArguments field "
             "plus eval_ks, metric_for_early_stopping, early_stopping_patience, max_train_seconds, eval_at_minutes, "
-            "exclude_history_items, train_targets"
+            "exclude_history_items, train_targets, text_prior_weights"
         )
     for key in _RUN_ONLY_TRAINING_KEYS:
         if key in training_values:
@@ -494,6 +510,10 @@ def build_run_config(values: dict[str, Any], *, output_dir: str | os.PathLike | 
     except ValueError as error:  # transformers' own checks do not always name the section
         message = str(error)
         raise ValueError(message if "`training." in message else f"invalid `training` value: {message}") from None
+    if training.text_prior_weights is not None and (
+            model_type != "recgpt" or model_values.get("input_granularity") != "item"):
+        raise ValueError("`training.text_prior_weights` needs `model.type: recgpt` with `model.input_granularity: "
+                         f"item` (the model with a text prior); got model.type {model_type!r}")
     if training.train_targets != "all_windows" and record.kind not in WINDOW_MODEL_KINDS:
         raise ValueError(f"`training.train_targets` ({training.train_targets!r}) applies to models trained on history "
                          f"windows (P5, OneRec); {model_type!r} trains on one row per user already: use 'all_windows'")

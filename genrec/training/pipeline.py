@@ -416,6 +416,18 @@ def _train_and_evaluate(run: RunConfig, staging: Path | None, loaded, *,
                            num_examples=len(train_sequences), curve=[],
                            log_history=[{"step": 0, "epoch": 0.0, "fit_seconds": round(build_seconds, 3)}])
     model = trained.model
+    tuned = {}
+    if args.text_prior_weights is not None:  # chosen on VALIDATION, then valid and test are reported with it
+        from genrec.training.trainer import tune_text_prior
+
+        metric = args.metric_for_early_stopping
+        weight, by_weight = tune_text_prior(model, valid_set, args.text_prior_weights, metric=metric,
+                                            ks=args.eval_ks, batch_size=args.per_device_eval_batch_size,
+                                            exclude_history=args.exclude_history_items)
+        tuned = {"tune/text_prior_weight": weight,
+                 f"tune/valid/{metric}_by_text_prior_weight": {str(w): values[metric] for w, values in by_weight.items()}}
+        logger.info(f"text prior weight {weight} chosen on validation ({metric} by weight: "
+                    f"{tuned[f'tune/valid/{metric}_by_text_prior_weight']})")
     evaluation = {}
     for name, ranking in (("valid", valid_set), ("test", test_set)):
         eval_start = time.time()
@@ -440,6 +452,7 @@ def _train_and_evaluate(run: RunConfig, staging: Path | None, loaded, *,
         trained.curve = [[round(trained.seconds / 60.0, 4), trained.best_value]]
     metrics: dict[str, Any] = {
         **evaluation,
+        **tuned,
         f"curve/valid/{metric}": trained.curve,
         "curve/eval_at_minutes": list(args.eval_at_minutes or []),
         "train/seconds": round(trained.seconds, 3),
@@ -626,6 +639,7 @@ def evaluate_checkpoint(
     keep_duplicates: bool = False,
     dataset_source: str | None = None,
     load_options: dict[str, Any] | None = None,
+    text_prior_weights: list[float] | None = None,
 ) -> dict[str, Any]:
     """Leave-one-out full-ranking metrics of a saved model on a dataset.
 
@@ -638,6 +652,9 @@ def evaluate_checkpoint(
         show_progress: progress bars of the ranking.
         dataset_source: where ``dataset`` came from (e.g. the run folder's config.yaml), for error messages.
         load_options: more ``load_dataset`` options (table columns, k-core), as the model was trained with.
+        text_prior_weights: item-layout RecGPT: first choose ``text_prior_weight`` among these on the VALIDATION
+            split (by ndcg@10, :func:`~genrec.training.trainer.tune_text_prior`), then report ``splits`` with it;
+            the result gains ``tune/text_prior_weight`` and ``tune/valid/ndcg@10_by_text_prior_weight``.
 
     Returns:
         flat metrics ``{"test/recall@10": ..., ...}``.
@@ -667,6 +684,14 @@ def evaluate_checkpoint(
         )
     max_length = getattr(model.config, "max_position_embeddings", None) or model.config.max_history_items
     metrics: dict[str, Any] = {}
+    if text_prior_weights is not None:
+        from genrec.training.trainer import tune_text_prior
+
+        weight, by_weight = tune_text_prior(
+            model, RankingSet.from_split(valid, model.item_index, max_length=max_length), text_prior_weights,
+            ks=ks, batch_size=batch_size, exclude_history=exclude_history, show_progress=show_progress)
+        metrics["tune/text_prior_weight"] = weight
+        metrics["tune/valid/ndcg@10_by_text_prior_weight"] = {str(w): v["ndcg@10"] for w, v in by_weight.items()}
     for split_name in splits:
         examples = valid if split_name == "valid" else test
         ranking = RankingSet.from_split(examples, model.item_index, max_length=max_length)

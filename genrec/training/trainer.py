@@ -106,6 +106,15 @@ def full_ranking_metrics(
         ``-inf`` outside the beam) the slots where decoding returned no catalog item, as
         :func:`genrec.evaluation.evaluate_rankings` counts ``-1`` entries.
     """
+    return _ranking_metrics(model, ranking, lambda input_ids: {"": model.score(input_ids)}, ks=ks,
+                            batch_size=batch_size, exclude_history=exclude_history, show_progress=show_progress,
+                            description=description)[""]
+
+
+def _ranking_metrics(model, ranking: RankingSet, score_batch, *, ks, batch_size, exclude_history, show_progress,
+                     description) -> dict[str, dict[str, float]]:
+    """:func:`full_ranking_metrics` for several scorings at once: ``score_batch(input_ids)`` gives
+    ``{name: (batch, num_items) scores}``; returns ``{name: metrics}`` (the network runs once per batch)."""
     from genrec.evaluation import MetricAccumulator, evaluate_scores
     from genrec.evaluation.metrics import history_mask
 
@@ -113,29 +122,68 @@ def full_ranking_metrics(
         raise ValueError("cannot evaluate on an empty set of examples")
     was_training = model.training
     model.eval()
-    accumulator = MetricAccumulator()
+    accumulators: dict[str, MetricAccumulator] = {}
     try:
         for start in tqdm(
             range(0, len(ranking), batch_size), desc=description, disable=not show_progress, leave=False
         ):
             input_ids = left_pad(ranking.histories[start : start + batch_size]).to(model.device)  # (batch, seq)
-            scores = model.score(input_ids)  # (batch, num_items)
+            targets = ranking.targets[start : start + batch_size]  # (batch,)
             exclude = None
-            if exclude_history:  # (batch, num_items)
-                seen = ranking.seen_items if ranking.seen_items is not None else [
-                    [row - 1 for row in history] for history in ranking.histories]
-                exclude = history_mask(seen[start : start + batch_size], scores.shape[1], device=scores.device)
-            targets = ranking.targets[start : start + batch_size].to(scores.device)  # (batch,)
-            per_sample = evaluate_scores(scores, targets, ks=tuple(ks), exclude=exclude, reduce=False)
-            # a generative model scores only the items its search found (-inf elsewhere): a top-K slot without a
-            # finite score is a generation that gave no catalog item
-            width = min(max(ks), scores.shape[1])
-            found = torch.isfinite(scores).sum(dim=1)  # (batch,)
-            per_sample["invalid_rate"] = ((width - found).clamp(min=0).double() / width).cpu()
-            accumulator.update(per_sample)
+            for name, scores in score_batch(input_ids).items():  # (batch, num_items) each
+                if exclude_history and exclude is None:  # (batch, num_items)
+                    seen = ranking.seen_items if ranking.seen_items is not None else [
+                        [row - 1 for row in history] for history in ranking.histories]
+                    exclude = history_mask(seen[start : start + batch_size], scores.shape[1], device=scores.device)
+                per_sample = evaluate_scores(scores, targets.to(scores.device), ks=tuple(ks), exclude=exclude,
+                                             reduce=False)
+                # a generative model scores only the items its search found (-inf elsewhere): a top-K slot without
+                # a finite score is a generation that gave no catalog item
+                width = min(max(ks), scores.shape[1])
+                found = torch.isfinite(scores).sum(dim=1)  # (batch,)
+                per_sample["invalid_rate"] = ((width - found).clamp(min=0).double() / width).cpu()
+                accumulators.setdefault(name, MetricAccumulator()).update(per_sample)
     finally:
         model.train(was_training)
-    return accumulator.compute()
+    return {name: accumulator.compute() for name, accumulator in accumulators.items()}
+
+
+def tune_text_prior(model, ranking: RankingSet, weights: Sequence[float], *, metric: str = "ndcg@10",
+                    ks: Sequence[int] = (5, 10, 20), batch_size: int = 512, exclude_history: bool = False,
+                    show_progress: bool = False) -> tuple[float, dict[float, dict[str, float]]]:
+    """Choose a RecGPT model's ``text_prior_weight`` on ``ranking`` (a VALIDATION split) and set it.
+
+    Every weight is scored from one pass of the network (``score_components``); the best ``metric`` wins, ties
+    going to the smaller weight. The model's config then holds the chosen weight (saved with the checkpoint).
+
+    Returns:
+        ``(chosen weight, {weight: metrics})``.
+
+    Raises:
+        ValueError: no weights, a negative or non-finite one, a metric not computed at ``ks``, or a model without
+            a text prior (only item-layout RecGPT has one).
+    """
+    weights = sorted({float(weight) for weight in weights})
+    if not weights or any(not 0.0 <= weight < float("inf") for weight in weights):
+        raise ValueError(f"text prior weights ({weights!r}) must be a non-empty list of finite numbers >= 0")
+    if metric.partition("@")[2] not in {str(k) for k in ks}:
+        raise ValueError(f"metric {metric!r} must be '<metric>@k' with k in {list(ks)}")
+    config = getattr(model, "config", None)
+    if not hasattr(config, "text_prior_weight") or getattr(config, "input_granularity", None) != "item":
+        raise ValueError(f"a text prior needs an item-layout RecGPT model (`model.input_granularity: item`); got "
+                         f"{type(model).__name__}")
+
+    def score_batch(input_ids):
+        parts = model.score_components(input_ids)
+        return {weight: parts["model"] + weight * parts["text_prior"] if weight else parts["model"]
+                for weight in weights}
+
+    results = _ranking_metrics(model, ranking, score_batch, ks=ks, batch_size=batch_size,
+                               exclude_history=exclude_history, show_progress=show_progress,
+                               description="text prior sweep")
+    best = max(weights, key=lambda weight: (results[weight][metric], -weight))
+    model.config.text_prior_weight = best
+    return best, results
 
 
 def random_cut_sampler(dataset, args):

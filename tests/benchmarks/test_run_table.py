@@ -54,7 +54,7 @@ def test_smoke_mode_trains_every_model_in_turn_and_writes_table_json_and_chart(t
                  "p5-collab:model.item_tokenizer_config={num_clusters: 3, leaf_size: 4}",
                  f"onerec-dense:model.item_tokenizer_config={tiny_ids}",
                  f"onerec-moe:model.item_tokenizer_config={tiny_ids}",
-                 "recgpt:model.tokenizer={num_chunks: 2, levels: [4, 3], epochs: 1}",
+                 "recgpt:model.tokenizer={num_chunks: 2, levels: [4, 3], epochs: 1, collaborative_dims: 4}",
                  f"bigrec:model.base_model_name_or_path={llama}", "bigrec:model.max_new_tokens=12"]
     result = tmp_path / "out" / "table.json"
     result.parent.mkdir()
@@ -65,12 +65,20 @@ def test_smoke_mode_trains_every_model_in_turn_and_writes_table_json_and_chart(t
     assert _module().main(argv) == 0
     saved = json.loads(result.read_text())
     rows = {row["name"]: row for row in saved["rows"]}
-    assert list(rows) == ["sasrec", "p5-semantic", "p5-collab", "onerec-dense", "onerec-moe", "recgpt", "bigrec"]
+    assert list(rows) == ["sasrec", "p5-semantic", "p5-collab", "onerec-dense", "onerec-moe", "recgpt", "bigrec",
+                          "popularity", "textknn"]
+    for name in ("p5-semantic", "p5-collab", "onerec-dense", "onerec-moe", "recgpt"):  # the cheap item layout
+        config = json.loads(Path(rows[name]["run_folder"], "checkpoint", "config.json").read_text())
+        assert config["input_granularity"] == "item", name
+    metrics = json.loads(Path(rows["recgpt"]["run_folder"], "metrics.json").read_text())
+    assert metrics["tune/text_prior_weight"] in (0.0, 0.5, 1.0)  # chosen on validation by the preset's sweep
     for name, row in rows.items():
         assert "error" not in row, row.get("error")
         assert row["data/num_users"] == 48 and 0.0 <= row["test/recall@10"] <= 1.0, name
-        assert 0.0 <= row["test/invalid_rate"] <= 1.0 and row["model/num_active_parameters"] > 0
-        assert Path(row["plots"][0]).name == "training_curve.png"
+        assert 0.0 <= row["test/invalid_rate"] <= 1.0
+        if name not in ("popularity", "textknn"):  # baselines: fitted without weights or training steps
+            assert row["model/num_active_parameters"] > 0
+            assert Path(row["plots"][0]).name == "training_curve.png"
     assert rows["bigrec"]["train/num_examples"] == 3  # the subsample the table states
     moe, dense = rows["onerec-moe"], rows["onerec-dense"]
     assert moe["model/num_active_parameters"] < moe["model/num_parameters"]

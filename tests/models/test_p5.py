@@ -296,3 +296,31 @@ def test_datasets_windows_and_collator():
     assert batch["input_ids"].tolist() == [[5, 6, 1], [9, 1, 0]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 1, 0]]
     assert batch["labels"].tolist() == [[7, 8, -100, -100], [7, 8, 7, 9]]
+
+
+def test_prompt_vocabulary_is_the_same_in_every_process(item_tokenizer):
+    # tokenizers' WordPiece trainer broke merge ties in hash-map order: 211-214 text tokens from run to run
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from genrec.models.p5.modeling_p5 import build_prompt_tokenizer
+
+    script = ("import json, sys; from types import SimpleNamespace; from genrec.tokenization import "
+              "get_tokenizer_class; from genrec.models.p5.modeling_p5 import build_prompt_tokenizer; "
+              f"c = SimpleNamespace(item_ids=[f'i{{n}}' for n in range({NUM_ITEMS})]); "
+              "t = get_tokenizer_class('random')(codebook_size=6, num_levels=3, seed=0).fit(c); "
+              "json.dump(build_prompt_tokenizer(t).get_vocab(), sys.stdout)")
+    here = build_prompt_tokenizer(item_tokenizer).get_vocab()
+    for seed in ("1", "2"):
+        out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                             env={**os.environ, "PYTHONHASHSEED": seed})
+        assert json.loads(out.stdout) == here
+    model = _model(item_tokenizer)
+    for template in SEQUENTIAL_TEMPLATES:  # every template word is one whole token: no <unk>, no split words
+        text = template.replace("{history}", " ").replace("{candidates}", " ")
+        assert model.tokenizer.unk_token not in model.tokenizer.tokenize(text)
+        assert not any(token.startswith("##") for token in model.tokenizer.tokenize(text))
+    with pytest.raises(ValueError, match="text_vocab_size"):
+        build_prompt_tokenizer(item_tokenizer, text_vocab_size=50)

@@ -41,34 +41,40 @@ def item_token_strings(item_tokenizer) -> list[str]:
 
 
 def build_prompt_tokenizer(item_tokenizer, *, text_vocab_size: int = 400) -> PreTrainedTokenizerFast:
-    """A from-scratch prompt tokenizer: WordPiece trained on P5's templates, plus every item code token.
+    """A from-scratch prompt tokenizer: a WordPiece vocabulary of P5's templates, plus every item code token.
 
     Ids 0, 1, 2 are ``<pad> </s> <unk>`` (T5's layout: pad = decoder start, eos = 1); then the word pieces; then
     the item tokens, contiguous per level (what the catalog trie and the beam search's per-level slicing need).
+    The word pieces are built, not trained: every character (alone and as a ``##`` continuation) and every whole
+    word of the templates, each group sorted. ``tokenizers``' WordPiece trainer broke its merge ties in hash-map
+    order, so two runs of the same config got 211-214 text tokens and different token ids.
 
     Args:
         item_tokenizer: a fitted genrec ``ItemTokenizer``.
-        text_vocab_size: WordPiece vocabulary size (the templates need ~150).
+        text_vocab_size: the most word pieces allowed (the templates need ~110).
 
     Returns:
         ``PreTrainedTokenizerFast``.
-    """
-    from tokenizers import (
-        Tokenizer,
-        decoders,
-        models,
-        normalizers,
-        pre_tokenizers,
-        trainers,
-    )
 
-    backend = Tokenizer(models.WordPiece(unk_token=_SPECIALS["unk_token"]))
-    backend.normalizer = normalizers.Lowercase()
-    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    Raises:
+        ValueError: the templates need more than ``text_vocab_size`` word pieces.
+    """
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
+
+    normalizer, pre_tokenizer = normalizers.Lowercase(), pre_tokenizers.Whitespace()
+    words = {word for text in template_texts()
+             for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text))}
+    characters = sorted({character for word in words for character in word})
+    pieces = [*_SPECIALS.values(), *characters, *(f"##{c}" for c in characters),
+              *sorted(words - set(characters))]
+    if len(pieces) > text_vocab_size:
+        raise ValueError(f"`text_vocab_size` ({text_vocab_size}) is too small: P5's templates need {len(pieces)} "
+                         "word pieces")
+    backend = Tokenizer(models.WordPiece(vocab={piece: index for index, piece in enumerate(pieces)},
+                                         unk_token=_SPECIALS["unk_token"]))
+    backend.normalizer = normalizer
+    backend.pre_tokenizer = pre_tokenizer
     backend.decoder = decoders.WordPiece()
-    trainer = trainers.WordPieceTrainer(vocab_size=text_vocab_size, special_tokens=list(_SPECIALS.values()),
-                                        show_progress=False)
-    backend.train_from_iterator(template_texts() * 4, trainer=trainer)
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, **_SPECIALS)
     tokenizer.add_tokens(item_token_strings(item_tokenizer))
     tokenizer.model_max_length = 1 << 30

@@ -79,6 +79,13 @@ class RecGPTConfig(AutoRegisteredConfigMixin, PreTrainedConfig):
             the scored position's item, ``g`` a learned gate (starts at 1) and ``U`` a learned map (starts at 0):
             an untrained model is last-item text-kNN, and a catalog from another domain keeps the full text
             embedding instead of a projection learned on the training domain.
+        text_prior_weight (float, defaults to 0.0): ``input_granularity="item"`` only: ``score()`` adds ``w x C x
+            cos(v_last, v_i) / τ`` to every item's score, the last history item's similarity to the item in the raw
+            item-vector space (text, plus the collaborative dimensions when the vectors have them; 0 for the last
+            item itself): last-item text-kNN mixed into the model's ranking. Not trained: chosen on the VALIDATION split after training
+            (``training.text_prior_weights``, ``genrec evaluate --text-prior-weights``) or on a new domain's validation
+            split for a zero-shot catalog. 0 = the model alone; a very large weight = text-kNN with the model
+            breaking ties. Beam search (``generate_items``) does not use it.
         code_dropout (float, defaults to 0.0): ``input_granularity="item"`` only: in training, each history item's
             code term is left out with this probability, so the model also learns to read an item from its text
             alone -- what it must do for a catalog whose codes it never trained on (``set_catalog(...,
@@ -117,6 +124,7 @@ class RecGPTConfig(AutoRegisteredConfigMixin, PreTrainedConfig):
     logit_temperature: float | None = None
     text_logits: bool = False
     text_skip: bool = False
+    text_prior_weight: float | int = 0.0
     code_dropout: float | int = 0.0
     ffn_type: str = "dense"
     num_experts: int = 4
@@ -182,6 +190,11 @@ class RecGPTConfig(AutoRegisteredConfigMixin, PreTrainedConfig):
             raise ValueError(f"`text_skip` ({self.text_skip!r}) must be true or false")
         if self.text_skip and not self.text_logits:
             raise ValueError("`text_skip: true` needs `text_logits: true`")
+        if isinstance(self.text_prior_weight, bool) or not isinstance(self.text_prior_weight, (int, float)) or not (
+                0.0 <= self.text_prior_weight < math.inf):
+            raise ValueError(f"`text_prior_weight` ({self.text_prior_weight!r}) must be a finite number >= 0")
+        if self.text_prior_weight and self.input_granularity != "item":
+            raise ValueError('`text_prior_weight` > 0 needs `input_granularity: "item"` (the raw item vectors)')
         if isinstance(self.code_dropout, bool) or not isinstance(self.code_dropout, (int, float)) or not (
                 0.0 <= self.code_dropout < 1.0):
             raise ValueError(f"`code_dropout` ({self.code_dropout!r}) must be a number in [0, 1)")

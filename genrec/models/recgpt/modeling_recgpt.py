@@ -733,17 +733,53 @@ class RecGPTForCausalLM(Recommender, RecGPTPreTrainedModel):
             ``(B, num_items)`` float: the exact ``log p(item) = sum_c log_softmax(logits_c)[code_c(item)]`` (items
             sharing all codes tie); with ``text_logits`` plus ``C x`` the item's text logit (the training logit times
             ``C``, up to a per-history constant), or that text term alone after
-            ``set_catalog(..., use_codes=False)``.
+            ``set_catalog(..., use_codes=False)``; plus ``text_prior_weight x`` :meth:`text_prior` when that is > 0.
         """
+        parts = self.score_components(input_ids, attention_mask, prior=bool(self.config.text_prior_weight))
+        if "text_prior" not in parts:
+            return parts["model"]
+        return parts["model"] + self.config.text_prior_weight * parts["text_prior"]
+
+    @torch.no_grad()
+    def score_components(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None, *,
+                         prior: bool = True) -> dict[str, torch.Tensor]:
+        """The two parts of :meth:`score`: ``"model"`` (the trained scores) and, with ``prior`` (item layout),
+        ``"text_prior"`` (:meth:`text_prior`); ``score = model + text_prior_weight x text_prior``. Lets a weight
+        sweep (:func:`genrec.training.trainer.tune_text_prior`) run the network once for every weight."""
         output = self(input_ids=input_ids, attention_mask=attention_mask)
         if self.text_query is None:
-            return self.item_logits(output.logits.float().log_softmax(-1))  # (B, N)
-        # the training logit is mean code logit + text logit: C x text here, beside the summed code log-probs
-        last_text = self.catalog_text[input_ids[:, -1]] if self.text_skip_proj is not None else None
-        scores = self.config.num_chunks * self.text_item_logits(output.hidden_states[:, -1], last_text).float()
-        if self.use_codes:
-            scores = scores + self.item_logits(output.logits.float().log_softmax(-1))
-        return scores
+            scores = self.item_logits(output.logits.float().log_softmax(-1))  # (B, N)
+        else:
+            # the training logit is mean code logit + text logit: C x text here, beside the summed code log-probs
+            last_text = self.catalog_text[input_ids[:, -1]] if self.text_skip_proj is not None else None
+            scores = self.config.num_chunks * self.text_item_logits(output.hidden_states[:, -1], last_text).float()
+            if self.use_codes:
+                scores = scores + self.item_logits(output.logits.float().log_softmax(-1))
+        parts = {"model": scores}
+        if prior:
+            parts["text_prior"] = self.text_prior(input_ids)
+        return parts
+
+    @torch.no_grad()
+    def text_prior(self, input_ids: torch.LongTensor) -> torch.Tensor:
+        """Last-item prior ``C x cos(v_last, v_i) / τ`` for every catalog item, ``(B, num_items)`` float.
+
+        ``v`` are the items' raw item vectors (what ``set_catalog(item_text_embeddings=...)`` bound), ``v_last`` the
+        history's last item (``input_ids`` left-padded), τ = ``logit_temperature`` (1 without it). The last item's
+        own entry is 0 (as text-kNN's ``exclude_query_items``, without banning a repeat). Item layout only.
+
+        Raises:
+            ValueError: a token-layout model (its catalog has no item vectors per row).
+        """
+        if self.config.input_granularity != "item":
+            raise ValueError('the text prior needs `input_granularity: "item"`')
+        self._require_catalog()
+        items = F.normalize(self.catalog_text[1:].float(), dim=-1)  # (N, D)
+        last_rows = input_ids[:, -1]  # (B,) rows + 1
+        cosine = F.normalize(self.catalog_text[last_rows].float(), dim=-1) @ items.T  # (B, N); padding row = zeros
+        # an item is its own nearest neighbour: no prior for the last item itself (the model alone scores a repeat)
+        cosine = cosine.scatter(1, (last_rows - 1).clamp(min=0)[:, None], 0.0)
+        return self.config.num_chunks * cosine / (self.config.logit_temperature or 1.0)
 
     def decoding_catalog(self):
         """genrec :class:`~genrec.decoding.Catalog` over the items' code tokens (code ``k`` of chunk ``c`` = token ``c*K + k``)."""
