@@ -359,7 +359,8 @@ class WallClockEvalCallback(TrainerCallback):
 
     The clock starts at ``on_train_begin`` and includes validation time, like :class:`TimeBudgetCallback`. At the
     end of the first step after a mark the callback asks the Trainer for a validation (``should_evaluate``);
-    several marks passed within one step give one validation. Every validation -- the marks' and the Trainer's
+    several marks passed within one step give one validation, and a mark passed during any validation (a slow
+    one) counts as served by it, not as one more validation of the same weights. Every validation -- the marks' and the Trainer's
     own per-epoch or final ones -- adds a point ``[minutes, value]`` to :attr:`curve`, where ``minutes`` is when
     that validation *started* (the weights it measured) and ``value`` is ``metric``. Put it before
     :class:`BestModelCallback` or after, either way the mark validations count for the best state (and for
@@ -416,6 +417,11 @@ class WallClockEvalCallback(TrainerCallback):
         runtime_minutes = float(metrics.get("eval_runtime", 0.0)) / 60.0
         self.curve.append([round(max(self.elapsed_minutes() - runtime_minutes, 0.0), 4), float(metrics[self.metric])])
         self.steps.append(int(state.global_step))
+        # a mark the clock passed DURING this validation is served by it (the weights have not changed since):
+        # without this, a long validation just before a mark was followed by a second one of the same weights
+        elapsed = self.elapsed_minutes()
+        while self._next_mark < len(self.marks) and self.marks[self._next_mark] <= elapsed:
+            self._next_mark += 1
         return control
 
 

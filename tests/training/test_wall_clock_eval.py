@@ -67,6 +67,24 @@ def test_marks_trigger_one_validation_each_and_the_curve_records_them(tmp_path):
     assert best.best_value == max(point[1] for point in wall.curve)  # the marks' validations pick the best state
 
 
+class _SlowValidationClock(_FakeClock):
+    """One second per step and ten per validation."""
+
+    def on_evaluate(self, args, state, control, **kwargs):
+        self.seconds += 10.0
+        return control
+
+
+def test_a_mark_passed_during_a_slow_validation_does_not_validate_the_same_weights_again(tmp_path):
+    clock = _SlowValidationClock()
+    # the 2.5 s mark's validation (after step 3) ends at 13 s: the 8 s mark passed during it, so it is served;
+    # the 20 s mark validates again (after step 10)
+    wall = WallClockEvalCallback([2.5 / 60, 8 / 60, 20 / 60], clock=clock)
+    trainer = _tiny_trainer(tmp_path, [clock, wall])
+    trainer.train()
+    assert wall.steps == [3, 10]
+
+
 def test_without_marks_the_curve_follows_the_trainers_own_validations(tmp_path):
     clock = _FakeClock()
     wall = WallClockEvalCallback(None, clock=clock)
