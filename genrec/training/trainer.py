@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from torch.utils.data import Dataset
@@ -106,15 +106,24 @@ def full_ranking_metrics(
         ``-inf`` outside the beam) the slots where decoding returned no catalog item, as
         :func:`genrec.evaluation.evaluate_rankings` counts ``-1`` entries.
     """
-    return _ranking_metrics(model, ranking, lambda input_ids: {"": model.score(input_ids)}, ks=ks,
-                            batch_size=batch_size, exclude_history=exclude_history, show_progress=show_progress,
-                            description=description)[""]
+    return ranking_metrics_by_scoring(model, ranking, lambda input_ids: {"": model.score(input_ids)}, ks=ks,
+                                      batch_size=batch_size, exclude_history=exclude_history,
+                                      show_progress=show_progress, description=description)[""]
 
 
-def _ranking_metrics(model, ranking: RankingSet, score_batch, *, ks, batch_size, exclude_history, show_progress,
-                     description) -> dict[str, dict[str, float]]:
-    """:func:`full_ranking_metrics` for several scorings at once: ``score_batch(input_ids)`` gives
-    ``{name: (batch, num_items) scores}``; returns ``{name: metrics}`` (the network runs once per batch)."""
+def ranking_metrics_by_scoring(model, ranking: RankingSet, score_batch, *, ks: Sequence[int] = (5, 10, 20),
+                               batch_size: int = 512, exclude_history: bool = False, show_progress: bool = False,
+                               description: str = "ranking") -> dict[Any, dict[str, float]]:
+    """:func:`full_ranking_metrics` for several scorings from one pass over the examples.
+
+    Args:
+        model: sets the device and is put in eval mode for the pass (e.g. the model ``score_batch`` calls).
+        score_batch: ``input_ids (batch, seq)`` → ``{name: (batch, num_items) scores}``, the same names each batch.
+        The other arguments: as :func:`full_ranking_metrics`.
+
+    Returns:
+        ``{name: metrics}``.
+    """
     from genrec.evaluation import MetricAccumulator, evaluate_scores
     from genrec.evaluation.metrics import history_mask
 
@@ -178,9 +187,9 @@ def tune_text_prior(model, ranking: RankingSet, weights: Sequence[float], *, met
         return {weight: parts["model"] + weight * parts["text_prior"] if weight else parts["model"]
                 for weight in weights}
 
-    results = _ranking_metrics(model, ranking, score_batch, ks=ks, batch_size=batch_size,
-                               exclude_history=exclude_history, show_progress=show_progress,
-                               description="text prior sweep")
+    results = ranking_metrics_by_scoring(model, ranking, score_batch, ks=ks, batch_size=batch_size,
+                                         exclude_history=exclude_history, show_progress=show_progress,
+                                         description="text prior sweep")
     best = max(weights, key=lambda weight: (results[weight][metric], -weight))
     model.config.text_prior_weight = best
     return best, results
