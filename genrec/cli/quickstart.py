@@ -23,7 +23,7 @@ __all__ = ["register", "quickstart_from_args", "QUICKSTART_CONFIG"]
 # Values only (same schema as scripts/configs/*.yaml): scripts/configs/recgpt-item-beauty.yaml (RecGPT on
 # text + collaborative fsq codes, one position per history item, sampled item softmax) with a demo budget. Cold
 # cache on a 2-core CPU: embedding the 12,101 item texts (once, then cached) + tokenizer fit + 180 s of training +
-# the text prior's weight chosen on validation + validation/test ranking + the popularity row stay under 10 minutes.
+# validation/test ranking + the popularity row stay under 10 minutes.
 QUICKSTART_CONFIG: dict = {
     "model": {
         "type": "recgpt",
@@ -56,7 +56,6 @@ QUICKSTART_CONFIG: dict = {
         "eval_ks": [5, 10, 20],
         "early_stopping_patience": None,
         "max_train_seconds": 180,
-        "text_prior_weights": [0, 0.5, 1],  # last-item text-kNN mixed into the ranking, weight chosen on VALIDATION
         "report_to": "none",
     },
 }
@@ -109,9 +108,7 @@ def quickstart_from_args(args: argparse.Namespace) -> int:
     popularity = _popularity_metrics(run)
     print(f"\ntest split, beside {run.model_type}:")
     print(f"{'model':<34} {'recall@10':>10} {'ndcg@10':>10}")
-    print(f"{run.model_type + ' (this run)':<34} {metrics['test/recall@10']:>10.4f} {metrics['test/ndcg@10']:>10.4f}"
-          + (f"   <- text prior weight {metrics['tune/text_prior_weight']:g}, chosen on validation"
-             if "tune/text_prior_weight" in metrics else ""))
+    print(f"{run.model_type + ' (this run)':<34} {metrics['test/recall@10']:>10.4f} {metrics['test/ndcg@10']:>10.4f}")
     print(f"{'popularity (this split)':<34} {popularity['test/recall@10']:>10.4f} {popularity['test/ndcg@10']:>10.4f}")
     if SASREC_REFERENCE["test/recall@10"] is not None and run.data.dataset == "amazon-beauty" and not run.data.max_users:
         print(f"{'SASRec (reference, not rerun)':<34} {SASREC_REFERENCE['test/recall@10']:>10.4f} "
