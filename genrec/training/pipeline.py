@@ -416,14 +416,16 @@ def _train_and_evaluate(run: RunConfig, staging: Path | None, loaded, *,
                            num_examples=len(train_sequences), curve=[],
                            log_history=[{"step": 0, "epoch": 0.0, "fit_seconds": round(build_seconds, 3)}])
     model = trained.model
-    tuned = {}
+    tuned, swept = {}, None
     if args.text_prior_weights is not None:  # chosen on VALIDATION, then valid and test are reported with it
         from genrec.training.trainer import tune_text_prior
 
         metric = args.metric_for_early_stopping
+        sweep_start = time.time()
         weight, by_weight = tune_text_prior(model, valid_set, args.text_prior_weights, metric=metric,
                                             ks=args.eval_ks, batch_size=args.per_device_eval_batch_size,
                                             exclude_history=args.exclude_history_items)
+        swept = (by_weight[weight], time.time() - sweep_start)  # the chosen weight's validation metrics
         tuned = {"tune/text_prior_weight": weight,
                  f"tune/valid/{metric}_by_text_prior_weight": {str(w): values[metric] for w, values in by_weight.items()}}
         logger.info(f"text prior weight {weight} chosen on validation ({metric} by weight: "
@@ -431,6 +433,12 @@ def _train_and_evaluate(run: RunConfig, staging: Path | None, loaded, *,
     evaluation = {}
     for name, ranking in (("valid", valid_set), ("test", test_set)):
         eval_start = time.time()
+        if name == "valid" and swept is not None:  # the sweep already ranked validation with the chosen weight
+            values, seconds = swept
+            evaluation.update({f"valid/{key}": value for key, value in values.items()})
+            evaluation["valid/num_users"] = len(ranking)
+            evaluation["valid/seconds"] = round(seconds, 3)
+            continue
         values = full_ranking_metrics(
             model,
             ranking,
