@@ -11,11 +11,13 @@ from transformers import T5Config
 from genrec.models.registry import AutoRegisteredConfigMixin
 from genrec.utils.checks import check_int, check_number
 
-__all__ = ["FFN_TYPES", "INPUT_GRANULARITIES", "ITEM_VECTOR_OPTIONS", "MOE_LAYERS", "GenerativeT5Config"]
+__all__ = ["FFN_TYPES", "GENERATIVE_LOSS_TYPES", "INPUT_GRANULARITIES", "ITEM_VECTOR_OPTIONS", "MOE_LAYERS",
+           "GenerativeT5Config"]
 
 FFN_TYPES = ("dense", "moe")
 MOE_LAYERS = ("decoder", "encoder", "all")
 INPUT_GRANULARITIES = ("token", "item")
+GENERATIVE_LOSS_TYPES = ("codes", "items")
 # keys of `item_vectors`: the options of genrec.models.item_vectors.dataset_item_vectors (RecGPT's
 # `model.tokenizer` section) plus the text encoder's
 ITEM_VECTOR_OPTIONS = ("item_text", "collaborative_dims", "collaborative_window", "embedding_model", "text_fields",
@@ -66,6 +68,17 @@ class GenerativeT5Config(AutoRegisteredConfigMixin, T5Config):
             ``embedding_batch_size`` (defaults: the item tokenizer's, so its cached text embeddings are reused).
         item_vector_dim (int, defaults to 0): width of those vectors (set by the builder; 0 = none). The vectors are
             saved with the checkpoint (``catalog.safetensors``).
+        loss_type (str, defaults to "codes"): ``"codes"``: the decoder's token cross-entropy over the target codes
+            (TIGER / P5 / OneRec), items ranked by catalog-constrained beam search. ``"items"`` (needs
+            ``input_granularity: "item"``; RPG / RecGPT's item loss): the same token loss PLUS a softmax over ALL
+            catalog items of an item head read at the decoder's first position (the state that emits the next item's
+            first code): item logit = mean over its code levels of ``cos(q_l, code embedding) / τ`` (one query
+            ``q_l`` per level, the code vectors from the ``shared`` table) ``+ cos(q_text, RMSNorm(W v_i)) / τ``
+            with item vectors (``W`` = the input side's projection). ``recommend`` / ``score`` then rank the whole
+            catalog exactly by that head (no beam search); ``generate()`` still decodes code tokens.
+        item_logit_temperature (float, defaults to 0.07): τ of the item head (RPG's).
+        item_code_length (int, defaults to 0): code levels the item head has queries for (set by the builder from
+            the item tokenizer; 0 = no item head).
     """
 
     d_model: int = 128
@@ -96,6 +109,9 @@ class GenerativeT5Config(AutoRegisteredConfigMixin, T5Config):
     input_granularity: str = "token"
     item_vectors: dict | None = None
     item_vector_dim: int = 0
+    loss_type: str = "codes"
+    item_logit_temperature: float = 0.07
+    item_code_length: int = 0
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
@@ -158,6 +174,13 @@ class GenerativeT5Config(AutoRegisteredConfigMixin, T5Config):
         if self.input_granularity != "item" and (self.item_vectors is not None or self.item_vector_dim):
             raise ValueError('`item_vectors` / `item_vector_dim` need `input_granularity: "item"` (the token layout '
                              "reads code tokens only)")
+        if self.loss_type not in GENERATIVE_LOSS_TYPES:
+            raise ValueError(f"`loss_type` ({self.loss_type!r}) must be one of {list(GENERATIVE_LOSS_TYPES)}")
+        if self.loss_type == "items" and self.input_granularity != "item":
+            raise ValueError('`loss_type: "items"` needs `input_granularity: "item"` (the item head scores the '
+                             "item-level catalog)")
+        check_number("item_logit_temperature", self.item_logit_temperature, 1e-4)
+        check_int("item_code_length", self.item_code_length, 0)
 
     def sparse_layers(self, stack: str) -> bool:
         """Whether the FFNs of ``stack`` ("encoder" or "decoder") are sparse MoE blocks."""

@@ -21,6 +21,12 @@ Subclasses implement :meth:`GenerativeRecommenderMixin.encode_history` (history 
 instead of one per code token. In ``input_ids`` such a position is the id ``vocab_size + catalog row`` (text tokens
 keep their ids), and :meth:`GenerativeT5Model.embed_item_inputs` turns it into ``RMSNorm(mean of the item's code
 embeddings in the shared table) + RMSNorm(Linear(item vector))``; the decoder still generates the item's code tokens.
+
+**Item head** (``config.loss_type = "items"``, item layout only; RPG / RecGPT's item loss): the decoder state that
+emits the next item's first code also scores EVERY catalog item (mean over code levels of a cosine between a per-level
+query and the code's ``shared`` embedding, plus a text cosine with item vectors, over a temperature). Training adds a
+softmax over the catalog of those logits to the token loss; ``recommend`` / ``score`` rank the catalog exactly by it
+(one decoder step, no beam search); ``generate()`` keeps decoding code tokens with the LM head the token loss trains.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 from transformers import (
     LogitsProcessorList,
@@ -108,12 +115,14 @@ class GenerativeSeq2SeqOutput(Seq2SeqLMOutput):
     """``Seq2SeqLMOutput`` plus the MoE terms.
 
     Attributes:
-        lm_loss: cross-entropy over the label tokens (``loss = lm_loss + aux_loss``).
+        lm_loss: cross-entropy over the label tokens (``loss = lm_loss + item_loss + aux_loss``).
+        item_loss: ``loss_type="items"``: cross-entropy of the first target item among all catalog items (else None).
         aux_loss: sum of the MoE layers' weighted router losses (0 for dense models).
         expert_load: ``(num_moe_layers, num_experts)`` fraction of assignments per expert, or None.
     """
 
     lm_loss: torch.FloatTensor | None = None
+    item_loss: torch.FloatTensor | None = None
     aux_loss: torch.FloatTensor | None = None
     expert_load: torch.FloatTensor | None = None
 
@@ -172,6 +181,12 @@ class GenerativeT5Model(Recommender, T5ForConditionalGeneration):
         vector_dim = config.item_vector_dim if item_level else 0
         self.item_vector_proj = nn.Linear(vector_dim, config.d_model, bias=False) if vector_dim else None
         self.item_vector_norm = T5LayerNorm(config.d_model, eps=config.layer_norm_epsilon) if vector_dim else None
+        # loss_type "items": the item head on the decoder's first state (a query per code level, + a text query)
+        item_head = config.loss_type == "items" and config.item_code_length > 0
+        d = config.d_model
+        self.item_code_queries = nn.Parameter(torch.empty(config.item_code_length, d, d)) if item_head else None
+        self.item_text_query = nn.Parameter(torch.empty(d, d)) if item_head and vector_dim else None
+        self._code_rows: dict[tuple[int, ...], int] = {}  # an item's code token ids -> catalog row
         self.item_tokenizer = None
         self.tokenizer = None
         self.item_token_table: torch.Tensor | None = None
@@ -187,6 +202,9 @@ class GenerativeT5Model(Recommender, T5ForConditionalGeneration):
             self.item_position_embedding.weight.zero_()
             if self.item_vector_proj is not None:  # T5's _init_weights does not know a bare Linear
                 self.item_vector_proj.weight.normal_(0.0, vector_dim**-0.5)
+            for query in (self.item_code_queries, self.item_text_query):  # identity start: query = the state
+                if query is not None:
+                    query.copy_(torch.eye(d).expand_as(query))
 
     # ------------------------------------------------------------------ structure
     def _moe_layers(self) -> list[T5SparseMoeLayerFF]:
@@ -247,10 +265,8 @@ class GenerativeT5Model(Recommender, T5ForConditionalGeneration):
         if not bool(is_item.any()):
             return embeds
         device = embeds.device
-        if self._input_code_table is None or self._input_code_table.device != device:  # a device copy; the
-            self._input_code_table = self.item_token_table.to(device)  # catalog's own table stays on the CPU
         rows = input_ids[is_item] - vocab  # (n,) catalog rows, row-major order of the positions
-        codes = self._input_code_table[rows]  # (n, L) token ids, -1 = padding (variable code lengths)
+        codes = self._code_table_on(device)[rows]  # (n, L) token ids, -1 = padding (variable code lengths)
         valid = (codes >= 0).unsqueeze(-1)  # (n, L, 1)
         code_sum = (self.shared(codes.clamp(min=0)) * valid).sum(1)  # (n, d)
         items = self.item_code_norm(code_sum / valid.sum(1).clamp(min=1))
@@ -329,6 +345,10 @@ class GenerativeT5Model(Recommender, T5ForConditionalGeneration):
             decoder_mask = (labels != -100).long()
         for layer in self._moe_layers_of(self.decoder):
             layer.routing_mask = decoder_mask
+        item_rows = None
+        if self.item_code_queries is not None and labels is not None:
+            item_rows = self.label_item_rows(labels)  # (batch,) before the forward: bad labels fail fast
+            kwargs["output_hidden_states"] = True  # the decoder's first state feeds the item head
         outputs = super().forward(
             attention_mask=attention_mask,
             decoder_input_ids=decoder_input_ids,
@@ -347,16 +367,97 @@ class GenerativeT5Model(Recommender, T5ForConditionalGeneration):
                 expert_load = torch.stack([out.expert_load for out in used])  # (layers, experts)
             for layer in moe_layers:
                 layer.last_output, layer.routing_mask = None, None
+        item_loss = None
+        if item_rows is not None:
+            item_logits = self.item_head_logits(outputs.decoder_hidden_states[-1][:, 0])  # (batch, num_items)
+            item_loss = F.cross_entropy(item_logits.float(), item_rows.to(item_logits.device))
         loss = None if outputs.loss is None else outputs.loss + aux_loss
+        if loss is not None and item_loss is not None:
+            loss = loss + item_loss
         return GenerativeSeq2SeqOutput(
             loss=loss,
             lm_loss=outputs.loss,
+            item_loss=item_loss,
             aux_loss=aux_loss,
             expert_load=expert_load,
             logits=outputs.logits,
             cache=outputs.cache,
+            decoder_hidden_states=outputs.decoder_hidden_states,
             encoder_last_hidden_state=outputs.encoder_last_hidden_state,
         )
+
+    # ------------------------------------------------------------------ item head (loss_type "items")
+    @property
+    def has_item_head(self) -> bool:
+        """Whether the model ranks by its item head (``loss_type="items"``) rather than by beam search."""
+        return self.item_code_queries is not None
+
+    def _code_table_on(self, device: torch.device) -> torch.Tensor:
+        """``item_token_table`` on ``device`` (a cached copy; the catalog's own table stays on the CPU)."""
+        if self._input_code_table is None or self._input_code_table.device != device:
+            self._input_code_table = self.item_token_table.to(device)
+        return self._input_code_table
+
+    def item_head_logits(self, states: torch.Tensor) -> torch.Tensor:
+        """Every catalog item's logit for decoder first-position states (``loss_type="items"``).
+
+        ``logit_i = [mean_l cos(q_l, shared(code_l(i))) + cos(q_text, RMSNorm(W v_i))] / τ`` with ``q_l = s @ Q_l``,
+        ``q_text = s @ Q_text`` (the text term only with item vectors; ``W`` and the norm are the input side's).
+
+        Args:
+            states: ``(batch, d_model)``.
+
+        Returns:
+            ``(batch, num_items)`` float logits.
+        """
+        self._require_bound()
+        table = self._code_table_on(states.device)  # (N, L), -1 = padding
+        levels = table.shape[1]
+        queries = F.normalize(torch.einsum("bh,lhg->blg", states, self.item_code_queries[:levels]), dim=-1)
+        level_logits = queries @ F.normalize(self.shared.weight, dim=-1).T  # (batch, L, vocab)
+        valid = table >= 0
+        scores = states.new_zeros((states.shape[0], table.shape[0]))
+        for level in range(levels):
+            scores = scores + level_logits[:, level, table[:, level].clamp(min=0)] * valid[:, level]
+        scores = scores / valid.sum(1).clamp(min=1)
+        if self.item_text_query is not None:
+            vectors = self.item_vector_table.to(device=states.device, dtype=self.item_vector_proj.weight.dtype)
+            items = F.normalize(self.item_vector_norm(self.item_vector_proj(vectors)), dim=-1)  # (N, d)
+            scores = scores + F.normalize(states @ self.item_text_query, dim=-1) @ items.T.to(states.dtype)
+        return scores / self.config.item_logit_temperature
+
+    def label_item_rows(self, labels: torch.Tensor) -> torch.LongTensor:
+        """Catalog row of the FIRST item in each row of ``labels`` (its code tokens; -100 / EOS end it).
+
+        Raises:
+            ValueError: a row that does not start with a catalog item's codes.
+        """
+        self._require_bound()
+        width = self.item_token_table.shape[1]
+        rows = []
+        for i, row in enumerate(labels[:, :width].tolist()):
+            codes = []
+            for token in row:
+                if token < 0 or token == self.config.eos_token_id:
+                    break
+                codes.append(token)
+            for length in range(len(codes), 0, -1):  # the longest prefix that is an item (collision-free codes)
+                found = self._code_rows.get(tuple(codes[:length]))
+                if found is not None:
+                    rows.append(found)
+                    break
+            else:
+                raise ValueError(f"labels row {i} starts with {codes}, which are not a catalog item's code tokens")
+        return torch.tensor(rows, dtype=torch.long)
+
+    @torch.no_grad()
+    def item_head_scores(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """``(batch, num_items)`` log-softmax of the item head over the catalog for an encoder batch."""
+        start = torch.full((input_ids.shape[0], 1), self.config.decoder_start_token_id, dtype=torch.long,
+                           device=input_ids.device)
+        output = self(input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=start,
+                      output_hidden_states=True, use_cache=False)
+        return self.item_head_logits(output.decoder_hidden_states[-1][:, 0]).float().log_softmax(-1)
 
     # ------------------------------------------------------------------ item tokenizer / catalog
     catalog_features: ClassVar[dict[str, str]] = {
@@ -414,6 +515,11 @@ class GenerativeT5Model(Recommender, T5ForConditionalGeneration):
                 f"item token id {int(valid.max())} >= `vocab_size` ({self.config.vocab_size}); build the model with "
                 "the tokenizer's full vocabulary"
             )
+        if self.config.loss_type == "items" and (self.item_code_queries is None
+                                                 or table.shape[1] > self.item_code_queries.shape[0]):
+            levels = 0 if self.item_code_queries is None else self.item_code_queries.shape[0]
+            raise ValueError(f"the item head has queries for {levels} code levels (`item_code_length`); the "
+                             f"catalog's items have up to {table.shape[1]} (from_item_tokenizer sets it)")
         self.config.num_items = len(item_ids)
         self.config.item_token_range = [int(valid.min()), int(valid.max()) + 1]
         self.config.item_start_token_range = [int(table[:, 0].min()), int(table[:, 0].max()) + 1]
@@ -424,6 +530,7 @@ class GenerativeT5Model(Recommender, T5ForConditionalGeneration):
         self.catalog = Catalog.from_codes(table)
         self.item_ids = item_ids
         self._item_index = {item_id: row for row, item_id in enumerate(item_ids)}
+        self._code_rows = {tuple(t for t in codes if t >= 0): row for row, codes in enumerate(table.tolist())}
         self.item_vector_table = None  # rows of the previous catalog would be misaligned
         if item_vectors is not None:
             self.set_item_vectors(item_vectors)
@@ -483,6 +590,8 @@ class GenerativeT5Model(Recommender, T5ForConditionalGeneration):
         config.pad_token_id, config.eos_token_id = tokenizer.pad_token_id, tokenizer.eos_token_id
         config.decoder_start_token_id = tokenizer.pad_token_id
         config.num_items = item_tokenizer.num_items
+        if config.loss_type == "items":  # the item head needs a query per code level
+            config.item_code_length = int(item_tokenizer.item_token_ids(tokenizer).shape[1])
         model = cls(config)
         model.set_catalog(item_tokenizer.item_ids, item_tokenizer=item_tokenizer, tokenizer=tokenizer,
                           item_vectors=item_vector_table)
@@ -612,6 +721,8 @@ class GenerativeT5Model(Recommender, T5ForConditionalGeneration):
             for i, rows in enumerate(candidates):
                 allowed[i, list(rows)] = True
             banned_items = ~allowed if banned_items is None else banned_items | ~allowed
+        if self.has_item_head:
+            return self._recommend_rows_by_head(histories, k, found, candidates, banned_items)
         group = max(1, MAX_BEAM_ROWS // num_beams)
         was_training = self.training
         self.eval()
@@ -631,6 +742,32 @@ class GenerativeT5Model(Recommender, T5ForConditionalGeneration):
             self.train(was_training)
         items, scores = torch.cat(all_items), torch.cat(all_scores)
         if found < k:  # k beyond the catalog: the missing columns are "no item"
+            items = torch.cat([items, items.new_full((items.shape[0], k - found), -1)], 1)
+            scores = torch.cat([scores, scores.new_full((scores.shape[0], k - found), float("-inf"))], 1)
+        return items, scores
+
+    def _recommend_rows_by_head(self, histories, k, found, candidates, banned_items):
+        """:meth:`recommend_rows` of an item-head model: exact top-``k`` of the head's log-softmax over the catalog."""
+        was_training = self.training
+        self.eval()
+        all_items, all_scores = [], []
+        group = 512
+        try:
+            for start in range(0, max(1, len(histories)), group):
+                end = start + group
+                input_ids, attention_mask = self.build_inputs(
+                    histories[start:end], candidates=None if candidates is None else candidates[start:end])
+                scores = self.item_head_scores(input_ids, attention_mask)
+                if banned_items is not None:
+                    scores = scores.masked_fill(banned_items[start:end].to(scores.device), float("-inf"))
+                top_scores, top_items = scores.topk(found, dim=-1)
+                top_items = top_items.masked_fill(torch.isinf(top_scores), -1)  # banned everywhere: "no item"
+                all_items.append(top_items.cpu())
+                all_scores.append(top_scores.cpu())
+        finally:
+            self.train(was_training)
+        items, scores = torch.cat(all_items), torch.cat(all_scores)
+        if found < k:
             items = torch.cat([items, items.new_full((items.shape[0], k - found), -1)], 1)
             scores = torch.cat([scores, scores.new_full((scores.shape[0], k - found), float("-inf"))], 1)
         return items, scores
@@ -729,9 +866,18 @@ class GenerativeT5Model(Recommender, T5ForConditionalGeneration):
 
         Returns:
             FloatTensor (batch, num_items): the beam-search log-probability of the ``config.num_beams`` items found,
-            ``-inf`` elsewhere (so an item outside the beam counts as a miss).
+            ``-inf`` elsewhere (so an item outside the beam counts as a miss); with the item head
+            (``loss_type="items"``) every item's log-probability under the head (exact full ranking).
         """
         histories = [[int(r) - 1 for r in row.tolist() if r > 0] for row in input_ids]
+        if self.has_item_head:
+            was_training = self.training
+            self.eval()
+            try:
+                scores = self.item_head_scores(*self.build_inputs(histories))
+            finally:
+                self.train(was_training)
+            return scores.to(input_ids.device)
         items, scores = self.recommend_rows(histories, self.config.num_beams)
         out = torch.full((len(histories), self.config.num_items), float("-inf"))
         valid = items >= 0
