@@ -188,7 +188,7 @@ class GenRecTrainingArguments(TrainingArguments):
     text_prior_weights: list[float] | None = field(
         default=None,
         metadata={
-            "help": "Item-layout RecGPT only: after training, choose `model.text_prior_weight` (last-item text-kNN "
+            "help": "Item-layout RecGPT, or P5 / OneRec with `loss_type: items`: after training, choose `model.text_prior_weight` (last-item text-kNN "
             "mixed into the ranking) among these weights on the VALIDATION split by metric_for_early_stopping, "
             "e.g. [0, 0.25, 0.5, 1, 2]; the chosen weight is saved in the checkpoint's config and the reported "
             "valid/test metrics use it. null: keep the model's own weight."
@@ -510,10 +510,12 @@ def build_run_config(values: dict[str, Any], *, output_dir: str | os.PathLike | 
     except ValueError as error:  # transformers' own checks do not always name the section
         message = str(error)
         raise ValueError(message if "`training." in message else f"invalid `training` value: {message}") from None
-    if training.text_prior_weights is not None and (
-            model_type != "recgpt" or model_values.get("input_granularity") != "item"):
+    if training.text_prior_weights is not None and not (
+            model_values.get("input_granularity") == "item"
+            and (model_type == "recgpt" or (model_type in ("p5", "onerec") and model_values.get("loss_type") == "items"))):
         raise ValueError("`training.text_prior_weights` needs `model.type: recgpt` with `model.input_granularity: "
-                         f"item` (the model with a text prior); got model.type {model_type!r}")
+                         "item`, or p5 / onerec with `input_granularity: item` and `loss_type: items` (the models "
+                         f"with a text prior); got model.type {model_type!r}")
     if training.train_targets != "all_windows" and record.kind not in WINDOW_MODEL_KINDS:
         raise ValueError(f"`training.train_targets` ({training.train_targets!r}) applies to models trained on history "
                          f"windows (P5, OneRec); {model_type!r} trains on one row per user already: use 'all_windows'")

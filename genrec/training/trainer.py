@@ -160,7 +160,7 @@ def ranking_metrics_by_scoring(model, ranking: RankingSet, score_batch, *, ks: S
 def tune_text_prior(model, ranking: RankingSet, weights: Sequence[float], *, metric: str = "ndcg@10",
                     ks: Sequence[int] = (5, 10, 20), batch_size: int = 512, exclude_history: bool = False,
                     show_progress: bool = False) -> tuple[float, dict[float, dict[str, float]]]:
-    """Choose a RecGPT model's ``text_prior_weight`` on ``ranking`` (a VALIDATION split) and set it.
+    """Choose a model's ``text_prior_weight`` (RecGPT item layout; P5 / OneRec item head) on ``ranking`` (a VALIDATION split) and set it.
 
     Every weight is scored from one pass of the network (``score_components``); the best ``metric`` wins, ties
     going to the smaller weight. The model's config then holds the chosen weight (saved with the checkpoint).
@@ -170,17 +170,16 @@ def tune_text_prior(model, ranking: RankingSet, weights: Sequence[float], *, met
 
     Raises:
         ValueError: no weights, a negative or non-finite one, a metric not computed at ``ks``, or a model without
-            a text prior (only item-layout RecGPT has one).
+            a text prior (``supports_text_prior``).
     """
     weights = sorted({float(weight) for weight in weights})
     if not weights or any(not 0.0 <= weight < float("inf") for weight in weights):
         raise ValueError(f"text prior weights ({weights!r}) must be a non-empty list of finite numbers >= 0")
     if metric.partition("@")[2] not in {str(k) for k in ks}:
         raise ValueError(f"metric {metric!r} must be '<metric>@k' with k in {list(ks)}")
-    config = getattr(model, "config", None)
-    if not hasattr(config, "text_prior_weight") or getattr(config, "input_granularity", None) != "item":
-        raise ValueError(f"a text prior needs an item-layout RecGPT model (`model.input_granularity: item`); got "
-                         f"{type(model).__name__}")
+    if not getattr(model, "supports_text_prior", False):
+        raise ValueError("a text prior needs an item-layout RecGPT, or a P5 / OneRec with an item head and item "
+                         f"vectors (`loss_type: items`); got {type(model).__name__}")
 
     def score_batch(input_ids):
         parts = model.score_components(input_ids)

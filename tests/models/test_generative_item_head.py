@@ -156,3 +156,29 @@ def test_item_head_run_learns_the_toy_pattern(model_type, toy_dataset, tmp_path)
     assert metrics["test/recall@10"] > 0.6, metrics
     loaded = AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "run" / "checkpoint")
     assert loaded.has_item_head and len(loaded.recommend([["1", "2", "3"]], k=5)[0]) == 5
+
+
+def test_text_prior_mixes_last_item_cosine_into_score_recommend_and_the_sweep(item_tokenizer):
+    from genrec.training import RankingSet
+    from genrec.training.trainer import tune_text_prior
+
+    model = _model("onerec", item_tokenizer).eval()
+    assert model.supports_text_prior and not _model("onerec", item_tokenizer, vectors=False).supports_text_prior
+    history = torch.tensor([[0, 3, 7], [2, 5, 1]])  # left-padded rows + 1
+    plain = model.score(history)
+    model.config.text_prior_weight = 0.5
+    mixed = model.score(history)
+    vectors = F.normalize(model.item_vector_table, dim=-1)
+    cosine = vectors[history[:, -1] - 1] @ vectors.T
+    cosine[0, 6] = cosine[1, 0] = 0.0  # no prior for the last item itself
+    torch.testing.assert_close(mixed, plain + 0.5 * cosine / 0.07)
+    top = model.recommend([["i2", "i6"], ["i1", "i4", "i0"]], k=5, exclude_history=False)
+    assert [[item for item, _ in row] for row in top] == [[model.item_ids[r] for r in row.topk(5).indices.tolist()]
+                                                           for row in mixed]
+    rng = np.random.default_rng(1)
+    histories = [[int(r) for r in rng.integers(1, NUM_ITEMS + 1, size=rng.integers(1, 5))] for _ in range(30)]
+    ranking = RankingSet(histories=histories, targets=torch.tensor(rng.integers(0, NUM_ITEMS, size=30)))
+    weight, by_weight = tune_text_prior(model, ranking, [0, 1, 4], ks=(5, 10))
+    assert weight == max(by_weight, key=lambda w: (by_weight[w]["ndcg@10"], -w)) == model.config.text_prior_weight
+    with pytest.raises(ValueError, match="text_prior_weight"):
+        GenerativeT5Config(text_prior_weight=1.0)  # beam search ranks only its beams: no prior

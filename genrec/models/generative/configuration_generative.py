@@ -79,6 +79,9 @@ class GenerativeT5Config(AutoRegisteredConfigMixin, T5Config):
         item_logit_temperature (float, defaults to 0.07): τ of the item head (RPG's).
         item_code_length (int, defaults to 0): code levels the item head has queries for (set by the builder from
             the item tokenizer; 0 = no item head).
+        text_prior_weight (float, defaults to 0.0): item head with item vectors only: ``score`` / ``recommend`` add
+            ``w x cos(v_last, v_i) / τ`` (last-item kNN on the raw item vectors, 0 for the last item itself), as
+            RecGPT's ``text_prior_weight``; chosen on validation by ``training.text_prior_weights``.
     """
 
     d_model: int = 128
@@ -112,6 +115,7 @@ class GenerativeT5Config(AutoRegisteredConfigMixin, T5Config):
     loss_type: str = "codes"
     item_logit_temperature: float = 0.07
     item_code_length: int = 0
+    text_prior_weight: float = 0.0
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
@@ -181,6 +185,9 @@ class GenerativeT5Config(AutoRegisteredConfigMixin, T5Config):
                              "item-level catalog)")
         check_number("item_logit_temperature", self.item_logit_temperature, 1e-4)
         check_int("item_code_length", self.item_code_length, 0)
+        check_number("text_prior_weight", self.text_prior_weight, 0.0)
+        if self.text_prior_weight and self.loss_type != "items":
+            raise ValueError('`text_prior_weight` > 0 needs `loss_type: "items"` (beam search ranks only its beams)')
 
     def sparse_layers(self, stack: str) -> bool:
         """Whether the FFNs of ``stack`` ("encoder" or "decoder") are sparse MoE blocks."""

@@ -450,6 +450,62 @@ class GenerativeT5Model(Recommender, T5ForConditionalGeneration):
                 raise ValueError(f"labels row {i} starts with {codes}, which are not a catalog item's code tokens")
         return torch.tensor(rows, dtype=torch.long)
 
+    @property
+    def supports_text_prior(self) -> bool:
+        """Whether :meth:`score_components` has a ``"text_prior"`` part (item head + item vectors)."""
+        return self.has_item_head and self.item_vector_proj is not None
+
+    def text_prior(self, last_rows: torch.Tensor) -> torch.Tensor:
+        """Last-item prior ``cos(v_last, v_i) / τ`` for every catalog item, ``(B, num_items)`` float.
+
+        ``v`` = the raw item vectors, ``last_rows`` ``(B,)`` the histories' last catalog rows (-1: empty history,
+        no prior), τ = ``item_logit_temperature``. The last item's own entry is 0 (as text-kNN's).
+
+        Raises:
+            ValueError: a model without an item head or item vectors.
+        """
+        if not self.supports_text_prior or self.item_vector_table is None:
+            raise ValueError('the text prior needs `loss_type: "items"` and item vectors')
+        items = F.normalize(self.item_vector_table.float(), dim=-1)  # (N, D)
+        last_rows = last_rows.to(items.device)
+        cosine = items[last_rows.clamp(min=0)] @ items.T  # (B, N)
+        cosine = cosine.scatter(1, last_rows.clamp(min=0)[:, None], 0.0) * (last_rows >= 0)[:, None]
+        return cosine / self.config.item_logit_temperature
+
+    @torch.no_grad()
+    def score_components(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None, *,
+                         prior: bool = True) -> dict[str, torch.Tensor]:
+        """The parts of :meth:`score` (item head only): ``"model"`` (the head's log-softmax) and, with ``prior``,
+        ``"text_prior"``; ``score = model + text_prior_weight x text_prior``. One network pass serves a weight sweep
+        (:func:`genrec.training.trainer.tune_text_prior`).
+
+        Args:
+            input_ids: LongTensor (batch, seq) of ``catalog row + 1``, 0 = padding (left-padded).
+        """
+        if not self.has_item_head:
+            raise ValueError('score components need an item head (`loss_type: "items"`)')
+        histories = [[int(r) - 1 for r in row.tolist() if r > 0] for row in input_ids]
+        parts = {"model": self._head_scores(histories, prior=False).to(input_ids.device)}
+        if prior:
+            last = torch.tensor([history[-1] if history else -1 for history in histories], dtype=torch.long)
+            parts["text_prior"] = self.text_prior(last).to(input_ids.device)
+        return parts
+
+    def _head_scores(self, histories: Sequence[Sequence[int]], *, prior: bool = True,
+                     candidates: Sequence[Sequence[int]] | None = None) -> torch.Tensor:
+        """``(batch, num_items)`` ranking scores of the item head for histories of catalog rows (eval mode):
+        log-softmax over the catalog, plus ``text_prior_weight x`` the text prior when that is > 0 and ``prior``."""
+        was_training = self.training
+        self.eval()
+        try:
+            scores = self.item_head_scores(*self.build_inputs(histories, candidates=candidates))
+        finally:
+            self.train(was_training)
+        if prior and self.config.text_prior_weight:
+            last = torch.tensor([history[-1] if len(history) else -1 for history in histories], dtype=torch.long)
+            scores = scores + self.config.text_prior_weight * self.text_prior(last).to(scores.device)
+        return scores
+
     @torch.no_grad()
     def item_head_scores(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """``(batch, num_items)`` log-softmax of the item head over the catalog for an encoder batch."""
@@ -748,24 +804,20 @@ class GenerativeT5Model(Recommender, T5ForConditionalGeneration):
 
     def _recommend_rows_by_head(self, histories, k, found, candidates, banned_items):
         """:meth:`recommend_rows` of an item-head model: exact top-``k`` of the head's log-softmax over the catalog."""
-        was_training = self.training
-        self.eval()
         all_items, all_scores = [], []
         group = 512
-        try:
+        with torch.no_grad():
             for start in range(0, max(1, len(histories)), group):
                 end = start + group
-                input_ids, attention_mask = self.build_inputs(
-                    histories[start:end], candidates=None if candidates is None else candidates[start:end])
-                scores = self.item_head_scores(input_ids, attention_mask)
+                # candidates: P5's direct prompt reads them; they are already in banned_items' complement
+                scores = self._head_scores(histories[start:end],
+                                           candidates=None if candidates is None else candidates[start:end])
                 if banned_items is not None:
                     scores = scores.masked_fill(banned_items[start:end].to(scores.device), float("-inf"))
                 top_scores, top_items = scores.topk(found, dim=-1)
                 top_items = top_items.masked_fill(torch.isinf(top_scores), -1)  # banned everywhere: "no item"
                 all_items.append(top_items.cpu())
                 all_scores.append(top_scores.cpu())
-        finally:
-            self.train(was_training)
         items, scores = torch.cat(all_items), torch.cat(all_scores)
         if found < k:
             items = torch.cat([items, items.new_full((items.shape[0], k - found), -1)], 1)
@@ -871,13 +923,7 @@ class GenerativeT5Model(Recommender, T5ForConditionalGeneration):
         """
         histories = [[int(r) - 1 for r in row.tolist() if r > 0] for row in input_ids]
         if self.has_item_head:
-            was_training = self.training
-            self.eval()
-            try:
-                scores = self.item_head_scores(*self.build_inputs(histories))
-            finally:
-                self.train(was_training)
-            return scores.to(input_ids.device)
+            return self._head_scores(histories).to(input_ids.device)
         items, scores = self.recommend_rows(histories, self.config.num_beams)
         out = torch.full((len(histories), self.config.num_items), float("-inf"))
         valid = items >= 0

@@ -761,6 +761,11 @@ class RecGPTForCausalLM(Recommender, RecGPTPreTrainedModel):
         return parts
 
     @torch.no_grad()
+    @property
+    def supports_text_prior(self) -> bool:
+        """Whether :meth:`score_components` has a ``"text_prior"`` part (the item layout)."""
+        return self.config.input_granularity == "item"
+
     def text_prior(self, input_ids: torch.LongTensor) -> torch.Tensor:
         """Last-item prior ``C x cos(v_last, v_i) / τ`` for every catalog item, ``(B, num_items)`` float.
 
