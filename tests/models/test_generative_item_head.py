@@ -72,14 +72,15 @@ def test_item_logit_is_mean_level_cosine_plus_text_cosine(item_tokenizer, vector
     torch.testing.assert_close(logits[user, row], expected / 0.07)
 
 
-def test_labels_map_to_their_first_item_and_bad_labels_are_refused(item_tokenizer):
+def test_labels_map_to_their_items_and_bad_labels_are_refused(item_tokenizer):
     model = _model("onerec", item_tokenizer)
     labels = torch.tensor([model.item_tokens(4) + model.item_tokens(9) + [1],
                            model.item_tokens(12) + [1, -100, -100, -100]])
-    assert model.label_item_rows(labels).tolist() == [4, 12]
+    batch_index, positions, rows = model.label_items(labels)
+    assert (batch_index.tolist(), positions.tolist(), rows.tolist()) == ([0, 0, 1], [0, 3, 0], [4, 9, 12])
     bad = torch.tensor([[model.item_tokens(4)[0], 1, -100]])
-    with pytest.raises(ValueError, match="labels row 0"):
-        model.label_item_rows(bad)
+    with pytest.raises(ValueError, match="labels row 0 holds the codes"):
+        model.label_items(bad)
 
 
 @pytest.mark.parametrize("name", list(MODELS))

@@ -71,8 +71,9 @@ class GenerativeT5Config(AutoRegisteredConfigMixin, T5Config):
         loss_type (str, defaults to "codes"): ``"codes"``: the decoder's token cross-entropy over the target codes
             (TIGER / P5 / OneRec), items ranked by catalog-constrained beam search. ``"items"`` (needs
             ``input_granularity: "item"``; RPG / RecGPT's item loss): the same token loss PLUS a softmax over ALL
-            catalog items of an item head read at the decoder's first position (the state that emits the next item's
-            first code): item logit = mean over its code levels of ``cos(q_l, code embedding) / τ`` (one query
+            catalog items of an item head read at the decoder state that emits each target item's first code (the
+            first position = the next item; OneRec's later session items also read the session's earlier ones,
+            several targets per encoded history): item logit = mean over its code levels of ``cos(q_l, code embedding) / τ`` (one query
             ``q_l`` per level, the code vectors from the ``shared`` table) ``+ cos(q_text, RMSNorm(W v_i)) / τ``
             with item vectors (``W`` = the input side's projection). ``recommend`` / ``score`` then rank the whole
             catalog exactly by that head (no beam search); ``generate()`` still decodes code tokens.

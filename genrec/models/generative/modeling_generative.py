@@ -116,7 +116,7 @@ class GenerativeSeq2SeqOutput(Seq2SeqLMOutput):
 
     Attributes:
         lm_loss: cross-entropy over the label tokens (``loss = lm_loss + item_loss + aux_loss``).
-        item_loss: ``loss_type="items"``: cross-entropy of the first target item among all catalog items (else None).
+        item_loss: ``loss_type="items"``: cross-entropy of the target items among all catalog items (else None).
         aux_loss: sum of the MoE layers' weighted router losses (0 for dense models).
         expert_load: ``(num_moe_layers, num_experts)`` fraction of assignments per expert, or None.
     """
@@ -345,10 +345,10 @@ class GenerativeT5Model(Recommender, T5ForConditionalGeneration):
             decoder_mask = (labels != -100).long()
         for layer in self._moe_layers_of(self.decoder):
             layer.routing_mask = decoder_mask
-        item_rows = None
+        label_items = None
         if self.item_code_queries is not None and labels is not None:
-            item_rows = self.label_item_rows(labels)  # (batch,) before the forward: bad labels fail fast
-            kwargs["output_hidden_states"] = True  # the decoder's first state feeds the item head
+            label_items = self.label_items(labels)  # before the forward: bad labels fail fast
+            kwargs["output_hidden_states"] = True  # the decoder's states at item starts feed the item head
         outputs = super().forward(
             attention_mask=attention_mask,
             decoder_input_ids=decoder_input_ids,
@@ -368,9 +368,13 @@ class GenerativeT5Model(Recommender, T5ForConditionalGeneration):
             for layer in moe_layers:
                 layer.last_output, layer.routing_mask = None, None
         item_loss = None
-        if item_rows is not None:
-            item_logits = self.item_head_logits(outputs.decoder_hidden_states[-1][:, 0])  # (batch, num_items)
-            item_loss = F.cross_entropy(item_logits.float(), item_rows.to(item_logits.device))
+        if label_items is not None:
+            # every target item of the session, from the state that emits its first code (position 0 = the next
+            # item, what recommend() ranks; later ones also read the session's earlier items)
+            batch_index, positions, rows = (t.to(outputs.logits.device) for t in label_items)
+            states = outputs.decoder_hidden_states[-1][batch_index, positions]  # (n_items, d_model)
+            item_logits = self.item_head_logits(states)  # (n_items, num_items)
+            item_loss = F.cross_entropy(item_logits.float(), rows)
         loss = None if outputs.loss is None else outputs.loss + aux_loss
         if loss is not None and item_loss is not None:
             loss = loss + item_loss
@@ -426,29 +430,38 @@ class GenerativeT5Model(Recommender, T5ForConditionalGeneration):
             scores = scores + F.normalize(states @ self.item_text_query, dim=-1) @ items.T.to(states.dtype)
         return scores / self.config.item_logit_temperature
 
-    def label_item_rows(self, labels: torch.Tensor) -> torch.LongTensor:
-        """Catalog row of the FIRST item in each row of ``labels`` (its code tokens; -100 / EOS end it).
+    def label_items(self, labels: torch.Tensor) -> tuple[torch.LongTensor, torch.LongTensor, torch.LongTensor]:
+        """Every item in ``labels`` (code tokens, items back to back; -100 / EOS end a row): where it starts and
+        its catalog row. An item starts at a level-0 code token; the decoder state at that position emits it.
+
+        Returns:
+            ``(batch_index, position, row)``: three LongTensors ``(n_items,)``.
 
         Raises:
-            ValueError: a row that does not start with a catalog item's codes.
+            ValueError: a label segment that is not a catalog item's codes.
         """
         self._require_bound()
-        width = self.item_token_table.shape[1]
-        rows = []
-        for i, row in enumerate(labels[:, :width].tolist()):
-            codes = []
-            for token in row:
-                if token < 0 or token == self.config.eos_token_id:
-                    break
-                codes.append(token)
-            for length in range(len(codes), 0, -1):  # the longest prefix that is an item (collision-free codes)
-                found = self._code_rows.get(tuple(codes[:length]))
-                if found is not None:
-                    rows.append(found)
-                    break
-            else:
-                raise ValueError(f"labels row {i} starts with {codes}, which are not a catalog item's code tokens")
-        return torch.tensor(rows, dtype=torch.long)
+        start_lo, start_hi = self.config.item_start_token_range
+        batch_index, positions, rows = [], [], []
+        for i, row in enumerate(labels.tolist()):
+            segment: list[int] = []
+            begin = 0
+            for p, token in enumerate([*row, -100]):
+                if token < 0 or token == self.config.eos_token_id or start_lo <= token < start_hi:
+                    if segment:
+                        found = self._code_rows.get(tuple(segment))
+                        if found is None:
+                            raise ValueError(f"labels row {i} holds the codes {segment} at position {begin}, which "
+                                             "are not a catalog item's code tokens")
+                        batch_index.append(i)
+                        positions.append(begin)
+                        rows.append(found)
+                    segment, begin = [], p
+                    if token < 0 or token == self.config.eos_token_id:
+                        break
+                segment.append(token)
+        return (torch.tensor(batch_index, dtype=torch.long), torch.tensor(positions, dtype=torch.long),
+                torch.tensor(rows, dtype=torch.long))
 
     @property
     def supports_text_prior(self) -> bool:
