@@ -183,3 +183,19 @@ def test_text_prior_mixes_last_item_cosine_into_score_recommend_and_the_sweep(it
     assert weight == max(by_weight, key=lambda w: (by_weight[w]["ndcg@10"], -w)) == model.config.text_prior_weight
     with pytest.raises(ValueError, match="text_prior_weight"):
         GenerativeT5Config(text_prior_weight=1.0)  # beam search ranks only its beams: no prior
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("granularity", ["item", "token"])
+def test_item_positions_can_count_from_the_most_recent_item(name, granularity, item_tokenizer):
+    overrides = {"input_granularity": granularity, "loss_type": "codes"}
+    first = _model(name, item_tokenizer, vectors=False, **overrides)
+    last = _model(name, item_tokenizer, vectors=False, item_position_origin="last", **overrides)
+    ids = torch.tensor([first.encode_history([3, 7, 11])])
+    assert first.encode_history([3, 7, 11]) == last.encode_history([3, 7, 11])
+    from_first, from_last = first.item_positions(ids)[0], last.item_positions(ids)[0]
+    assert torch.equal(from_first == 0, from_last == 0)  # the same item tokens, text / separators stay 0
+    numbered = from_first > 0
+    assert torch.equal(from_last[numbered], 4 - from_first[numbered])  # 3 items: 1, 2, 3 -> 3, 2, 1
+    with pytest.raises(ValueError, match="`item_position_origin`"):
+        GenerativeT5Config(item_position_origin="middle")

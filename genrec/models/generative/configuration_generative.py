@@ -11,13 +11,14 @@ from transformers import T5Config
 from genrec.models.registry import AutoRegisteredConfigMixin
 from genrec.utils.checks import check_int, check_number
 
-__all__ = ["FFN_TYPES", "GENERATIVE_LOSS_TYPES", "INPUT_GRANULARITIES", "ITEM_VECTOR_OPTIONS", "MOE_LAYERS",
-           "GenerativeT5Config"]
+__all__ = ["FFN_TYPES", "GENERATIVE_LOSS_TYPES", "INPUT_GRANULARITIES", "ITEM_POSITION_ORIGINS", "ITEM_VECTOR_OPTIONS",
+           "MOE_LAYERS", "GenerativeT5Config"]
 
 FFN_TYPES = ("dense", "moe")
 MOE_LAYERS = ("decoder", "encoder", "all")
 INPUT_GRANULARITIES = ("token", "item")
 GENERATIVE_LOSS_TYPES = ("codes", "items")
+ITEM_POSITION_ORIGINS = ("first", "last")
 # keys of `item_vectors`: the options of genrec.models.item_vectors.dataset_item_vectors (RecGPT's
 # `model.tokenizer` section) plus the text encoder's
 ITEM_VECTOR_OPTIONS = ("item_text", "collaborative_dims", "collaborative_window", "embedding_model", "text_fields",
@@ -41,6 +42,9 @@ class GenerativeT5Config(AutoRegisteredConfigMixin, T5Config):
         max_history_items (int, defaults to 20): most recent history items read (older ones dropped).
         use_item_position_embeddings (bool, defaults to True): add the item-position ("whole-word") embedding.
         max_item_positions (int, defaults to 64): size of that table; item index ``n`` is clamped to it - 1.
+        item_position_origin (str, defaults to "first"): where item index 1 is: ``"first"`` = the oldest history
+            item (P5's whole-word numbering), ``"last"`` = the most recent one (n = n-th from the end, so the next
+            item's strongest evidence has the same embedding in every history, as a causal model's last position).
         ffn_type (str, defaults to "dense"): ``"dense"`` (T5's FFN) or ``"moe"`` (genrec SparseMoeBlock).
         moe_layers (str, defaults to "decoder"): where the MoE replaces the FFN: "decoder", "encoder" or "all".
         num_experts (int, defaults to 8), num_experts_per_tok (int, defaults to 2): routed experts and top-k.
@@ -101,6 +105,7 @@ class GenerativeT5Config(AutoRegisteredConfigMixin, T5Config):
     max_history_items: int = 20
     use_item_position_embeddings: bool = True
     max_item_positions: int = 64
+    item_position_origin: str = "first"
     ffn_type: str = "dense"
     moe_layers: str = "decoder"
     num_experts: int = 8
@@ -143,6 +148,9 @@ class GenerativeT5Config(AutoRegisteredConfigMixin, T5Config):
                 f"`feed_forward_proj` ({self.feed_forward_proj!r}) must be 'ACT' or 'gated-ACT' with ACT one of "
                 f"{sorted(ACT2FN)}"
             )
+        if self.item_position_origin not in ITEM_POSITION_ORIGINS:
+            raise ValueError(f"`item_position_origin` ({self.item_position_origin!r}) must be one of "
+                             f"{list(ITEM_POSITION_ORIGINS)}")
         if self.ffn_type not in FFN_TYPES:
             raise ValueError(f"`ffn_type` ({self.ffn_type!r}) must be one of {list(FFN_TYPES)}")
         if self.moe_layers not in MOE_LAYERS:

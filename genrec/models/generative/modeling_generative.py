@@ -214,7 +214,8 @@ class GenerativeT5Model(Recommender, T5ForConditionalGeneration):
         return _ItemAwareEncoder(self)
 
     def item_positions(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """Item index of every token: 1 for the first item's tokens, 2 for the second, ...; 0 for text.
+        """Item index of every token: 1 for the first item's tokens, 2 for the second, ...; 0 for text
+        (``item_position_origin="last"``: 1 for the LAST item's tokens, 2 for the one before, ...).
 
         Args:
             input_ids: LongTensor (batch, seq).
@@ -232,7 +233,10 @@ class GenerativeT5Model(Recommender, T5ForConditionalGeneration):
             start_lo, start_hi = config.item_start_token_range
             is_item = (input_ids >= lo) & (input_ids < hi)
             is_start = (input_ids >= start_lo) & (input_ids < start_hi)
-        positions = is_start.long().cumsum(-1) * is_item.long()  # (batch, seq)
+        order = is_start.long().cumsum(-1)  # (batch, seq): 1 from the first item on
+        if config.item_position_origin == "last":
+            order = order[:, -1:] - order + 1  # items in the row - order + 1: 1 for the last item
+        positions = order * is_item.long()
         return positions.clamp(max=config.max_item_positions - 1)
 
     @property
