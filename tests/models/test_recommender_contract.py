@@ -31,11 +31,13 @@ T5_TINY = {"d_model": 32, "d_kv": 8, "d_ff": 64, "num_layers": 2, "num_heads": 4
            "item_tokenizer_config": {"codebook_size": 4, "num_levels": 3}}
 # item-level inputs (one encoder position per history item) with collaborative item vectors: no sentence encoder
 T5_ITEM = {"input_granularity": "item", "item_vectors": {"item_text": False, "collaborative_dims": 4}}
-MODEL_NAMES = ["sasrec", "popularity", "textknn", "recgpt", "p5", "onerec", "p5-item", "onerec-item", "bigrec"]
+MODEL_NAMES = ["sasrec", "popularity", "textknn", "recgpt", "p5", "onerec", "p5-item", "onerec-item", "onerec-head",
+               "bigrec"]
 # re-bound catalogs: all 12 items in another order; 7 of them in another order (i1, i4, i6, i8, i11 left out)
 REORDERED = [IDS[j] for j in (5, 11, 0, 7, 2, 9, 4, 1, 10, 3, 8, 6)]
 SUBSET = ["i7", "i2", "i10", "i0", "i5", "i9", "i3"]
-# their scores are beam-search log-probabilities normalised over the catalog's valid next tokens
+# their scores are beam-search log-probabilities normalised over the catalog's valid next tokens (the item head's:
+# a log-softmax over the catalog, so they too can only rise on a smaller catalog)
 BEAM_SEARCH_MODELS = ("genrec-p5", "genrec-onerec", "genrec-bigrec")
 SUBSET_HISTORIES = [["i2", "i7"], ["i0"], ["i9", "i3", "i10"], ["i5", "i5"]]
 
@@ -71,12 +73,12 @@ def _build(name, tmp_path_factory):
         from genrec.models.p5 import P5ForConditionalGeneration
 
         return P5ForConditionalGeneration.from_dataset(CATALOG, TRAIN, **T5_TINY, **(T5_ITEM if name == "p5-item" else {}))
-    if name in ("onerec", "onerec-item"):
+    if name in ("onerec", "onerec-item", "onerec-head"):
         from genrec.models.onerec import OneRecForConditionalGeneration
 
+        extra = {"onerec": {}, "onerec-item": T5_ITEM, "onerec-head": {**T5_ITEM, "loss_type": "items"}}[name]
         return OneRecForConditionalGeneration.from_dataset(CATALOG, TRAIN, **T5_TINY, ffn_type="moe", num_experts=4,
-                                                           num_experts_per_tok=2, session_length=2,
-                                                           **(T5_ITEM if name == "onerec-item" else {}))
+                                                           num_experts_per_tok=2, session_length=2, **extra)
     if name == "bigrec":
         from genrec.models.bigrec import BIGRecForCausalLM
         from tests.llm_helpers import save_tiny_llama
