@@ -143,8 +143,8 @@ def register(subparsers) -> None:
                         help="Keep duplicate events (same user, item, timestamp); default: as the run folder was "
                              "trained (dropped unless its config has data.keep_duplicates).")
     parser.add_argument("--text-prior-weights", type=non_negative_float, nargs="+", default=None, metavar="W",
-                        help="Item-layout RecGPT: choose text_prior_weight (last-item text-kNN mixed into the ranking) "
-                             "among these on the VALIDATION split by ndcg@10, then rank --split with it.")
+                        help="Item-layout RecGPT, or P5 / OneRec with loss_type items: choose text_prior_weight "
+                             "(last-item text-kNN mixed into the ranking) among these on the VALIDATION split by ndcg@10, then rank --split with it.")
     parser.add_argument("--output", default=None, help="Also write the metrics to this JSON file (atomically).")
     from genrec.cli.data import add_table_arguments
 

@@ -188,7 +188,8 @@ class GenRecTrainingArguments(TrainingArguments):
     text_prior_weights: list[float] | None = field(
         default=None,
         metadata={
-            "help": "Item-layout RecGPT, or P5 / OneRec with `loss_type: items`: after training, choose `model.text_prior_weight` (last-item text-kNN "
+            "help": "Item-layout RecGPT, or P5 / OneRec with `loss_type: items`: after training, choose "
+            "`model.text_prior_weight` (last-item text-kNN "
             "mixed into the ranking) among these weights on the VALIDATION split by metric_for_early_stopping, "
             "e.g. [0, 0.25, 0.5, 1, 2]; the chosen weight is saved in the checkpoint's config and the reported "
             "valid/test metrics use it. null: keep the model's own weight."

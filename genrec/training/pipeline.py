@@ -660,7 +660,7 @@ def evaluate_checkpoint(
         show_progress: progress bars of the ranking.
         dataset_source: where ``dataset`` came from (e.g. the run folder's config.yaml), for error messages.
         load_options: more ``load_dataset`` options (table columns, k-core), as the model was trained with.
-        text_prior_weights: item-layout RecGPT: first choose ``text_prior_weight`` among these on the VALIDATION
+        text_prior_weights: item-layout RecGPT or a P5 / OneRec item head: first choose ``text_prior_weight`` among these on the VALIDATION
             split (by ndcg@10, :func:`~genrec.training.trainer.tune_text_prior`), then report ``splits`` with it;
             the result gains ``tune/text_prior_weight`` and ``tune/valid/ndcg@10_by_text_prior_weight``.
 
