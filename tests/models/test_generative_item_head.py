@@ -199,3 +199,19 @@ def test_item_positions_can_count_from_the_most_recent_item(name, granularity, i
     assert torch.equal(from_last[numbered], 4 - from_first[numbered])  # 3 items: 1, 2, 3 -> 3, 2, 1
     with pytest.raises(ValueError, match="`item_position_origin`"):
         GenerativeT5Config(item_position_origin="middle")
+
+
+@pytest.mark.parametrize("targets", ["first", "session"])
+def test_item_loss_reads_the_next_item_or_every_session_item(targets, item_tokenizer):
+    model = _model("onerec", item_tokenizer, item_loss_targets=targets).eval()  # session_length 2
+    batch = _batch(model)
+    output = model(**batch)
+    batch_index, positions, rows = model.label_items(batch["labels"])
+    assert (positions > 0).any()  # the windows have 2-item sessions
+    if targets == "first":
+        keep = positions == 0
+        batch_index, positions, rows = batch_index[keep], positions[keep], rows[keep]
+    states = output.decoder_hidden_states[-1][batch_index, positions]
+    torch.testing.assert_close(output.item_loss, F.cross_entropy(model.item_head_logits(states), rows))
+    with pytest.raises(ValueError, match="`item_loss_targets`"):
+        GenerativeT5Config(item_loss_targets="all")

@@ -11,14 +11,15 @@ from transformers import T5Config
 from genrec.models.registry import AutoRegisteredConfigMixin
 from genrec.utils.checks import check_int, check_number
 
-__all__ = ["FFN_TYPES", "GENERATIVE_LOSS_TYPES", "INPUT_GRANULARITIES", "ITEM_POSITION_ORIGINS", "ITEM_VECTOR_OPTIONS",
-           "MOE_LAYERS", "GenerativeT5Config"]
+__all__ = ["FFN_TYPES", "GENERATIVE_LOSS_TYPES", "INPUT_GRANULARITIES", "ITEM_LOSS_TARGETS", "ITEM_POSITION_ORIGINS",
+           "ITEM_VECTOR_OPTIONS", "MOE_LAYERS", "GenerativeT5Config"]
 
 FFN_TYPES = ("dense", "moe")
 MOE_LAYERS = ("decoder", "encoder", "all")
 INPUT_GRANULARITIES = ("token", "item")
 GENERATIVE_LOSS_TYPES = ("codes", "items")
 ITEM_POSITION_ORIGINS = ("first", "last")
+ITEM_LOSS_TARGETS = ("first", "session")
 # keys of `item_vectors`: the options of genrec.models.item_vectors.dataset_item_vectors (RecGPT's
 # `model.tokenizer` section) plus the text encoder's
 ITEM_VECTOR_OPTIONS = ("item_text", "collaborative_dims", "collaborative_window", "embedding_model", "text_fields",
@@ -75,13 +76,17 @@ class GenerativeT5Config(AutoRegisteredConfigMixin, T5Config):
         loss_type (str, defaults to "codes"): ``"codes"``: the decoder's token cross-entropy over the target codes
             (TIGER / P5 / OneRec), items ranked by catalog-constrained beam search. ``"items"`` (needs
             ``input_granularity: "item"``; RPG / RecGPT's item loss): the same token loss PLUS a softmax over ALL
-            catalog items of an item head read at the decoder state that emits each target item's first code (the
-            first position = the next item; OneRec's later session items also read the session's earlier ones,
-            several targets per encoded history): item logit = mean over its code levels of ``cos(q_l, code embedding) / τ`` (one query
+            catalog items of an item head read at the decoder state that emits the next item's first code (the
+            first position; with ``item_loss_targets: "session"`` also at the start of every later item of
+            OneRec's session target): item logit = mean over its code levels of ``cos(q_l, code embedding) / τ`` (one query
             ``q_l`` per level, the code vectors from the ``shared`` table) ``+ cos(q_text, RMSNorm(W v_i)) / τ``
             with item vectors (``W`` = the input side's projection). ``recommend`` / ``score`` then rank the whole
             catalog exactly by that head (no beam search); ``generate()`` still decodes code tokens.
         item_logit_temperature (float, defaults to 0.07): τ of the item head (RPG's).
+        item_loss_targets (str, defaults to "first"): which target items the item head is trained on: ``"first"``
+            (the next item, what ``recommend`` ranks) or ``"session"`` (every item of a session target, each from
+            the decoder state that emits its first code, so it also reads the session's earlier items; measured on
+            Beauty: no better per step than "first" and slower per step).
         item_code_length (int, defaults to 0): code levels the item head has queries for (set by the builder from
             the item tokenizer; 0 = no item head).
         text_prior_weight (float, defaults to 0.0): item head with item vectors only: ``score`` / ``recommend`` add
@@ -120,6 +125,7 @@ class GenerativeT5Config(AutoRegisteredConfigMixin, T5Config):
     item_vector_dim: int = 0
     loss_type: str = "codes"
     item_logit_temperature: float = 0.07
+    item_loss_targets: str = "first"
     item_code_length: int = 0
     text_prior_weight: float = 0.0
 
@@ -193,6 +199,8 @@ class GenerativeT5Config(AutoRegisteredConfigMixin, T5Config):
             raise ValueError('`loss_type: "items"` needs `input_granularity: "item"` (the item head scores the '
                              "item-level catalog)")
         check_number("item_logit_temperature", self.item_logit_temperature, 1e-4)
+        if self.item_loss_targets not in ITEM_LOSS_TARGETS:
+            raise ValueError(f"`item_loss_targets` ({self.item_loss_targets!r}) must be one of {list(ITEM_LOSS_TARGETS)}")
         check_int("item_code_length", self.item_code_length, 0)
         check_number("text_prior_weight", self.text_prior_weight, 0.0)
         if self.text_prior_weight and self.loss_type != "items":

@@ -373,9 +373,12 @@ class GenerativeT5Model(Recommender, T5ForConditionalGeneration):
                 layer.last_output, layer.routing_mask = None, None
         item_loss = None
         if label_items is not None:
-            # every target item of the session, from the state that emits its first code (position 0 = the next
-            # item, what recommend() ranks; later ones also read the session's earlier items)
+            # the state that emits an item's first code scores the catalog: position 0 = the next item (what
+            # recommend() ranks); item_loss_targets "session" adds the session's later items
             batch_index, positions, rows = (t.to(outputs.logits.device) for t in label_items)
+            if self.config.item_loss_targets == "first":
+                first = positions == 0
+                batch_index, positions, rows = batch_index[first], positions[first], rows[first]
             states = outputs.decoder_hidden_states[-1][batch_index, positions]  # (n_items, d_model)
             item_logits = self.item_head_logits(states)  # (n_items, num_items)
             item_loss = F.cross_entropy(item_logits.float(), rows)
