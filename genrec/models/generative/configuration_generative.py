@@ -85,8 +85,8 @@ class GenerativeT5Config(AutoRegisteredConfigMixin, T5Config):
         item_logit_temperature (float, defaults to 0.07): τ of the item head (RPG's).
         item_loss_targets (str, defaults to "first"): which target items the item head is trained on: ``"first"``
             (the next item, what ``recommend`` ranks) or ``"session"`` (every item of a session target, each from
-            the decoder state that emits its first code, so it also reads the session's earlier items; measured on
-            Beauty: no better per step than "first" and slower per step).
+            the decoder state that emits its first code, so it also reads the session's earlier items; it costs
+            more per step: see the README's measurements).
         item_code_length (int, defaults to 0): code levels the item head has queries for (set by the builder from
             the item tokenizer; 0 = no item head).
         text_prior_weight (float, defaults to 0.0): item head with item vectors only: ``score`` / ``recommend`` add
