@@ -18,22 +18,11 @@ from genrec.data.datasets import OneWindowPerUserSampler, next_item_windows
 from genrec.models.generative import GenerativeT5Config, build_generative_training_data
 from genrec.models.onerec import OneRecForConditionalGeneration
 from genrec.models.p5 import P5ForConditionalGeneration
-from genrec.tokenization import get_tokenizer_class
+from tests.models.item_layout_helpers import MODELS, NUM_ITEMS, VECTOR_DIM
 
-NUM_ITEMS = 30
-VECTOR_DIM = 8
 TINY = {"d_model": 32, "d_kv": 8, "d_ff": 64, "num_layers": 2, "num_heads": 4, "dropout_rate": 0.0,
         "max_history_items": 6, "num_beams": 6, "input_granularity": "item"}
-MODELS = {
-    "p5": (P5ForConditionalGeneration, {}),
-    "onerec": (OneRecForConditionalGeneration, {"num_experts": 4, "moe_intermediate_size": 32, "session_length": 2}),
-}
 
-
-@pytest.fixture(scope="module")
-def item_tokenizer():
-    catalog = SimpleNamespace(item_ids=[f"i{n}" for n in range(NUM_ITEMS)])
-    return get_tokenizer_class("random")(codebook_size=5, num_levels=3, seed=0).fit(catalog)
 
 
 def _vectors():
