@@ -17,7 +17,7 @@ import genrec.models.onerec  # noqa: F401  (registers the Auto classes)
 import genrec.models.p5  # noqa: F401
 from genrec.models.generative import GenerativeT5Config, build_generative_training_data
 from genrec.models.onerec import OneRecForConditionalGeneration
-from tests.models.item_layout_helpers import MODELS, NUM_ITEMS, VECTOR_DIM
+from tests.models.item_layout_helpers import MODELS, NUM_ITEMS, VECTOR_DIM, toy_run_values
 
 TINY = {"d_model": 32, "d_kv": 8, "d_ff": 64, "num_layers": 2, "num_heads": 4, "dropout_rate": 0.0,
         "max_history_items": 6, "num_beams": 6, "input_granularity": "item", "loss_type": "items"}
@@ -130,15 +130,7 @@ def test_item_head_run_learns_the_toy_pattern(model_type, toy_dataset, tmp_path)
     """``genrec train`` end to end with ``loss_type: items``: the evaluator ranks the whole catalog by the head."""
     from genrec.training import build_run_config, run_training
 
-    model = {"type": model_type, "d_model": 32, "d_kv": 8, "d_ff": 64, "num_layers": 1, "num_heads": 4,
-             "dropout_rate": 0.0, "max_history_items": 5, "num_beams": 10, "input_granularity": "item",
-             "loss_type": "items", "item_vectors": {"item_text": False, "collaborative_dims": 4},
-             "item_tokenizer_method": "random", "item_tokenizer_config": {"codebook_size": 4, "num_levels": 3}}
-    training = {"seed": 0, "learning_rate": 0.01, "per_device_train_batch_size": 8, "num_train_epochs": 30,
-                "train_targets": "random_cut", "train_sampling_strategy": "group_by_length", "eval_strategy": "no",
-                "logging_strategy": "epoch", "eval_ks": [5, 10], "early_stopping_patience": None,
-                "report_to": "none", "disable_tqdm": True}
-    run = build_run_config({"model": model, "data": {"dataset": toy_dataset}, "training": training})
+    run = build_run_config(toy_run_values(model_type, toy_dataset, loss_type="items"))
     metrics = run_training(run, tmp_path / "run")
     # chance is 10 / 24 = 0.42 for recall@10; the +1 pattern is learnable
     assert metrics["test/recall@10"] > 0.6, metrics

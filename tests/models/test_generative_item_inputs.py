@@ -18,7 +18,7 @@ from genrec.data.datasets import OneWindowPerUserSampler, next_item_windows
 from genrec.models.generative import GenerativeT5Config, build_generative_training_data
 from genrec.models.onerec import OneRecForConditionalGeneration
 from genrec.models.p5 import P5ForConditionalGeneration
-from tests.models.item_layout_helpers import MODELS, NUM_ITEMS, VECTOR_DIM
+from tests.models.item_layout_helpers import MODELS, NUM_ITEMS, VECTOR_DIM, toy_run_values
 
 TINY = {"d_model": 32, "d_kv": 8, "d_ff": 64, "num_layers": 2, "num_heads": 4, "dropout_rate": 0.0,
         "max_history_items": 6, "num_beams": 6, "input_granularity": "item"}
@@ -162,15 +162,7 @@ def test_item_level_random_cut_run_learns_the_toy_pattern(model_type, toy_datase
     one random cut per user per epoch, beam-search evaluation, checkpoint reload."""
     from genrec.training import build_run_config, run_training
 
-    model = {"type": model_type, "d_model": 32, "d_kv": 8, "d_ff": 64, "num_layers": 1, "num_heads": 4,
-             "dropout_rate": 0.0, "max_history_items": 5, "num_beams": 10, "input_granularity": "item",
-             "item_vectors": {"item_text": False, "collaborative_dims": 4},
-             "item_tokenizer_method": "random", "item_tokenizer_config": {"codebook_size": 4, "num_levels": 3}}
-    training = {"seed": 0, "learning_rate": 0.01, "per_device_train_batch_size": 8, "num_train_epochs": 30,
-                "train_targets": "random_cut", "train_sampling_strategy": "group_by_length", "eval_strategy": "no",
-                "logging_strategy": "epoch", "eval_ks": [5, 10], "early_stopping_patience": None,
-                "report_to": "none", "disable_tqdm": True}
-    run = build_run_config({"model": model, "data": {"dataset": toy_dataset}, "training": training})
+    run = build_run_config(toy_run_values(model_type, toy_dataset))
     metrics = run_training(run, tmp_path / "run")
     assert metrics["train/num_examples"] == 48  # one window per user (48 toy users), not every window
     # chance is 10 / 24 = 0.42 for recall@10; the +1 pattern is learnable
