@@ -310,6 +310,8 @@ class _Trained:
     num_examples: int
     curve: list[list[float]]  # [[minutes, valid metric], ...] of every validation during training
     log_history: list[dict[str, Any]]
+    # the Trainer's validation of the weights the model holds now (the best ones): reused, not ranked again
+    best_valid_metrics: dict[str, float] | None = None
 
 
 def training_data(model, train_sequences, item_index, *, max_length: int, seed: int):
@@ -384,7 +386,16 @@ def _train(model, args, train_sequences, item_index, valid_set: RankingSet, max_
         num_examples=_examples_per_epoch(train_dataset, args),
         curve=clock.curve,
         log_history=trainer.state.log_history,
+        best_valid_metrics=_unprefixed(best.best_metrics) if best.best_state is not None else None,
     )
+
+
+def _unprefixed(metrics: dict[str, float] | None, prefix: str = "eval_") -> dict[str, float] | None:
+    """The Trainer's ``eval_*`` validation metrics under :func:`full_ranking_metrics`' own names (runtime dropped)."""
+    if metrics is None:
+        return None
+    return {key[len(prefix):]: value for key, value in metrics.items()
+            if key.startswith(prefix) and key != f"{prefix}runtime"}
 
 
 def _train_and_evaluate(run: RunConfig, staging: Path | None, loaded, *,
@@ -433,6 +444,12 @@ def _train_and_evaluate(run: RunConfig, staging: Path | None, loaded, *,
     evaluation = {}
     for name, ranking in (("valid", valid_set), ("test", test_set)):
         eval_start = time.time()
+        if name == "valid" and swept is None and trained.best_valid_metrics is not None:
+            # the model holds the best-validation weights: the Trainer already ranked validation with them
+            evaluation.update({f"valid/{key}": value for key, value in trained.best_valid_metrics.items()})
+            evaluation["valid/num_users"] = len(ranking)
+            evaluation["valid/seconds"] = 0.0
+            continue
         if name == "valid" and swept is not None:  # the sweep already ranked validation with the chosen weight
             values, seconds = swept
             evaluation.update({f"valid/{key}": value for key, value in values.items()})

@@ -293,6 +293,7 @@ class BestModelCallback(TrainerCallback):
         self.best_step: int | None = None
         self.best_epoch: float | None = None
         self.best_state: dict[str, torch.Tensor] | None = None
+        self.best_metrics: dict[str, float] | None = None  # the whole evaluation of the best weights
         self.bad_evaluations = 0
 
     def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
@@ -302,6 +303,7 @@ class BestModelCallback(TrainerCallback):
         if self.best_value is None or value > self.best_value:
             self.best_value, self.best_step, self.best_epoch = value, state.global_step, state.epoch
             self.best_state = {name: tensor.detach().to("cpu", copy=True) for name, tensor in model.state_dict().items()}
+            self.best_metrics = dict(metrics)
             self.bad_evaluations = 0
         else:
             self.bad_evaluations += 1

@@ -324,3 +324,31 @@ def test_prompt_vocabulary_is_the_same_in_every_process(item_tokenizer):
         assert not any(token.startswith("##") for token in model.tokenizer.tokenize(text))
     with pytest.raises(ValueError, match="text_vocab_size"):
         build_prompt_tokenizer(item_tokenizer, text_vocab_size=50)
+
+
+def test_prompt_templates_first_and_none(item_tokenizer):
+    rng = random.Random(0)
+    every = _model(item_tokenizer)
+    first = _model(item_tokenizer, prompt_templates="first")
+    bare = _model(item_tokenizer, prompt_templates="none")
+    history = [3, 7, 11]
+    # evaluation prompts: "first" is P5's template 0 (as "all" evaluates); "none" is the items' codes, then </s>
+    assert first.encode_history(history) == every.encode_history(history)
+    codes = [bare.item_tokens(row) for row in history]
+    separator = bare.tokenizer(",", add_special_tokens=False).input_ids
+    assert bare.encode_history(history) == codes[0] + separator + codes[1] + separator + codes[2] + [
+        bare.config.eos_token_id]
+    # training: "all" samples several templates, "first" only template 0, "none" never a word
+    prompts = {name: {tuple(m.example_encoder().training_example(history, [5], rng)["input_ids"]) for _ in range(40)}
+               for name, m in (("all", every), ("first", first), ("none", bare))}
+    assert len(prompts["all"]) > 1
+    assert prompts["first"] == {tuple(first.encode_history(history))}
+    assert prompts["none"] == {tuple(bare.encode_history(history))}
+    # the item layout without words: one encoder position per item, then </s>
+    item_level = _model(item_tokenizer, prompt_templates="none", input_granularity="item")
+    offset = item_level.item_input_offset
+    assert item_level.encode_history(history) == [offset + 3, offset + 7, offset + 11, item_level.config.eos_token_id]
+    with pytest.raises(ValueError, match="prompt_templates"):
+        P5Config(prompt_templates="some")
+    with pytest.raises(ValueError, match="direct_task_ratio"):
+        P5Config(prompt_templates="none", direct_task_ratio=0.5)

@@ -19,7 +19,7 @@ from genrec.training import (
     load_run_config,
     run_training,
 )
-from genrec.training.pipeline import prepare_output
+from genrec.training.pipeline import evaluate_checkpoint, prepare_output
 
 
 def toy_run_values(dataset: str, **training) -> dict:
@@ -296,3 +296,27 @@ def test_invalid_rate_counts_top_k_slots_without_a_catalog_item():
     metrics = full_ranking_metrics(BeamLikeScorer(), ranking, ks=(1, 5))
     assert metrics["invalid_rate"] == pytest.approx((2 / 5 + 0.0) / 2)
     assert metrics["recall@1"] == pytest.approx(0.5)
+
+
+def test_validation_of_the_best_weights_is_not_ranked_again(tmp_path, toy_dataset, monkeypatch):
+    """After training the model holds the best-validation weights, which the Trainer already ranked: the run's
+    valid/* metrics are that validation's, and only test is ranked after training."""
+    import genrec.training.pipeline as pipeline
+
+    after_training = []
+    real = pipeline.full_ranking_metrics
+
+    def counting(model, ranking, **kwargs):
+        after_training.append(kwargs.get("description"))
+        return real(model, ranking, **kwargs)
+
+    monkeypatch.setattr(pipeline, "full_ranking_metrics", counting)
+    metrics = run_training(build_run_config(toy_run_values(toy_dataset, num_train_epochs=3)), tmp_path / "run")
+    assert after_training == ["test ranking"]
+    curve = metrics["curve/valid/ndcg@5"]
+    assert len(curve) == 3 and metrics["valid/ndcg@5"] == max(value for _, value in curve)
+    assert metrics["valid/num_users"] > 0 and "valid/runtime" not in metrics
+    # the reused validation equals a fresh ranking of the saved (best) weights
+    fresh = evaluate_checkpoint(tmp_path / "run", toy_dataset, splits=("valid",), ks=(1, 5))
+    for key in ("valid/ndcg@5", "valid/recall@5", "valid/mrr@1"):
+        assert fresh[key] == pytest.approx(metrics[key], abs=1e-9), key

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from genrec.models.generative.configuration_generative import GenerativeT5Config
+from genrec.models.p5.prompts import PROMPT_TEMPLATE_CHOICES
 from genrec.utils.checks import check_int, check_number
 
 __all__ = ["P5Config"]
@@ -21,6 +22,9 @@ class P5Config(GenerativeT5Config):
         direct_task_ratio (float, defaults to 0.0): share of training prompts that are direct recommendation
             (pick the next item among ``num_candidates`` candidates); the rest are sequential recommendation.
         num_candidates (int, defaults to 20): candidates of a direct-recommendation prompt (target included).
+        prompt_templates (str, defaults to "all"): the sequential templates training samples from: ``"all"`` (P5's
+            six paraphrases), ``"first"`` (template 0, the one evaluation uses), ``"none"`` (no words: the history's
+            items then ``</s>``, in training and evaluation; requires ``direct_task_ratio`` 0).
         text_vocab_size (int, defaults to 400): WordPiece vocabulary of the from-scratch prompt tokenizer.
         backbone (str | None, defaults to None): a T5 checkpoint (Hub id such as ``"t5-small"`` or a folder) whose
             weights and SentencePiece tokenizer initialise the model (item tokens are added to its vocabulary);
@@ -31,6 +35,7 @@ class P5Config(GenerativeT5Config):
 
     direct_task_ratio: float = 0.0
     num_candidates: int = 20
+    prompt_templates: str = "all"
     text_vocab_size: int = 400
     backbone: str | None = None
 
@@ -40,6 +45,11 @@ class P5Config(GenerativeT5Config):
         if self.direct_task_ratio > 1:
             raise ValueError(f"`direct_task_ratio` ({self.direct_task_ratio!r}) must be in [0, 1]")
         check_int("num_candidates", self.num_candidates, 2)
+        if self.prompt_templates not in PROMPT_TEMPLATE_CHOICES:
+            raise ValueError(f"`prompt_templates` ({self.prompt_templates!r}) must be one of {PROMPT_TEMPLATE_CHOICES}")
+        if self.prompt_templates == "none" and self.direct_task_ratio > 0:
+            raise ValueError(f"`prompt_templates` 'none' has no direct-recommendation prompt; set `direct_task_ratio` "
+                             f"({self.direct_task_ratio!r}) to 0")
         check_int("text_vocab_size", self.text_vocab_size, 50)
         if self.backbone is not None and (not isinstance(self.backbone, str) or not self.backbone):
             raise ValueError(f"`backbone` ({self.backbone!r}) must be a T5 Hub id / folder or None")

@@ -164,6 +164,7 @@ class P5ForConditionalGeneration(GenerativeT5Model):
             num_candidates=self.config.num_candidates,
             direct_task_ratio=self.config.direct_task_ratio,
             item_input_offset=self.item_input_offset,
+            prompt_templates=self.config.prompt_templates,
         )
 
     def prompt_text(self, history_rows, candidates=None) -> str:

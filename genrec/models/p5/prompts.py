@@ -17,9 +17,11 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-__all__ = ["DIRECT_TEMPLATES", "ITEM_SEPARATOR", "SEQUENTIAL_TEMPLATES", "PromptBuilder", "template_texts"]
+__all__ = ["DIRECT_TEMPLATES", "ITEM_SEPARATOR", "PROMPT_TEMPLATE_CHOICES", "SEQUENTIAL_TEMPLATES", "PromptBuilder",
+           "template_texts"]
 
 ITEM_SEPARATOR = ","
+PROMPT_TEMPLATE_CHOICES = ("all", "first", "none")  # P5Config.prompt_templates
 
 SEQUENTIAL_TEMPLATES: tuple[str, ...] = (
     "Given the following purchase history of a user: {history} . What to recommend to the user next ?",
@@ -65,6 +67,9 @@ class PromptBuilder:
         item_input_offset: ``input_granularity="item"``: an item in the prompt is the ONE encoder id
             ``offset + row`` and items follow each other without separators (a position is an item already);
             ``None``: its code tokens, items separated by ``,``. Labels are code tokens either way.
+        prompt_templates: which sequential-recommendation templates training samples from: ``"all"`` (P5's
+            paraphrases), ``"first"`` (template 0 only, the one evaluation uses) or ``"none"`` (no words at all:
+            the history's items then ``</s>``, for training and evaluation alike).
 
     Example:
         ``encode([3, 7])`` -> tokens of "Given the following purchase history of a user:" + item 3's tokens +
@@ -78,12 +83,16 @@ class PromptBuilder:
     num_candidates: int = 20
     direct_task_ratio: float = 0.0
     item_input_offset: int | None = None
+    prompt_templates: str = "all"
     _pieces: dict[str, list] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
+        if self.prompt_templates not in PROMPT_TEMPLATE_CHOICES:
+            raise ValueError(f"`prompt_templates` ({self.prompt_templates!r}) must be one of {PROMPT_TEMPLATE_CHOICES}")
         separator = self.text_to_ids(ITEM_SEPARATOR)
         self._separator = separator
-        for task, templates in (("sequential", SEQUENTIAL_TEMPLATES), ("direct", DIRECT_TEMPLATES)):
+        sequential = {"all": SEQUENTIAL_TEMPLATES, "first": SEQUENTIAL_TEMPLATES[:1], "none": ("{history}",)}
+        for task, templates in (("sequential", sequential[self.prompt_templates]), ("direct", DIRECT_TEMPLATES)):
             self._pieces[task] = [
                 [piece if piece.startswith("{") else self.text_to_ids(piece.strip()) for piece in _split(t)]
                 for t in templates
@@ -138,5 +147,5 @@ class PromptBuilder:
             rng.shuffle(candidates)
             template = rng.randrange(len(DIRECT_TEMPLATES))
             return {"input_ids": self.render("direct", template, history_rows, candidates), "labels": labels}
-        template = rng.randrange(len(SEQUENTIAL_TEMPLATES))
+        template = rng.randrange(len(self._pieces["sequential"]))
         return {"input_ids": self.render("sequential", template, history_rows), "labels": labels}
