@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from genrec.models.generative.configuration_generative import GenerativeT5Config
-from genrec.models.p5.prompts import PROMPT_TEMPLATE_CHOICES
+from genrec.models.p5.prompts import check_prompt_templates
 from genrec.utils.checks import check_int, check_number
 
 __all__ = ["P5Config"]
@@ -45,8 +45,7 @@ class P5Config(GenerativeT5Config):
         if self.direct_task_ratio > 1:
             raise ValueError(f"`direct_task_ratio` ({self.direct_task_ratio!r}) must be in [0, 1]")
         check_int("num_candidates", self.num_candidates, 2)
-        if self.prompt_templates not in PROMPT_TEMPLATE_CHOICES:
-            raise ValueError(f"`prompt_templates` ({self.prompt_templates!r}) must be one of {PROMPT_TEMPLATE_CHOICES}")
+        check_prompt_templates(self.prompt_templates)
         if self.prompt_templates == "none" and self.direct_task_ratio > 0:
             raise ValueError(f"`prompt_templates` 'none' has no direct-recommendation prompt; set `direct_task_ratio` "
                              f"({self.direct_task_ratio!r}) to 0")

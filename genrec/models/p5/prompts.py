@@ -18,10 +18,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 __all__ = ["DIRECT_TEMPLATES", "ITEM_SEPARATOR", "PROMPT_TEMPLATE_CHOICES", "SEQUENTIAL_TEMPLATES", "PromptBuilder",
-           "template_texts"]
+           "check_prompt_templates", "template_texts"]
 
 ITEM_SEPARATOR = ","
 PROMPT_TEMPLATE_CHOICES = ("all", "first", "none")  # P5Config.prompt_templates
+
+
+def check_prompt_templates(value: str) -> None:
+    """Raise ``ValueError`` naming ``prompt_templates`` unless ``value`` is one of :data:`PROMPT_TEMPLATE_CHOICES`."""
+    if value not in PROMPT_TEMPLATE_CHOICES:
+        raise ValueError(f"`prompt_templates` ({value!r}) must be one of {PROMPT_TEMPLATE_CHOICES}")
 
 SEQUENTIAL_TEMPLATES: tuple[str, ...] = (
     "Given the following purchase history of a user: {history} . What to recommend to the user next ?",
@@ -87,8 +93,7 @@ class PromptBuilder:
     _pieces: dict[str, list] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
-        if self.prompt_templates not in PROMPT_TEMPLATE_CHOICES:
-            raise ValueError(f"`prompt_templates` ({self.prompt_templates!r}) must be one of {PROMPT_TEMPLATE_CHOICES}")
+        check_prompt_templates(self.prompt_templates)
         separator = self.text_to_ids(ITEM_SEPARATOR)
         self._separator = separator
         sequential = {"all": SEQUENTIAL_TEMPLATES, "first": SEQUENTIAL_TEMPLATES[:1], "none": ("{history}",)}
