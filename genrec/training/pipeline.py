@@ -386,7 +386,7 @@ def _train(model, args, train_sequences, item_index, valid_set: RankingSet, max_
         num_examples=_examples_per_epoch(train_dataset, args),
         curve=clock.curve,
         log_history=trainer.state.log_history,
-        best_valid_metrics=_unprefixed(best.best_metrics) if best.best_state is not None else None,
+        best_valid_metrics=_unprefixed(best.best_metrics),  # None when no validation ran, or a resume restored the best
     )
 
 
